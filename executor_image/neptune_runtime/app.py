@@ -1,0 +1,196 @@
+"""The application API: an `App` declares stream jobs and batch jobs.
+
+Task code never crosses the network: the driver and every executor import the same module and
+look jobs up by name. Functions that run where:
+- stream `task(ctx, records)` and batch `task(ctx, records)` and batch `read(partition, epoch)`
+  run on executors, inside suspendable task greenlets;
+- batch `combine(results, previous)`, sources and sinks run on the driver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .durations import parse_duration
+from .sinks import Sink
+from .sources import Source
+
+Kind = Literal["stream", "batch"]
+STREAM_PRIORITY = 10
+BATCH_PRIORITY = 0
+
+
+class TaskContext:
+    """What a task sees of the runtime: its identity and the published shared state."""
+
+    def __init__(
+        self,
+        task_id: str,
+        job: str,
+        partition: int,
+        epoch: int,
+        attempt: int,
+        states: dict[str, tuple[int, Any]],
+    ) -> None:
+        self.task_id = task_id
+        self.job = job
+        self.partition = partition
+        self.epoch = epoch
+        self.attempt = attempt
+        self._states = states
+
+    def state(self, name: str, default: Any = None) -> Any:
+        """The latest published value of shared state `name` (as this executor last heard it)."""
+        entry = self._states.get(name)
+        return default if entry is None else entry[1]
+
+    def state_version(self, name: str) -> int:
+        entry = self._states.get(name)
+        return 0 if entry is None else entry[0]
+
+
+StreamFn = Callable[[TaskContext, Iterator[Any]], Iterable[Any] | None]
+BatchFn = Callable[[TaskContext, Iterator[Any]], Any]
+ReadFn = Callable[[int, int], Iterable[Any]]
+CombineFn = Callable[[list[Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Per event (`interval` None) or a micro-batch every `interval` seconds."""
+
+    interval: float | None = None
+
+    @staticmethod
+    def parse(value: str | Trigger | None) -> Trigger:
+        if value is None or isinstance(value, Trigger):
+            return value or Trigger()
+        if value in ("per_event", "per-event", "event"):
+            return Trigger()
+        return Trigger(parse_duration(value, what="trigger"))
+
+
+@dataclass
+class StreamJob:
+    name: str
+    source: Source
+    task: StreamFn
+    slo: float
+    trigger: Trigger = field(default_factory=Trigger)
+    sink: Sink | None = None
+    priority: int = STREAM_PRIORITY
+    max_retries: int = 3
+    kind: Kind = "stream"
+
+
+@dataclass
+class BatchJob:
+    name: str
+    read: ReadFn
+    task: BatchFn
+    partitions: int
+    combine: CombineFn | None = None
+    publishes: str | None = None
+    initial_state: Any = None
+    schedule: float | None = None  # None: continuous (next epoch as soon as one ends)
+    priority: int = BATCH_PRIORITY
+    max_retries: int = 3
+    cache_partitions: bool = True
+    max_epochs: int | None = None
+    kind: Kind = "batch"
+
+
+Job = StreamJob | BatchJob
+
+
+class App:
+    """A unified stream/batch application. Expose one as `app` in your module."""
+
+    def __init__(self, name: str) -> None:
+        if not name or not name.replace("-", "").isalnum() or name != name.lower():
+            raise ValueError(f"app name {name!r}: use lower-case letters, digits and '-'")
+        self.name = name
+        self.jobs: dict[str, Job] = {}
+
+    def _add(self, job: Job) -> None:
+        if job.name in self.jobs:
+            raise ValueError(f"app {self.name}: duplicate job name {job.name!r}")
+        self.jobs[job.name] = job
+
+    def stream_job(
+        self,
+        name: str,
+        *,
+        source: Source,
+        task: StreamFn,
+        slo: str | float,
+        trigger: str | Trigger | None = None,
+        sink: Sink | None = None,
+        priority: int = STREAM_PRIORITY,
+        max_retries: int = 3,
+    ) -> StreamJob:
+        job = StreamJob(
+            name=name,
+            source=source,
+            task=task,
+            slo=parse_duration(slo, what=f"job {name}: slo"),
+            trigger=Trigger.parse(trigger),
+            sink=sink,
+            priority=priority,
+            max_retries=max_retries,
+        )
+        self._add(job)
+        return job
+
+    def batch_job(
+        self,
+        name: str,
+        *,
+        read: ReadFn,
+        task: BatchFn,
+        partitions: int,
+        combine: CombineFn | None = None,
+        publishes: str | None = None,
+        initial_state: Any = None,
+        schedule: str | float | None = None,
+        priority: int = BATCH_PRIORITY,
+        max_retries: int = 3,
+        cache_partitions: bool = True,
+        max_epochs: int | None = None,
+    ) -> BatchJob:
+        if partitions < 1:
+            raise ValueError(f"job {name}: partitions must be at least 1, got {partitions}")
+        if publishes is not None and combine is None:
+            raise ValueError(f"job {name}: publishes={publishes!r} needs a combine function")
+        job = BatchJob(
+            name=name,
+            read=read,
+            task=task,
+            partitions=partitions,
+            combine=combine,
+            publishes=publishes,
+            initial_state=initial_state,
+            schedule=None if schedule in (None, "continuous") else parse_duration(
+                schedule, what=f"job {name}: schedule"  # type: ignore[arg-type]
+            ),
+            priority=priority,
+            max_retries=max_retries,
+            cache_partitions=cache_partitions,
+            max_epochs=max_epochs,
+        )
+        self._add(job)
+        return job
+
+    def job(self, name: str) -> Job:
+        try:
+            return self.jobs[name]
+        except KeyError:
+            raise KeyError(f"app {self.name} has no job {name!r}") from None
+
+    def stream_jobs(self) -> Sequence[StreamJob]:
+        return [j for j in self.jobs.values() if isinstance(j, StreamJob)]
+
+    def batch_jobs(self) -> Sequence[BatchJob]:
+        return [j for j in self.jobs.values() if isinstance(j, BatchJob)]

@@ -1,0 +1,199 @@
+"""`neptunectl`: run (embedded local mode), driver, executor, bench, operator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from .durations import parse_duration
+from .policies import POLICIES
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def _secret(role: str) -> str:
+    secret = os.environ.get("NEPTUNE_SECRET")
+    if not secret:
+        raise SystemExit(f"neptunectl {role}: set NEPTUNE_SECRET (the app's shared secret)")
+    return secret
+
+
+def _duration(value: str) -> float:
+    try:
+        return parse_duration(value, what="--duration")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .liveview import render, summary
+    from .processes import LocalCluster, StartError
+
+    stop = {"flag": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    cluster = LocalCluster(args.app, executors=args.executors, policy=args.policy,
+                           http_port=args.http_port)
+    try:
+        cluster.start()
+    except StartError as exc:
+        cluster.stop()
+        print(f"neptunectl run: {exc}", file=sys.stderr)
+        return 1
+    print(f"neptunectl run: {args.app} with {args.executors} executor(s), policy "
+          f"{args.policy}; status at {cluster.http}/status", file=sys.stderr)
+    began = time.monotonic()
+    tty = sys.stdout.isatty() and not args.no_live
+    last_print = 0.0
+    status: dict[str, Any] | None = None
+    code = 0
+    try:
+        while not stop["flag"]:
+            elapsed = time.monotonic() - began
+            if args.duration and elapsed >= args.duration:
+                break
+            dead = {n: c for n, c in cluster.exited().items()}
+            if "driver" in dead:
+                print(f"neptunectl run: the driver exited with code {dead['driver']}",
+                      file=sys.stderr)
+                code = 1
+                break
+            try:
+                status = cluster.status()
+            except OSError:
+                status = None
+            if status is not None:
+                if tty:
+                    sys.stdout.write("\x1b[H\x1b[2J" + render(status, elapsed, args.duration)
+                                     + "\n")
+                    sys.stdout.flush()
+                elif elapsed - last_print >= args.print_every:
+                    print(render(status, elapsed, args.duration), flush=True)
+                    last_print = elapsed
+            time.sleep(1.0 if tty else 0.25)
+        try:
+            status = cluster.status()
+        except OSError:
+            pass
+    finally:
+        codes = cluster.stop()
+    if status is not None:
+        print(summary(status, time.monotonic() - began), flush=True)
+    leftovers = {n: c for n, c in codes.items() if c not in (0, -signal.SIGTERM)}
+    if leftovers and code == 0:
+        print(f"neptunectl run: processes exited abnormally: {leftovers}", file=sys.stderr)
+    return code
+
+
+def cmd_driver(args: argparse.Namespace) -> int:
+    from .roles import driver_main
+
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    return driver_main(args.app, _secret("driver"), host=args.host, port=args.port,
+                       http_port=args.http_port, policy=args.policy, ready_file=args.ready_file,
+                       priorities_file=args.priorities)
+
+
+def cmd_executor(args: argparse.Namespace) -> int:
+    from .roles import executor_main
+
+    return executor_main(args.app, _secret("executor"), driver=args.driver, name=args.name,
+                         metrics_port=args.metrics_port, yield_points=args.yield_points,
+                         cpu=args.cpu)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench.runner import main as bench_main
+
+    return bench_main(args)
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    try:
+        from neptune_operator.main import main as operator_main  # type: ignore[import-not-found]
+    except ImportError as exc:
+        print(f"neptunectl operator: the operator is not installed ({exc}); "
+              "install with `pip install neptune-k8s[operator]`", file=sys.stderr)
+        return 2
+    result: int = operator_main(args.rest)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neptunectl", description=__doc__)
+    parser.add_argument("--log-level", default=_env("NEPTUNE_LOG_LEVEL", "WARNING"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    policies = list(POLICIES)
+
+    run = sub.add_parser("run", help="run an app locally: a driver and N executor processes")
+    run.add_argument("app", help="path of the app module (a .py file) or a module name")
+    run.add_argument("--executors", type=int, default=2)
+    run.add_argument("--policy", choices=policies, default="neptune")
+    run.add_argument("--duration", type=_duration, default=None,
+                     help="stop after this long (e.g. 30s); default: until Ctrl-C")
+    run.add_argument("--http-port", type=int, default=0, help="driver HTTP port (0: any)")
+    run.add_argument("--no-live", action="store_true", help="no full-screen live view")
+    run.add_argument("--print-every", type=float, default=5.0,
+                     help="seconds between status prints when not on a terminal")
+    run.set_defaults(func=cmd_run)
+
+    driver = sub.add_parser("driver", help="the driver role (in a pod); secret in NEPTUNE_SECRET")
+    driver.add_argument("--app", default=_env("NEPTUNE_APP"), required=not _env("NEPTUNE_APP"))
+    driver.add_argument("--host", default=_env("NEPTUNE_HOST", "0.0.0.0"))
+    driver.add_argument("--port", type=int, default=int(_env("NEPTUNE_PORT", "7077") or 0))
+    driver.add_argument("--http-port", type=int,
+                        default=int(_env("NEPTUNE_HTTP_PORT", "8080") or 0))
+    driver.add_argument("--policy", choices=policies, default=_env("NEPTUNE_POLICY", "neptune"))
+    driver.add_argument("--priorities", default=_env("NEPTUNE_PRIORITIES_FILE"),
+                        help="JSON file {'jobs': {name: priority}} kept up to date by the operator")
+    driver.add_argument("--ready-file", default=None)
+    driver.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    driver.set_defaults(func=cmd_driver)
+
+    executor = sub.add_parser("executor", help="the executor role (one slot, one process)")
+    executor.add_argument("--app", default=_env("NEPTUNE_APP"), required=not _env("NEPTUNE_APP"))
+    executor.add_argument("--driver", default=_env("NEPTUNE_DRIVER"),
+                          required=not _env("NEPTUNE_DRIVER"), help="HOST:PORT of the driver")
+    executor.add_argument("--name", default=_env("NEPTUNE_EXECUTOR_NAME",
+                                                 _env("HOSTNAME", "executor")))
+    executor.add_argument("--metrics-port", type=int,
+                          default=int(m) if (m := _env("NEPTUNE_METRICS_PORT")) else None)
+    executor.add_argument("--no-yield-points", dest="yield_points", action="store_false",
+                          help="do not wrap task inputs (only to measure yield-point cost)")
+    executor.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    executor.set_defaults(func=cmd_executor)
+
+    bench = sub.add_parser("bench", help="the suspension benchmark (DESIGN.md section 7)")
+    bench.add_argument("--quick", action="store_true", help="the 60-second version")
+    bench.add_argument("--json", default=None, help="write the figures to this JSON file")
+    bench.add_argument("--markdown", default=None, help="write the table to this file")
+    bench.set_defaults(func=cmd_bench)
+
+    operator = sub.add_parser("operator", help="start the kopf operator")
+    operator.add_argument("rest", nargs=argparse.REMAINDER)
+    operator.set_defaults(func=cmd_operator)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,417 @@
+"""The executor: one process, one slot, every task in its own greenlet.
+
+The hub (the main greenlet) handles the driver's messages and decides what runs. A task runs
+until it finishes or, at a yield point, finds that the driver sent something and switches to the
+hub (see yieldpoint.py for why yield points poll the socket). If the
+driver asked for a preemption, the hub keeps the task's greenlet as suspended (its memory and
+progress stay) and starts the stream task; a later `resume` switches back into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import greenlet
+
+from . import metrics, protocol, yieldpoint
+from .app import App, BatchJob, TaskContext
+
+log = logging.getLogger("neptune.executor")
+
+HEARTBEAT_SECONDS = 1.0
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESTAMP_CMSG_SPACE = socket.CMSG_SPACE(16)
+
+
+def _arrival_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
+    """The kernel's receive time of the bytes just read, on the monotonic clock."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanos = struct.unpack("qq", data[:16])
+            return seconds * 1_000_000_000 + nanos - (time.time_ns() - time.monotonic_ns())
+    return time.monotonic_ns()
+
+
+class ExecutorError(Exception):
+    """The executor cannot start or lost its driver."""
+
+
+@dataclass
+class _Task:
+    id: str
+    job: str
+    kind: str
+    partition: int
+    epoch: int
+    attempt: int
+    records: list[Any] | None
+    glet: greenlet.greenlet | None = None
+    started_ns: int = 0
+    received_ns: int = 0
+    consumed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Counted:
+    """Counts records of an unsized input; only used when the input has no len()."""
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self.it = it
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for record in self.it:
+            self.count += 1
+            yield record
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _cgroup_memory_limit() -> int:
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as handle:
+                value = handle.read().strip()
+        except OSError:
+            continue
+        if value.isdigit() and int(value) < 1 << 60:
+            return int(value)
+    return 0
+
+
+class Executor:
+    def __init__(self, app: App, app_ref: str, driver: tuple[str, int], secret: str, name: str,
+                 *, yield_points: bool = True, connect_timeout: float = 30.0,
+                 poll_interval_us: int = yieldpoint.DEFAULT_INTERVAL_US) -> None:
+        self.app = app
+        self.app_ref = app_ref
+        self.driver = driver
+        self.secret = secret
+        self.name = name
+        self.yield_points = yield_points
+        self.connect_timeout = connect_timeout
+        self.states: dict[str, tuple[int, Any]] = {}
+        self.cache: dict[tuple[str, int], list[Any]] = {}
+        self.current: _Task | None = None
+        self.suspended: dict[str, _Task] = {}
+        self.ready: deque[_Task] = deque()
+        self.stopping = False
+        self.exit_reason = "stopped"
+        self.frames = protocol.FrameBuffer()
+        self.memory_limit = _cgroup_memory_limit()
+        self._last_heartbeat = 0.0
+        self.outbox: list[dict[str, Any] | bytes] = []  # messages, or frames encoded already
+        self.suspension_samples: list[float] = []
+        self.arrived_ns = 0
+        self.poll_interval_us = poll_interval_us
+
+    # -- connection -------------------------------------------------------------------------
+    def connect(self) -> None:
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.05
+        while True:
+            try:
+                sock = socket.create_connection(self.driver, timeout=5.0)
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise ExecutorError(
+                        f"cannot reach driver at {self.driver[0]}:{self.driver[1]}: {exc}"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self._handshake()
+        sock.settimeout(None)
+
+    def _recv_message(self) -> dict[str, Any]:
+        buffer = protocol.FrameBuffer(protocol.MAX_FRAME)
+        while True:
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise ExecutorError("driver closed the connection during the handshake "
+                                    "(wrong secret or app name?)")
+            for message in buffer.feed(data):
+                return message
+
+    def _handshake(self) -> None:
+        nonce = protocol.new_nonce()
+        self.send({"t": "hello", "v": protocol.VERSION, "app": self.app.name,
+                   "executor": self.name, "nonce": nonce})
+        challenge = self._recv_message()
+        if challenge.get("t") != "challenge":
+            raise ExecutorError(f"driver refused: {challenge.get('error', challenge.get('t'))}")
+        expected = protocol.driver_mac(self.secret, nonce, challenge["nonce"])
+        if not protocol.verify(expected, challenge.get("mac")):
+            raise ExecutorError("driver failed authentication (its secret differs from ours)")
+        self.send({"t": "auth", "mac": protocol.executor_mac(
+            self.secret, challenge["nonce"], nonce, self.name)})
+        welcome = self._recv_message()
+        if welcome.get("t") != "welcome":
+            raise ExecutorError("driver rejected this executor's authentication")
+        self.id = welcome["executor_id"]
+        for name, (version, value) in welcome.get("states", {}).items():
+            self.states[name] = (version, value)
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send now, with whatever was posted before it."""
+        self.post(message)
+        self.flush()
+
+    def post(self, message: dict[str, Any]) -> None:
+        """Queue a message that may wait: between a preemption request and the preempting task
+        starting, a send would cost a cross-CPU wake-up of the driver (~100 us here), and even
+        encoding is worth deferring."""
+        self.outbox.append(message)
+
+    def flush(self) -> None:
+        for seconds in self.suspension_samples:
+            metrics.SUSPENSION_LATENCY.observe(seconds)
+        self.suspension_samples.clear()
+        if self.outbox:
+            data = b"".join(m if isinstance(m, bytes) else protocol.encode(m)
+                            for m in self.outbox)
+            self.outbox.clear()
+            self._sendall(data)
+
+    def _sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view):]
+            except BlockingIOError:
+                select.select([], [self.sock], [], 1.0)
+
+    # -- main loop --------------------------------------------------------------------------
+    def run(self, metrics_port: int | None = None) -> int:
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port)
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.poller = select.poll()
+        self.poller.register(self.sock, select.POLLIN)
+        self.hub = greenlet.getcurrent()
+        yieldpoint.install(self._pending, self.hub.switch, self.poll_interval_us)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        self.send({"t": "ready", "memory_limit": self.memory_limit, "pid": os.getpid()})
+        try:
+            while not self.stopping:
+                self._drain()
+                if self.current is None and self.ready:
+                    self._start(self.ready.popleft())
+                if self.current is not None:
+                    self._step(self.current)
+                else:
+                    self._heartbeat()
+                    self.flush()
+                    self.poller.poll(HEARTBEAT_SECONDS * 1000)
+        except ExecutorError as exc:
+            self.exit_reason = str(exc)
+            log.error("%s", exc)
+            return 2
+        finally:
+            self.sock.close()
+        return 0
+
+    def _pending(self) -> bool:
+        """Called by yield points: has the driver sent anything (or were we told to stop)?"""
+        return self.stopping or bool(self.poller.poll(0))
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        # Never switch greenlets here: set the flag; the next yield point sees it.
+        self.stopping = True
+
+    def _drain(self) -> None:
+        """Read and handle everything the driver sent so far."""
+        while True:
+            try:
+                data, ancdata, _, _ = self.sock.recvmsg(1 << 16, TIMESTAMP_CMSG_SPACE)
+            except BlockingIOError:
+                return
+            if not data:
+                if self.stopping:
+                    return
+                raise ExecutorError("lost the driver connection")
+            self.arrived_ns = _arrival_ns(ancdata)
+            for message in self.frames.feed(data):
+                self._handle(message)
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        if kind == "run":
+            self._on_run(message)
+        elif kind == "resume":
+            task = self.suspended.pop(message["id"], None)
+            if task is not None:
+                self.ready.appendleft(task)
+        elif kind == "kill":
+            self._kill(message["id"])
+        elif kind == "state":
+            self.states[message["name"]] = (message["version"], message["value"])
+        elif kind == "stop":
+            self.stopping = True
+        else:
+            log.warning("ignoring unknown message type %r", kind)
+
+    def _on_run(self, message: dict[str, Any]) -> None:
+        task = _Task(id=message["id"], job=message["job"], kind=message["kind"],
+                     partition=message.get("partition", -1), epoch=message.get("epoch", 0),
+                     attempt=message.get("attempt", 0), records=message.get("records"),
+                     received_ns=self.arrived_ns)
+        victim = message.get("victim")
+        if victim is None:
+            self.ready.append(task)
+            return
+        # The victim may be running, or resumed but not started yet (a resume and this run can
+        # arrive in one drain): either way it yields its slot to `task` now.
+        requested = self.arrived_ns
+        if message.get("action") == "kill":
+            self._kill(victim)
+        else:
+            self._suspend(victim, requested)
+        if self.current is None:
+            self._start(task)
+        else:
+            self.ready.appendleft(task)  # the victim had already finished: run next
+
+    def _suspend(self, task_id: str, requested_ns: int) -> None:
+        current = self.current
+        if current is not None and current.id == task_id:
+            self.current = None
+            victim = current
+        else:
+            victim = next((t for t in self.ready if t.id == task_id), None)
+            if victim is None:
+                return
+            self.ready.remove(victim)
+        self.suspended[victim.id] = victim
+        done = time.monotonic_ns()
+        self.suspension_samples.append((done - requested_ns) / 1e9)
+        self.post({"t": "suspended", "id": victim.id, "ns": done - requested_ns})
+
+    def _kill(self, task_id: str) -> None:
+        task = self.suspended.pop(task_id, None)
+        if task is None and self.current is not None and self.current.id == task_id:
+            task, self.current = self.current, None
+        if task is None:
+            task = next((t for t in self.ready if t.id == task_id), None)
+            if task is not None:
+                self.ready.remove(task)
+        if task is None:
+            return
+        if task.glet is not None and not task.glet.dead:
+            task.glet.throw(greenlet.GreenletExit)
+        self.send({"t": "killed", "id": task.id,
+                   "ran_s": (time.monotonic_ns() - task.started_ns) / 1e9})
+
+    def _start(self, task: _Task) -> None:
+        if task.glet is not None:
+            self.post({"t": "resumed", "id": task.id})
+        self.current = task
+
+    def _step(self, task: _Task) -> None:
+        if task.glet is None:  # first switch into a new task: this is when it starts
+            task.glet = greenlet.greenlet(self._body, parent=self.hub)
+            task.started_ns = time.monotonic_ns()
+            self.post({"t": "started", "id": task.id, "ns": task.started_ns,
+                       "waited_ns": task.started_ns - task.received_ns})
+        yieldpoint.task_switched_in()
+        outcome = task.glet.switch(task)
+        if not task.glet.dead:
+            return  # the task yielded: the loop drains the driver's messages
+        self.current = None
+        status, value = outcome
+        elapsed = (time.monotonic_ns() - task.started_ns) / 1e9
+        metrics.TASK_DURATION.labels(task.job, task.kind).observe(elapsed)
+        self._heartbeat()
+        if status == "ok":
+            try:
+                frame = protocol.encode({"t": "finished", "id": task.id, "result": value,
+                                         "records": task.consumed, "elapsed": elapsed})
+            except TypeError as exc:  # msgpack cannot encode the result
+                status, value = "error", f"result of job {task.job} is not serialisable: {exc}"
+            else:
+                self.outbox.append(frame)
+                self.flush()
+                return
+        self.send({"t": "failed", "id": task.id, "error": value})
+
+    def _body(self, task: _Task) -> tuple[str, Any]:
+        """Runs inside the task's greenlet."""
+        try:
+            job = self.app.job(task.job)
+            ctx = TaskContext(task.id, task.job, task.partition, task.epoch, task.attempt,
+                              self.states)
+            records = self._inputs(task, job)
+            counter = None if hasattr(records, "__len__") else _Counted(iter(records))
+            source: Any = records if counter is None else counter
+            task.consumed = len(records) if counter is None else 0  # type: ignore[arg-type]
+            stream = yieldpoint.yielding(source) if self.yield_points else iter(source)
+            result = job.task(ctx, stream)
+            if isinstance(job, BatchJob):
+                value: Any = result
+            else:
+                value = [] if result is None else list(result)
+            if counter is not None:
+                task.consumed = counter.count
+            return "ok", value
+        except Exception as exc:
+            detail = "".join(traceback.format_exception(exc)[-6:])
+            return "error", f"{type(exc).__name__}: {exc}\n{detail}"
+
+    def _inputs(self, task: _Task, job: Any) -> Any:
+        if not isinstance(job, BatchJob):
+            return task.records or []
+        key = (job.name, task.partition)
+        if job.cache_partitions:
+            if key not in self.cache:
+                self.cache[key] = list(job.read(task.partition, task.epoch))
+            return self.cache[key]
+        return job.read(task.partition, task.epoch)
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat < HEARTBEAT_SECONDS:
+            return
+        self._last_heartbeat = now
+        rss = _rss_bytes()
+        metrics.EXECUTOR_MEMORY.set(rss)
+        metrics.EXECUTOR_SUSPENDED.set(len(self.suspended))
+        self.post({"t": "heartbeat", "memory": rss, "memory_limit": self.memory_limit,
+                   "partitions": [[j, p] for j, p in self.cache]})
+
+
+def run_executor(app: App, app_ref: str, driver: tuple[str, int], secret: str, name: str,
+                 *, yield_points: bool = True, metrics_port: int | None = None,
+                 connect_timeout: float = 30.0,
+                 poll_interval_us: int = yieldpoint.DEFAULT_INTERVAL_US) -> int:
+    executor = Executor(app, app_ref, driver, secret, name, yield_points=yield_points,
+                        connect_timeout=connect_timeout, poll_interval_us=poll_interval_us)
+    try:
+        executor.connect()
+    except (ExecutorError, protocol.ProtocolError, OSError) as exc:
+        print(f"neptunectl executor: {exc}", file=sys.stderr)
+        return 2
+    return executor.run(metrics_port)

@@ -1,0 +1,223 @@
+"""Scheduling policies: pure functions from a snapshot to decisions.
+
+The same functions drive the runtime's driver and the discrete-event simulator. A snapshot
+lists every executor (one slot each: one running task or none, plus suspended tasks that stay in
+its memory) and the ready tasks in arrival order. A policy returns decisions; the caller applies
+them. Suspend and Kill decisions for an executor precede the Place that uses the freed slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Literal
+
+Kind = Literal["stream", "batch"]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    id: str
+    job: str
+    kind: Kind
+    priority: int
+    ready_at: float
+    partition: int = -1
+    suspensions: int = 0
+    resumed_at: float = 0.0  # last time it started or resumed
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorView:
+    id: str
+    running: TaskView | None = None
+    suspended: tuple[TaskView, ...] = ()
+    memory_used: int = 0
+    memory_limit: int = 0  # 0: unknown
+    partitions: frozenset[tuple[str, int]] = frozenset()
+
+    @property
+    def memory_pressure(self) -> float:
+        return self.memory_used / self.memory_limit if self.memory_limit else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    now: float
+    executors: tuple[ExecutorView, ...]
+    queue: tuple[TaskView, ...]  # ready tasks, arrival order
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    task: str
+    executor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend:
+    task: str
+    executor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    task: str
+    executor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    task: str
+    executor: str
+
+
+Decision = Place | Suspend | Resume | Kill
+Policy = Callable[[Snapshot], list[Decision]]
+
+
+@dataclass(frozen=True)
+class NeptuneConfig:
+    """Knobs of the LMA policy.
+
+    A task suspended `max_suspensions` times is protected from preemption for `guard_seconds`
+    after each resume (starvation guard). An executor above `memory_high` pressure, or holding
+    `max_suspended` suspended tasks, is not asked to suspend more.
+    """
+
+    max_suspensions: int = 8
+    guard_seconds: float = 0.5
+    max_suspended: int = 4
+    memory_high: float = 0.9
+
+
+def _by_priority(tasks: Iterable[TaskView]) -> list[TaskView]:
+    return sorted(tasks, key=lambda t: (-t.priority, t.ready_at))
+
+
+def _resume_idle(executors: Sequence[ExecutorView], busy: set[str]) -> list[Decision]:
+    """Resume, on every idle executor, its best suspended task (no migration)."""
+    decisions: list[Decision] = []
+    for ex in executors:
+        if ex.id not in busy and ex.running is None and ex.suspended:
+            best = _by_priority(ex.suspended)[0]
+            decisions.append(Resume(best.id, ex.id))
+            busy.add(ex.id)
+    return decisions
+
+
+def _fill_idle(order: Sequence[TaskView], executors: Sequence[ExecutorView]) -> list[Decision]:
+    busy = {ex.id for ex in executors if ex.running is not None}
+    decisions = _resume_idle(executors, busy)
+    idle = [ex for ex in executors if ex.id not in busy]
+    for task, ex in zip(order, idle, strict=False):
+        decisions.append(Place(task.id, ex.id))
+    return decisions
+
+
+def fifo(snapshot: Snapshot) -> list[Decision]:
+    """Arrival order, no preemption."""
+    return _fill_idle(sorted(snapshot.queue, key=lambda t: t.ready_at), snapshot.executors)
+
+
+def fair(snapshot: Snapshot) -> list[Decision]:
+    """Priority order, no preemption: a stream task waits for a running batch task to end."""
+    return _fill_idle(_by_priority(snapshot.queue), snapshot.executors)
+
+
+def kill(snapshot: Snapshot) -> list[Decision]:
+    """Priority order; a task that finds no idle slot kills a lower-priority one (work lost)."""
+    decisions = fair(snapshot)
+    placed = {d.task for d in decisions if isinstance(d, Place)}
+    taken = {d.executor for d in decisions}
+    victims = sorted(
+        (ex for ex in snapshot.executors if ex.running is not None and ex.id not in taken),
+        # least priority first, then the most recently started: it has the least work to lose
+        key=lambda ex: (ex.running.priority, -ex.running.resumed_at),  # type: ignore[union-attr]
+    )
+    for task in _by_priority(t for t in snapshot.queue if t.id not in placed):
+        if not victims or victims[0].running.priority >= task.priority:  # type: ignore[union-attr]
+            break
+        ex = victims.pop(0)
+        decisions += [Kill(ex.running.id, ex.id), Place(task.id, ex.id)]  # type: ignore[union-attr]
+    return decisions
+
+
+def _protected(task: TaskView, now: float, config: NeptuneConfig) -> bool:
+    return task.suspensions >= config.max_suspensions and now - task.resumed_at < config.guard_seconds
+
+
+def neptune(snapshot: Snapshot, config: NeptuneConfig = NeptuneConfig()) -> list[Decision]:  # noqa: B008
+    """Locality- and memory-aware (LMA) scheduling with suspension instead of killing.
+
+    For each ready task, highest priority first:
+    1. an idle executor, preferring one that holds the task's partition state, then fewer
+       suspended tasks and less memory pressure. An idle executor whose suspended tasks have at
+       least the task's priority is kept for resuming them;
+    2. else suspend a lower-priority running task that the starvation guard does not protect, on
+       the executor with room for one more suspended task, fewest suspended, locality, least
+       memory pressure;
+    3. else the task waits.
+    Finally every still-idle executor resumes its best suspended task.
+    """
+    decisions: list[Decision] = []
+    busy: set[str] = set()
+    executors = snapshot.executors
+
+    def local(ex: ExecutorView, task: TaskView) -> bool:
+        return (task.job, task.partition) in ex.partitions
+
+    for task in _by_priority(snapshot.queue):
+        idle = [
+            ex for ex in executors
+            if ex.running is None and ex.id not in busy
+            and all(s.priority < task.priority for s in ex.suspended)
+        ]
+        if idle:
+            best = min(idle, key=lambda ex: (not local(ex, task), len(ex.suspended),
+                                             ex.memory_pressure))
+            decisions.append(Place(task.id, best.id))
+            busy.add(best.id)
+            continue
+        candidates = [
+            ex for ex in executors
+            if ex.id not in busy and ex.running is not None
+            and ex.running.priority < task.priority
+            and not _protected(ex.running, snapshot.now, config)
+            and len(ex.suspended) < config.max_suspended
+            and ex.memory_pressure < config.memory_high
+        ]
+        if candidates:
+            best = min(candidates, key=lambda ex: (len(ex.suspended), not local(ex, task),
+                                                   ex.memory_pressure,
+                                                   ex.running.priority))  # type: ignore[union-attr]
+            decisions += [Suspend(best.running.id, best.id),  # type: ignore[union-attr]
+                          Place(task.id, best.id)]
+            busy.add(best.id)
+    busy |= {ex.id for ex in executors if ex.running is not None}
+    return decisions + _resume_idle(executors, busy)
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    name: str
+    decide: Policy
+    preempts: Literal["none", "kill", "suspend"]
+    doc: str = field(default="")
+
+
+POLICIES: dict[str, PolicyInfo] = {
+    "fifo": PolicyInfo("fifo", fifo, "none", "arrival order, no preemption"),
+    "fair": PolicyInfo("fair", fair, "none", "priority order, no preemption"),
+    "kill": PolicyInfo("kill", kill, "kill", "priority order, preempt by killing"),
+    "neptune": PolicyInfo("neptune", neptune, "suspend", "LMA, preempt by suspending"),
+}
+
+
+def get_policy(name: str, config: NeptuneConfig | None = None) -> Policy:
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
+    if name == "neptune" and config is not None:
+        return partial(neptune, config=config)
+    return POLICIES[name].decide

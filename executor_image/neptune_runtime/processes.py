@@ -1,0 +1,159 @@
+"""A driver and N executor processes on this machine: what `neptunectl run` and the benchmark use.
+
+Children get their own session (so Ctrl-C reaches only us and we stop them in order) and a
+parent-death signal (so they never outlive us, even if we are killed).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .protocol import new_secret
+
+PR_SET_PDEATHSIG = 1
+
+
+class StartError(Exception):
+    """The driver or an executor did not come up."""
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class LocalCluster:
+    app: str
+    executors: int = 2
+    policy: str = "neptune"
+    http_port: int = 0
+    executor_cpus: list[int] | None = None
+    driver_cpu: int | None = None
+    yield_points: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+    log: IO[str] | None = None  # None: children write to our stderr
+    start_timeout: float = 30.0
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    http: str = ""
+    port: int = 0
+    secret: str = ""
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "neptune_runtime.cli", *args],
+            env=env, stdin=subprocess.DEVNULL, stdout=self.log or sys.stderr,
+            stderr=self.log or sys.stderr, start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def _env(self, secret: str) -> dict[str, str]:
+        return {**os.environ, **self.env, "NEPTUNE_SECRET": secret}
+
+    def start(self) -> None:
+        self.secret = new_secret()
+        env = self._env(self.secret)
+        with tempfile.TemporaryDirectory(prefix="neptune-") as tmp:
+            ready = Path(tmp) / "ready.json"
+            args = ["driver", "--app", self.app, "--host", "127.0.0.1", "--port", "0",
+                    "--http-port", str(self.http_port), "--policy", self.policy,
+                    "--ready-file", str(ready)]
+            if self.driver_cpu is not None:
+                args += ["--cpu", str(self.driver_cpu)]
+            self._spawn("driver", args, env)
+            deadline = time.monotonic() + self.start_timeout
+            while not ready.exists():
+                code = self.procs["driver"].poll()
+                if code is not None:
+                    raise StartError(f"the driver exited with code {code} before it was ready")
+                if time.monotonic() > deadline:
+                    raise StartError(f"the driver was not ready after {self.start_timeout:.0f}s")
+                time.sleep(0.02)
+            info = json.loads(ready.read_text())
+        self.port = info["port"]
+        self.http = f"http://127.0.0.1:{info['http_port']}"
+        for i in range(self.executors):
+            self.add_executor(f"exec-{i}")
+        self.wait_for_executors(self.executors)
+
+    def add_executor(self, name: str, secret: str | None = None) -> None:
+        """Start one more executor; `secret` overrides the app's (tests of rejection use it)."""
+        args = ["executor", "--app", self.app, "--driver", f"127.0.0.1:{self.port}",
+                "--name", name]
+        index = sum(1 for n in self.procs if n != "driver")
+        if self.executor_cpus:
+            args += ["--cpu", str(self.executor_cpus[index % len(self.executor_cpus)])]
+        if not self.yield_points:
+            args.append("--no-yield-points")
+        self._spawn(name, args, self._env(secret or self.secret))
+
+    def wait_for_executors(self, count: int) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            for name, proc in self.procs.items():
+                code = proc.poll()
+                if code is not None:
+                    raise StartError(f"{name} exited with code {code} during start-up")
+            try:
+                if self.status()["executors"]["registered"] >= count:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise StartError(f"{count} executor(s) did not register in "
+                                 f"{self.start_timeout:.0f}s")
+            time.sleep(0.05)
+
+    def status(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.http + "/status", timeout=5) as response:
+            data: dict[str, Any] = json.loads(response.read())
+            return data
+
+    def post(self, path: str, body: bytes = b"", content_type: str = "application/json") -> Any:
+        request = urllib.request.Request(self.http + path, data=body, method="POST",
+                                         headers={"Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def exited(self) -> dict[str, int]:
+        return {n: c for n, p in self.procs.items() if (c := p.poll()) is not None}
+
+    def stop(self, timeout: float = 10.0) -> dict[str, int]:
+        """Stop every process: the driver first (it tells executors to stop), then the rest."""
+        order = ["driver"] + [n for n in self.procs if n != "driver"]
+        for name in order:
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        codes: dict[str, int] = {}
+        for name in order:
+            proc = self.procs[name]
+            try:
+                codes[name] = proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes[name] = proc.wait()
+        return codes
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

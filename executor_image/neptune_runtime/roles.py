@@ -1,0 +1,80 @@
+"""The `driver` and `executor` roles as processes (what pods and `neptunectl run` start)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+from .driver import Driver
+from .executor import run_executor
+from .http_api import serve
+from .loader import AppLoadError, load_app
+from .policies import NeptuneConfig
+
+log = logging.getLogger("neptune.driver")
+
+
+def _load(ref: str, role: str) -> object:
+    try:
+        return load_app(ref)
+    except AppLoadError as exc:
+        if exc.detail:
+            print(exc.detail, file=sys.stderr, end="")
+        print(f"neptunectl {role}: {exc}", file=sys.stderr)
+        return None
+
+
+def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: int,
+                policy: str, ready_file: str | None, priorities_file: str | None,
+                neptune_config: NeptuneConfig | None = None) -> int:
+    from .app import App
+
+    app = _load(app_ref, "driver")
+    if not isinstance(app, App):
+        return 3
+
+    async def main() -> None:
+        driver = Driver(app, secret, policy=policy, neptune_config=neptune_config,
+                        priorities_file=priorities_file)
+        bound = await driver.start(host, port)
+        runner, http_bound = await serve(driver, host, http_port)
+        log.info("driver of app %s: executors on port %d, HTTP on port %d, policy %s",
+                 app.name, bound, http_bound, policy)
+        if ready_file:
+            tmp = ready_file + ".tmp"
+            with open(tmp, "w") as handle:
+                json.dump({"port": bound, "http_port": http_bound, "pid": os.getpid()}, handle)
+            os.replace(tmp, ready_file)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await driver.stop()
+        await asyncio.sleep(0.05)  # let the stop messages leave
+        await runner.cleanup()
+
+    asyncio.run(main())
+    return 0
+
+
+def executor_main(app_ref: str, secret: str, *, driver: str, name: str,
+                  metrics_port: int | None, yield_points: bool, cpu: int | None) -> int:
+    from .app import App
+
+    app = _load(app_ref, "executor")
+    if not isinstance(app, App):
+        return 3
+    host, _, port = driver.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"neptunectl executor: --driver must be HOST:PORT, got {driver!r}", file=sys.stderr)
+        return 2
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    return run_executor(app, app_ref, (host, int(port)), secret, name,
+                        yield_points=yield_points, metrics_port=metrics_port,
+                        poll_interval_us=int(os.environ.get("NEPTUNE_POLL_US", "50")))

@@ -1,0 +1,83 @@
+"""The JSON document served at /status (read by `neptunectl run` and by the operator)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .app import StreamJob
+from .driver import Driver
+from .stats import Window, summary
+
+
+def job_figures(driver: Driver, now: float) -> dict[str, Any]:
+    jobs: dict[str, Any] = {}
+    for name, job in driver.app.jobs.items():
+        stats = driver.stats[name]
+        figures: dict[str, Any] = {
+            "kind": job.kind,
+            "state": stats.state,
+            "error": stats.error,
+            "priority": driver.priority_of(job),
+            "suspensions": stats.suspensions,
+            "failures": stats.failures,
+            "tasks_finished": stats.tasks_finished,
+            "records": stats.records,
+            "throughput_per_s": round(stats.rate.per_second(now, driver.started), 3),
+        }
+        if isinstance(job, StreamJob):
+            latency = summary(stats.latency.values(now))
+            figures.update(
+                slo_ms=job.slo * 1e3,
+                p50_ms=latency["p50"] * 1e3,
+                p99_ms=latency["p99"] * 1e3,
+                max_ms=latency["max"] * 1e3,
+                samples=int(latency["count"]),
+                slo_attainment=(stats.slo_met / stats.slo_total) if stats.slo_total else None,
+                events=stats.events,
+                results=stats.results,
+                uncommitted=driver.offsets[name].uncommitted,
+            )
+        else:
+            figures.update(epoch=stats.epoch)
+        jobs[name] = figures
+    return jobs
+
+
+def phase(driver: Driver) -> str:
+    if any(s.state == "failed" for s in driver.stats.values()):
+        return "Degraded"
+    return "Running" if driver.executors else "Waiting"
+
+
+def status_document(driver: Driver) -> dict[str, Any]:
+    now = time.monotonic()
+    def micros(window: Window) -> dict[str, float]:
+        return {k: (v if k == "count" else v * 1e6) for k, v in summary(window.values(now)).items()}
+
+    return {
+        "app": driver.app.name,
+        "policy": driver.policy_name,
+        "phase": phase(driver),
+        "uptime_s": round(now - driver.started, 3),
+        "executors": {
+            "registered": len(driver.executors),
+            "lost": driver.executors_lost,
+            "list": [
+                {"id": c.id, "running": c.running, "suspended": list(c.suspended),
+                 "memory_bytes": c.memory}
+                for c in driver.executors.values()
+            ],
+        },
+        "jobs": job_figures(driver, now),
+        "tasks": {f"{state}/{kind}": n for (state, kind), n in sorted(driver.table.counts.items())},
+        "preemption": {
+            "send_to_start_us": micros(driver.preempt_latency),
+            "arrival_to_start_us": micros(driver.preempt_local),
+        },
+        "wasted_task_seconds": driver.wasted_seconds,
+        "reruns": driver.reruns,
+        "auth_failures": driver.auth_failures,
+        "ingest_rejected": driver.rejected,
+        "shared_state": {name: version for name, (version, _) in driver.states.items()},
+    }

@@ -1,0 +1,84 @@
+"""Task records and their state machine (pure).
+
+queued -> running -> finished
+running -> suspended -> running (resumed on the same executor)
+running | suspended -> killed -> queued   (kill policy: re-run, work wasted)
+running | suspended -> queued             (executor lost: re-run)
+running -> failed -> queued               (retry while attempts remain)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .policies import Kind, TaskView
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "queued": frozenset({"running"}),
+    "running": frozenset({"suspended", "finished", "failed", "killed", "queued"}),
+    # finished/failed after a suspend or kill decision: the task ended before the order arrived
+    "suspended": frozenset({"running", "killed", "queued", "finished", "failed"}),
+    "killed": frozenset({"queued", "finished", "failed"}),
+    "failed": frozenset({"queued"}),
+    "finished": frozenset(),
+}
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+@dataclass
+class Task:
+    id: str
+    job: str
+    kind: Kind
+    priority: int
+    ready_at: float
+    partition: int = -1
+    epoch: int = 0
+    attempt: int = 0
+    records: list[Any] | None = None
+    seqs: list[int] = field(default_factory=list)  # offset-tracker sequence numbers
+    event_times: list[float] = field(default_factory=list)  # arrival of each event
+    state: str = "queued"
+    executor: str | None = None
+    sent_at: float = 0.0
+    resumed_at: float = 0.0
+    suspensions: int = 0
+    preempting: bool = False
+
+    def view(self) -> TaskView:
+        return TaskView(self.id, self.job, self.kind, self.priority, self.ready_at,
+                        self.partition, self.suspensions, self.resumed_at)
+
+
+class TaskTable:
+    """All live tasks, with counts by (state, kind) kept in step with every transition."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Task] = {}
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def add(self, task: Task) -> None:
+        self.tasks[task.id] = task
+        self.counts[(task.state, task.kind)] += 1
+
+    def move(self, task: Task, state: str) -> None:
+        if state not in TRANSITIONS[task.state]:
+            raise InvalidTransition(f"task {task.id}: {task.state} -> {state}")
+        self.counts[(task.state, task.kind)] -= 1
+        self.counts[(state, task.kind)] += 1
+        task.state = state
+
+    def forget(self, task: Task) -> None:
+        """Drop a task that reached an end state (its count stays as a total)."""
+        self.tasks.pop(task.id, None)
+
+    def get(self, task_id: str) -> Task | None:
+        return self.tasks.get(task_id)
+
+    def queued(self) -> list[Task]:
+        return [t for t in self.tasks.values() if t.state == "queued"]
