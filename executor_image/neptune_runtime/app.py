@@ -172,8 +172,8 @@ class App:
             combine=combine,
             publishes=publishes,
             initial_state=initial_state,
-            schedule=None if schedule in (None, "continuous") else parse_duration(
-                schedule, what=f"job {name}: schedule"  # type: ignore[arg-type]
+            schedule=None if schedule is None or schedule == "continuous" else parse_duration(
+                schedule, what=f"job {name}: schedule"
             ),
             priority=priority,
             max_retries=max_retries,

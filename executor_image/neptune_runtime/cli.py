@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -82,10 +83,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     print(render(status, elapsed, args.duration), flush=True)
                     last_print = elapsed
             time.sleep(1.0 if tty else 0.25)
-        try:
+        with contextlib.suppress(OSError):
             status = cluster.status()
-        except OSError:
-            pass
     finally:
         codes = cluster.stop()
     if status is not None:

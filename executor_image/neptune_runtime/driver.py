@@ -9,6 +9,7 @@ their tasks finished. The HTTP side (ingest, /metrics, /healthz, /status) is in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -146,10 +147,8 @@ class Driver:
 
     async def stop(self) -> None:
         for conn in list(self.executors.values()):
-            try:
+            with contextlib.suppress(Exception):
                 conn.send({"t": "stop"})
-            except Exception:  # noqa: BLE001 - best effort at shutdown
-                pass
         for task in list(self._background):
             task.cancel()
         self.server.close()
@@ -228,10 +227,10 @@ class Driver:
         try:
             hello = await asyncio.wait_for(self._read_one(reader), HANDSHAKE_TIMEOUT)
             if hello.get("t") != "hello" or hello.get("v") != protocol.VERSION:
-                reject("bad hello or protocol version")
+                reject("bad_hello")
                 return None
             if hello.get("app") != self.app.name or not isinstance(hello.get("nonce"), bytes):
-                reject(f"wrong app {hello.get('app')!r}")
+                reject("wrong_app")
                 return None
             nonce = protocol.new_nonce()
             name = str(hello.get("executor", "executor"))[:100]
@@ -239,13 +238,21 @@ class Driver:
                 "t": "challenge", "v": protocol.VERSION, "nonce": nonce,
                 "mac": protocol.driver_mac(self.secret, hello["nonce"], nonce)}))
             auth = await asyncio.wait_for(self._read_one(reader), HANDSHAKE_TIMEOUT)
+            if auth.get("t") == "abort":
+                reject("secret_mismatch")
+                return None
             expected = protocol.executor_mac(self.secret, nonce, hello["nonce"], name)
             if auth.get("t") != "auth" or not protocol.verify(expected, auth.get("mac")):
-                reject("bad hmac")
+                reject("bad_hmac")
                 return None
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError,
-                protocol.ProtocolError) as exc:
-            reject(type(exc).__name__)
+        except TimeoutError:
+            reject("timeout")
+            return None
+        except (asyncio.IncompleteReadError, ConnectionError):
+            reject("aborted")
+            return None
+        except protocol.ProtocolError:
+            reject("protocol")
             return None
         executor_id = name if name not in self.executors else f"{name}-{next(self._names)}"
         conn = ExecutorConn(executor_id, writer)
@@ -351,7 +358,7 @@ class Driver:
         if job.sink is not None and outputs:
             try:
                 job.sink.write(job.name, outputs)
-            except Exception as exc:  # noqa: BLE001 - a broken sink must not kill the driver
+            except Exception as exc:
                 log.error("job %s: sink failed: %s", job.name, exc)
         commit = self.offsets[job.name].done(task.seqs)
         if commit is not None:
@@ -444,7 +451,7 @@ class Driver:
             previous = self.states.get(job.publishes or "", (0, None))[1]
             try:
                 value = job.combine([epoch.results[p] for p in range(job.partitions)], previous)
-            except Exception as exc:  # noqa: BLE001 - app code: fail the job, keep the driver
+            except Exception as exc:
                 self.stats[job.name].state = "failed"
                 self.stats[job.name].error = f"combine raised {type(exc).__name__}: {exc}"
                 log.error("job %s: %s", job.name, self.stats[job.name].error)

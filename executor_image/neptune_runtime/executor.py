@@ -40,7 +40,8 @@ def _arrival_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
             seconds, nanos = struct.unpack("qq", data[:16])
-            return seconds * 1_000_000_000 + nanos - (time.time_ns() - time.monotonic_ns())
+            realtime = int(seconds) * 1_000_000_000 + int(nanos)
+            return realtime - (time.time_ns() - time.monotonic_ns())
     return time.monotonic_ns()
 
 
@@ -80,9 +81,11 @@ class _Counted:
 def _rss_bytes() -> int:
     try:
         with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
+            pages = int(handle.read().split()[1])
+    except (OSError, ValueError, IndexError):
         return 0
+    return pages * int(os.sysconf("SC_PAGE_SIZE"))
+
 
 
 def _cgroup_memory_limit() -> int:
@@ -162,6 +165,7 @@ class Executor:
             raise ExecutorError(f"driver refused: {challenge.get('error', challenge.get('t'))}")
         expected = protocol.driver_mac(self.secret, nonce, challenge["nonce"])
         if not protocol.verify(expected, challenge.get("mac")):
+            self.send({"t": "abort", "reason": "secret_mismatch"})  # tell the operator why
             raise ExecutorError("driver failed authentication (its secret differs from ours)")
         self.send({"t": "auth", "mac": protocol.executor_mac(
             self.secret, challenge["nonce"], nonce, self.name)})
@@ -297,10 +301,9 @@ class Executor:
             self.ready.appendleft(task)  # the victim had already finished: run next
 
     def _suspend(self, task_id: str, requested_ns: int) -> None:
-        current = self.current
-        if current is not None and current.id == task_id:
+        victim = self.current
+        if victim is not None and victim.id == task_id:
             self.current = None
-            victim = current
         else:
             victim = next((t for t in self.ready if t.id == task_id), None)
             if victim is None:
@@ -323,8 +326,8 @@ class Executor:
             return
         if task.glet is not None and not task.glet.dead:
             task.glet.throw(greenlet.GreenletExit)
-        self.send({"t": "killed", "id": task.id,
-                   "ran_s": (time.monotonic_ns() - task.started_ns) / 1e9})
+        ran = (time.monotonic_ns() - task.started_ns) / 1e9 if task.started_ns else 0.0
+        self.post({"t": "killed", "id": task.id, "ran_s": ran})
 
     def _start(self, task: _Task) -> None:
         if task.glet is not None:
@@ -367,7 +370,7 @@ class Executor:
             records = self._inputs(task, job)
             counter = None if hasattr(records, "__len__") else _Counted(iter(records))
             source: Any = records if counter is None else counter
-            task.consumed = len(records) if counter is None else 0  # type: ignore[arg-type]
+            task.consumed = len(records) if counter is None else 0
             stream = yieldpoint.yielding(source) if self.yield_points else iter(source)
             result = job.task(ctx, stream)
             if isinstance(job, BatchJob):

@@ -53,6 +53,14 @@ def make_app(driver: Driver) -> web.Application:
     async def status(request: web.Request) -> web.Response:
         return web.json_response(status_document(driver))
 
+    @routes.get("/state/{name}")
+    async def state(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in driver.states:
+            return web.json_response({"error": f"no shared state named {name!r}"}, status=404)
+        version, value = driver.states[name]
+        return web.json_response({"name": name, "version": version, "value": value})
+
     @routes.post("/admin/reset-stats")
     async def reset_stats(request: web.Request) -> web.Response:
         driver.reset_stats()
@@ -68,7 +76,5 @@ async def serve(driver: Driver, host: str, port: int) -> tuple[web.AppRunner, in
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
-    server = site._server
-    assert server is not None
-    bound: int = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    bound: int = runner.addresses[0][1]
     return runner, bound

@@ -37,7 +37,7 @@ def load_app(ref: str) -> App:
             module = importlib.import_module(ref)
     except AppLoadError:
         raise
-    except BaseException as exc:  # noqa: BLE001 - any failure of user code at import time
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise AppLoadError(ref, f"{type(exc).__name__}: {exc}", traceback.format_exc()) from exc

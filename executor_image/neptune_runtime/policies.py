@@ -145,10 +145,14 @@ def kill(snapshot: Snapshot) -> list[Decision]:
 
 
 def _protected(task: TaskView, now: float, config: NeptuneConfig) -> bool:
-    return task.suspensions >= config.max_suspensions and now - task.resumed_at < config.guard_seconds
+    return (task.suspensions >= config.max_suspensions
+            and now - task.resumed_at < config.guard_seconds)
 
 
-def neptune(snapshot: Snapshot, config: NeptuneConfig = NeptuneConfig()) -> list[Decision]:  # noqa: B008
+DEFAULT_NEPTUNE = NeptuneConfig()
+
+
+def neptune(snapshot: Snapshot, config: NeptuneConfig = DEFAULT_NEPTUNE) -> list[Decision]:
     """Locality- and memory-aware (LMA) scheduling with suspension instead of killing.
 
     For each ready task, highest priority first:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 
@@ -9,7 +10,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values (q in 0..100); 0.0 when empty."""
     if not sorted_values:
         return 0.0
-    rank = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    rank = max(0, min(len(sorted_values) - 1, math.ceil(q / 100 * len(sorted_values)) - 1))
     return sorted_values[rank]
 
 

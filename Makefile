@@ -1,0 +1,47 @@
+# Neptune for Kubernetes. `make demo` and `make test` set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+DEMO_DURATION ?= 30s
+
+.PHONY: setup demo test lint unit integration bench bench-quick clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+		echo "setup: installing python3-venv from Debian"; \
+		apt-get update -qq && apt-get install -y -qq python3-venv; fi
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "setup: installing the project and its tools into $(VENV)"
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev,operator]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: setup
+	@mkdir -p out
+	$(VENV)/bin/neptunectl run examples/online_learning.py --executors 2 --duration $(DEMO_DURATION)
+
+lint: setup
+	$(VENV)/bin/ruff check executor_image operator tests examples bench
+	$(VENV)/bin/mypy executor_image/neptune_runtime operator/neptune_operator tests examples
+
+unit: setup
+	$(VENV)/bin/pytest -q tests/runtime
+
+integration: setup
+	$(VENV)/bin/pytest -q tests/integration
+
+test: lint
+	$(VENV)/bin/pytest -q tests
+
+bench-quick: setup
+	$(VENV)/bin/neptunectl bench --quick --json bench/results/quick.json --markdown bench/results/quick.md
+
+bench: setup
+	$(VENV)/bin/neptunectl bench --json bench/results/full.json --markdown bench/results/full.md
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

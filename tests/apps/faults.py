@@ -1,0 +1,57 @@
+"""A test app: HTTP-ingested stream job with a sink, and a batch job that sums partitions.
+
+Environment: FAULTS_SINK (JSON-lines output path), FAULTS_BAD_JOB=1 adds a batch job whose
+tasks always raise, FAULTS_EVENT_MS (work per event), FAULTS_EPOCHS (batch epochs, 0 = forever),
+FAULTS_PARTITION_RECORDS (records per batch partition).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from neptune_runtime import App, TaskContext, checkpoint, sinks, sources
+
+EVENT_MS = float(os.environ.get("FAULTS_EVENT_MS", "1"))
+PARTITION_RECORDS = int(os.environ.get("FAULTS_PARTITION_RECORDS", "20000"))
+
+
+def handle(ctx: TaskContext, events: Iterator[Any]) -> list[dict[str, Any]]:
+    out = []
+    for event in events:
+        deadline = time.perf_counter() + EVENT_MS / 1000
+        while time.perf_counter() < deadline:
+            checkpoint()
+        out.append({"id": event["id"], "executor": os.getpid()})
+    return out
+
+
+def read(partition: int, epoch: int) -> range:
+    return range(partition * PARTITION_RECORDS, (partition + 1) * PARTITION_RECORDS)
+
+
+def total(ctx: TaskContext, records: Iterator[int]) -> int:
+    acc = 0
+    for record in records:  # every record is a yield point
+        acc += record * record % 7
+    return acc
+
+
+def combine(results: list[int], previous: int) -> int:
+    return sum(results)
+
+
+def always_raises(ctx: TaskContext, records: Iterator[int]) -> int:
+    raise RuntimeError(f"bad partition {ctx.partition}")
+
+
+app = App("faults")
+app.stream_job("events", source=sources.HttpIngest(), task=handle, slo="50ms",
+               sink=sinks.JsonLines(os.environ.get("FAULTS_SINK", "/dev/null")))
+epochs = int(os.environ.get("FAULTS_EPOCHS", "0")) or None
+app.batch_job("sums", read=read, task=total, partitions=6, combine=combine, publishes="sums",
+              initial_state=0, max_epochs=epochs)
+if os.environ.get("FAULTS_BAD_JOB") == "1":
+    app.batch_job("bad", read=read, task=always_raises, partitions=1, max_retries=2)

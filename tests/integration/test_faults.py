@@ -1,0 +1,149 @@
+"""Bad input and faults, against real driver and executor processes over real sockets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from neptune_runtime import protocol
+from neptune_runtime.processes import LocalCluster
+
+from .conftest import read_jsonl, wait_for
+
+
+def ingest(cluster: LocalCluster, events: Sequence[Mapping[str, object]]) -> None:
+    assert cluster.post("/ingest/events", json.dumps(events).encode()) == {
+        "accepted": len(events)}
+
+
+def metrics_text(cluster: LocalCluster) -> str:
+    with urllib.request.urlopen(cluster.http + "/metrics", timeout=5) as response:
+        text: str = response.read().decode()
+        return text
+
+
+@pytest.mark.parametrize("faults_cluster", [{"env": {"FAULTS_BAD_JOB": "1"}}], indirect=True)
+def test_task_that_raises_is_retried_then_its_job_fails_alone(
+        faults_cluster: LocalCluster, tmp_path: Path) -> None:
+    status = wait_for(lambda: (s := faults_cluster.status())["jobs"]["bad"]["state"] == "failed"
+                      and s, 30, "job 'bad' to be marked failed")
+    bad = status["jobs"]["bad"]
+    assert bad["failures"] == 3, "max_retries=2 means three attempts"
+    assert "RuntimeError: bad partition 0" in bad["error"]
+    assert status["phase"] == "Degraded"
+    # the other jobs keep running
+    ingest(faults_cluster, [{"id": i} for i in range(5)])
+    wait_for(lambda: len(read_jsonl(tmp_path / "sink.jsonl")) == 5, 20, "5 results")
+    sums = faults_cluster.status()["jobs"]["sums"]
+    assert sums["state"] == "running" and sums["tasks_finished"] > 0
+
+
+@pytest.mark.parametrize(("body", "ctype", "message"), [
+    (b'{"id": 1', "application/json", "invalid JSON at line 1 column 9"),
+    (b"", "application/json", "empty body"),
+    (b'{"id": 1}\nnope\n', "application/x-ndjson", "line 2: invalid JSON"),
+])
+def test_malformed_ingest_is_rejected_counted_and_nothing_else_lost(
+        faults_cluster: LocalCluster, tmp_path: Path, body: bytes, ctype: str,
+        message: str) -> None:
+    ingest(faults_cluster, [{"id": "before"}])
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        faults_cluster.post("/ingest/events", body, ctype)
+    assert caught.value.code == 400
+    assert message in json.loads(caught.value.read())["error"]
+    ingest(faults_cluster, [{"id": "after"}])
+    results = wait_for(lambda: len(r := read_jsonl(tmp_path / "sink.jsonl")) == 2 and r, 20,
+                       "both good events")
+    assert sorted(r["id"] for r in results) == ["after", "before"]
+    assert ('neptune_ingest_rejected_total{job="events",reason="malformed"} 1.0'
+            in metrics_text(faults_cluster))
+    assert faults_cluster.status()["ingest_rejected"] == 1
+
+
+def test_unknown_job_ingest_is_404(faults_cluster: LocalCluster) -> None:
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        faults_cluster.post("/ingest/nope", b"{}")
+    assert caught.value.code == 404
+    assert "no stream job named 'nope'" in json.loads(caught.value.read())["error"]
+
+
+@pytest.mark.parametrize("faults_cluster", [{"executors": 1}], indirect=True)
+def test_executor_with_wrong_secret_is_rejected_and_counted(
+        faults_cluster: LocalCluster, tmp_path: Path) -> None:
+    faults_cluster.add_executor("intruder", secret="0" * 64)
+    code = faults_cluster.procs["intruder"].wait(timeout=20)
+    assert code != 0
+    status = faults_cluster.status()
+    assert status["auth_failures"] == 1
+    assert [e["id"] for e in status["executors"]["list"]] == ["exec-0"]
+    assert ('neptune_auth_failures_total{reason="secret_mismatch"} 1.0'
+            in metrics_text(faults_cluster))
+    ingest(faults_cluster, [{"id": i} for i in range(3)])
+    wait_for(lambda: len(read_jsonl(tmp_path / "sink.jsonl")) == 3, 20, "the good executor")
+
+
+@pytest.mark.parametrize("faults_cluster", [{"env": {"FAULTS_EVENT_MS": "20"}}], indirect=True)
+def test_killed_executor_tasks_rerun_and_every_event_is_processed(
+        faults_cluster: LocalCluster, tmp_path: Path) -> None:
+    sent = [{"id": i} for i in range(300)]
+    ingest(faults_cluster, sent[:150])
+    wait_for(lambda: len(read_jsonl(tmp_path / "sink.jsonl")) >= 20, 20, "some results")
+    faults_cluster.procs["exec-0"].send_signal(signal.SIGKILL)
+    ingest(faults_cluster, sent[150:])
+    wait_for(lambda: {r["id"] for r in read_jsonl(tmp_path / "sink.jsonl")} >= set(range(300)),
+             60, "every ingested event to be processed")
+    status = faults_cluster.status()
+    assert status["executors"]["lost"] == 1
+    assert status["executors"]["registered"] == 1
+    assert status["jobs"]["events"]["uncommitted"] == 0
+
+
+RECORDS = 300_000
+
+
+@pytest.mark.parametrize("faults_cluster", [{"executors": 1, "env": {
+    "FAULTS_EPOCHS": "1", "FAULTS_PARTITION_RECORDS": str(RECORDS)}}], indirect=True)
+def test_suspended_batch_tasks_lose_no_progress(faults_cluster: LocalCluster) -> None:
+    # Stream tasks arrive while the batch job runs on the only executor: they must suspend
+    # batch tasks, and the batch result must still be exact.
+    def published() -> dict[str, Any] | None:
+        status = faults_cluster.status()
+        if status["shared_state"]["sums"] == 1:
+            return status
+        ingest(faults_cluster, [{"id": "tick"}])
+        time.sleep(0.02)
+        return None
+
+    status = wait_for(published, 120, "the batch epoch to publish its result")
+    assert status["jobs"]["sums"]["suspensions"] > 0, "no batch task was ever suspended"
+    expected = sum(r * r % 7 for r in range(6 * RECORDS))
+    assert status["jobs"]["sums"]["state"] == "done"
+    assert status["preemption"]["send_to_start_us"]["count"] > 0
+    with urllib.request.urlopen(faults_cluster.http + "/state/sums", timeout=5) as response:
+        assert json.loads(response.read()) == {"name": "sums", "version": 1, "value": expected}
+    assert 'neptune_shared_state_version{name="sums"} 1.0' in metrics_text(faults_cluster)
+
+
+@pytest.mark.parametrize("faults_cluster", [{"executors": 1}], indirect=True)
+def test_peer_with_a_forged_hmac_is_dropped_before_any_task(faults_cluster: LocalCluster) -> None:
+    with socket.create_connection(("127.0.0.1", faults_cluster.port), timeout=5) as sock:
+        sock.sendall(protocol.encode({"t": "hello", "v": protocol.VERSION, "app": "faults",
+                                      "executor": "forger", "nonce": protocol.new_nonce()}))
+        frames = protocol.FrameBuffer()
+        challenge = next(iter(frames.feed(sock.recv(4096))))
+        assert challenge["t"] == "challenge"
+        sock.sendall(protocol.encode({"t": "auth", "mac": b"\x00" * 32}))
+        assert sock.recv(4096) == b"", "the driver must close without sending anything more"
+    status = faults_cluster.status()
+    assert status["auth_failures"] == 1
+    assert status["executors"]["registered"] == 1
+    assert 'neptune_auth_failures_total{reason="bad_hmac"} 1.0' in metrics_text(faults_cluster)

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+
+from neptune_runtime import protocol
+
+
+def test_frames_split_across_reads() -> None:
+    data = protocol.encode({"t": "a", "n": 1}) + protocol.encode({"t": "b", "blob": b"\x00" * 10})
+    buffer = protocol.FrameBuffer()
+    got = []
+    for i in range(len(data)):
+        got += list(buffer.feed(data[i:i + 1]))
+    assert got == [{"t": "a", "n": 1}, {"t": "b", "blob": b"\x00" * 10}]
+
+
+def test_oversized_frame_is_refused() -> None:
+    buffer = protocol.FrameBuffer(max_frame=16)
+    with pytest.raises(protocol.ProtocolError, match="exceeds 16"):
+        list(buffer.feed(protocol.encode({"t": "x", "pad": "y" * 100})))
+
+
+@pytest.mark.parametrize(
+    "body", [b"\xc1", protocol.encode({"no": "type"})[4:], b"\x93\x01\x02\x03"])
+def test_undecodable_or_untyped_frames_are_refused(body: bytes) -> None:
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_body(body)
+
+
+def test_macs_bind_secret_nonces_and_name() -> None:
+    a, b = protocol.new_nonce(), protocol.new_nonce()
+    mac = protocol.executor_mac("s3cret", a, b, "exec-0")
+    assert protocol.verify(mac, protocol.executor_mac("s3cret", a, b, "exec-0"))
+    assert not protocol.verify(mac, protocol.executor_mac("other", a, b, "exec-0"))
+    assert not protocol.verify(mac, protocol.executor_mac("s3cret", a, b, "exec-1"))
+    assert not protocol.verify(mac, protocol.executor_mac("s3cret", b, a, "exec-0"))
+    # the driver's proof is never accepted as an executor's
+    assert not protocol.verify(mac, protocol.driver_mac("s3cret", b, a))
+    assert not protocol.verify(mac, "not bytes")
