@@ -38,9 +38,10 @@ def _example(rng: random.Random) -> tuple[list[float], int]:
     return x, 1 if rng.random() < p else 0
 
 
-def read_partition(partition: int, epoch: int) -> list[tuple[list[float], int]]:
+def read_partition(partition: int, epoch: int) -> Iterator[tuple[list[float], int]]:
     rng = random.Random(1000 + partition)  # the same rows every epoch: cached on executors
-    return [_example(rng) for _ in range(ROWS_PER_PARTITION)]
+    for _ in range(ROWS_PER_PARTITION):
+        yield _example(rng)  # lazily, so that reading is suspendable too
 
 
 def gradient(ctx: TaskContext, rows: Iterator[Any]) -> dict[str, Any]:

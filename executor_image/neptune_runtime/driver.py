@@ -122,6 +122,8 @@ class Driver:
         self.executors_lost = 0
         self.reruns = 0
         self.started = time.monotonic()
+        self.stopping = False
+        self.sources_started = False
         self._ids = itertools.count()
         self._names = itertools.count()
         self._background: set[asyncio.Task[None]] = set()
@@ -134,18 +136,24 @@ class Driver:
         self.server = await asyncio.start_server(self._accept, host, port)
         bound: int = self.server.sockets[0].getsockname()[1]
         self._load_priorities()
-        for stream in self.app.stream_jobs():
-            self._spawn(stream.source.run(_SourceOutput(self, stream)))
-            if stream.trigger.interval is not None:
-                self.microbatches[stream.name] = []
-                self._spawn(self._microbatch_loop(stream))
         for batch in self.app.batch_jobs():
             self._start_epoch(batch, 0)
         if self.priorities_file:
             self._spawn(self._reload_priorities_loop())
         return bound
 
+    def _start_sources(self) -> None:
+        """Start the stream sources once an executor can take their tasks: events generated
+        before that would only measure how long executors take to start."""
+        self.sources_started = True
+        for stream in self.app.stream_jobs():
+            if stream.trigger.interval is not None:
+                self.microbatches[stream.name] = []
+                self._spawn(self._microbatch_loop(stream))
+            self._spawn(stream.source.run(_SourceOutput(self, stream)))
+
     async def stop(self) -> None:
+        self.stopping = True
         for conn in list(self.executors.values()):
             with contextlib.suppress(Exception):
                 conn.send({"t": "stop"})
@@ -204,7 +212,8 @@ class Driver:
                 for message in buffer.feed(data):
                     self._on_message(conn, message)
         except (ConnectionError, protocol.ProtocolError) as exc:
-            log.warning("executor %s: %s", conn.id, exc)
+            if not self.stopping:
+                log.warning("executor %s: %s", conn.id, exc)
         finally:
             self._lost(conn)
             writer.close()
@@ -261,7 +270,7 @@ class Driver:
         return conn
 
     def _lost(self, conn: ExecutorConn) -> None:
-        if self.executors.pop(conn.id, None) is None:
+        if self.executors.pop(conn.id, None) is None or self.stopping:
             return
         metrics.EXECUTORS.set(len(self.executors))
         orphans = [t for t in self.table.tasks.values()
@@ -287,6 +296,8 @@ class Driver:
         if kind == "ready":
             conn.ready = True
             conn.memory_limit = int(message.get("memory_limit", 0))
+            if not self.sources_started:
+                self._start_sources()
             self.schedule()
             return
         task = self.table.get(message.get("id", ""))

@@ -19,7 +19,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -371,7 +371,7 @@ class Executor:
             counter = None if hasattr(records, "__len__") else _Counted(iter(records))
             source: Any = records if counter is None else counter
             task.consumed = len(records) if counter is None else 0
-            stream = yieldpoint.yielding(source) if self.yield_points else iter(source)
+            stream = self._maybe_yielding(source)
             result = job.task(ctx, stream)
             if isinstance(job, BatchJob):
                 value: Any = result
@@ -384,13 +384,16 @@ class Executor:
             detail = "".join(traceback.format_exception(exc)[-6:])
             return "error", f"{type(exc).__name__}: {exc}\n{detail}"
 
+    def _maybe_yielding(self, records: Iterable[Any]) -> Iterator[Any]:
+        return yieldpoint.yielding(records) if self.yield_points else iter(records)
+
     def _inputs(self, task: _Task, job: Any) -> Any:
         if not isinstance(job, BatchJob):
             return task.records or []
         key = (job.name, task.partition)
         if job.cache_partitions:
-            if key not in self.cache:
-                self.cache[key] = list(job.read(task.partition, task.epoch))
+            if key not in self.cache:  # reading is task work too: suspendable
+                self.cache[key] = list(self._maybe_yielding(job.read(task.partition, task.epoch)))
             return self.cache[key]
         return job.read(task.partition, task.epoch)
 

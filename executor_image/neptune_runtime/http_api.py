@@ -31,6 +31,10 @@ def make_app(driver: Driver) -> web.Application:
         if not isinstance(job.source, HttpIngest):
             return reject(name, "not_http", f"job {name!r} does not take HTTP ingest "
                           f"(its source is {job.source.kind})")
+        if not job.source.accepting:
+            return web.json_response(
+                {"error": f"job {name!r} is not accepting events yet: no executor has "
+                          "registered with the driver"}, status=503, headers={"Retry-After": "1"})
         body = await request.read()
         try:
             events = parse_body(body, request.content_type)

@@ -10,6 +10,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,13 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @dataclass
 class LocalCluster:
     app: str
@@ -42,6 +50,7 @@ class LocalCluster:
     executor_cpus: list[int] | None = None
     driver_cpu: int | None = None
     yield_points: bool = True
+    executor_metrics: bool = False  # give each executor a free Prometheus port
     env: dict[str, str] = field(default_factory=dict)
     log: IO[str] | None = None  # None: children write to our stderr
     start_timeout: float = 30.0
@@ -49,6 +58,7 @@ class LocalCluster:
     http: str = ""
     port: int = 0
     secret: str = ""
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         self.procs[name] = subprocess.Popen(
@@ -96,6 +106,9 @@ class LocalCluster:
             args += ["--cpu", str(self.executor_cpus[index % len(self.executor_cpus)])]
         if not self.yield_points:
             args.append("--no-yield-points")
+        if self.executor_metrics:
+            self.metrics_ports[name] = _free_port()
+            args += ["--metrics-port", str(self.metrics_ports[name])]
         self._spawn(name, args, self._env(secret or self.secret))
 
     def wait_for_executors(self, count: int) -> None:

@@ -99,7 +99,6 @@ class HttpIngest(Source):
     def __init__(self) -> None:
         self._out: SourceOutput | None = None
         self._seq = 0
-        self._ready = asyncio.Event()
 
     async def run(self, out: SourceOutput) -> None:
         self._out = out

@@ -1,0 +1,51 @@
+"""The metrics of DESIGN.md section 3, as served by real driver and executor processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+from neptune_runtime.processes import LocalCluster
+
+from .conftest import APPS, wait_for
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text: str = response.read().decode()
+        return text
+
+
+def sample(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
+    assert match, f"{name} not found"
+    return float(match.group(1))
+
+
+def test_driver_and_executor_metrics_with_sub_millisecond_buckets(tmp_path: Path) -> None:
+    env = {"FAULTS_SINK": str(tmp_path / "sink.jsonl"), "FAULTS_PARTITION_RECORDS": "200000"}
+    with LocalCluster(str(APPS / "faults.py"), executors=1, env=env,
+                      executor_metrics=True) as cluster:
+        def preempted() -> bool:
+            cluster.post("/ingest/events", json.dumps([{"id": 1}]).encode())
+            return bool(cluster.status()["jobs"]["sums"]["suspensions"] >= 3)
+
+        wait_for(preempted, 60, "three suspensions")
+        driver = scrape(cluster.http + "/metrics")
+        executor_url = f"http://127.0.0.1:{cluster.metrics_ports['exec-0']}/metrics"
+        # the executor flushes its observations when a task ends: wait for one
+        executor = wait_for(lambda: (t := scrape(executor_url)) and sample(
+            t, "neptune_task_suspension_latency_seconds_count") >= 1 and t, 30,
+            "the executor's suspension observations")
+    for name in ("neptune_stream_latency_seconds", "neptune_task_queue_delay_seconds"):
+        assert f'{name}_bucket{{' in driver
+    assert 'le="5e-05"' in executor and 'le="0.0001"' in executor
+    for name in ("neptune_task_suspensions_total", "neptune_task_preemptions_total",
+                 "neptune_tasks", "neptune_batch_records_total", "neptune_slo_violations_total",
+                 "neptune_wasted_task_seconds_total", "neptune_events_ingested_total"):
+        assert f"# TYPE {name.removesuffix('_total')}" in driver, name
+    assert sample(driver, 'neptune_task_preemptions_total{action="suspend",policy="neptune"}') >= 3
+    assert sample(driver, 'neptune_batch_records_total{job="sums"}') > 0
+    assert "neptune_task_duration_seconds_bucket" in executor
