@@ -86,7 +86,10 @@ class _SourceOutput:
         self.job = job
 
     def emit(self, value: Any, token: Any) -> None:
-        self.driver.on_event(self.job, value, token)
+        self.driver.on_events(self.job, [(value, token)])
+
+    def emit_all(self, events: list[tuple[Any, Any]]) -> None:
+        self.driver.on_events(self.job, events)
 
     def malformed(self, reason: str) -> None:
         metrics.INGEST_REJECTED.labels(self.job.name, "malformed").inc()
@@ -393,8 +396,8 @@ class Driver:
             stats.state = "failed"
             stats.error = error
             self.table.forget(task)
-            for other in list(self.table.tasks.values()):
-                if other.job == job.name and other.state == "queued":
+            for other in self.table.queued():
+                if other.job == job.name:
                     self.table.forget(other)
         self._update_gauges()
         self.schedule()
@@ -414,19 +417,23 @@ class Driver:
         self.table.add(task)
         return task
 
-    def on_event(self, job: StreamJob, value: Any, token: Any) -> None:
+    def on_events(self, job: StreamJob, events: list[tuple[Any, Any]]) -> None:
+        """Events from a source, in order; one scheduling pass for all of them."""
         stats = self.stats[job.name]
-        if stats.state == "failed":
+        if stats.state == "failed" or not events:
             return
         now = time.monotonic()
-        seq = self.offsets[job.name].track(token)
-        stats.events += 1
-        metrics.EVENTS_INGESTED.labels(job.name).inc()
+        stats.events += len(events)
+        metrics.EVENTS_INGESTED.labels(job.name).inc(len(events))
+        tracker = self.offsets[job.name]
+        for value, token in events:
+            seq = tracker.track(token)
+            if job.trigger.interval is None:
+                self._new_task(job, records=[value], seqs=[seq], event_times=[now])
+            else:
+                self.microbatches[job.name].append((value, seq, now))
         if job.trigger.interval is None:
-            self._new_task(job, records=[value], seqs=[seq], event_times=[now])
             self.schedule()
-        else:
-            self.microbatches[job.name].append((value, seq, now))
 
     async def _microbatch_loop(self, job: StreamJob) -> None:
         assert job.trigger.interval is not None
@@ -495,7 +502,8 @@ class Driver:
             )
             for conn in self.executors.values() if conn.ready
         )
-        return Snapshot(time.monotonic(), views, tuple(t.view() for t in self.table.queued()))
+        head = self.table.queue_head(max(8, 2 * len(views)))
+        return Snapshot(time.monotonic(), views, tuple(t.view() for t in head))
 
     def schedule(self) -> None:
         if not self.executors:

@@ -261,6 +261,8 @@ class Executor:
             self.arrived_ns = _arrival_ns(ancdata)
             for message in self.frames.feed(data):
                 self._handle(message)
+            if not self.poller.poll(0):  # cheaper than a recvmsg that raises BlockingIOError
+                return
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["t"]

@@ -20,6 +20,9 @@ from typing import Any, Protocol
 class SourceOutput(Protocol):
     def emit(self, value: Any, token: Any) -> None: ...
 
+    def emit_all(self, events: list[tuple[Any, Any]]) -> None:
+        """Several (value, token) events at once: the driver schedules once for all."""
+
     def malformed(self, reason: str) -> None: ...
 
 
@@ -111,9 +114,8 @@ class HttpIngest(Source):
     def ingest(self, values: list[Any]) -> int:
         if self._out is None:
             raise RuntimeError("source not started")
-        for value in values:
-            self._out.emit(value, self._seq)
-            self._seq += 1
+        self._out.emit_all([(value, self._seq + i) for i, value in enumerate(values)])
+        self._seq += len(values)
         return len(values)
 
 
@@ -187,6 +189,7 @@ class JsonLinesTail(Source):
 
     @staticmethod
     def _read_new(file: Path, start: int, out: SourceOutput) -> int:
+        events: list[tuple[Any, Any]] = []
         with file.open("rb") as handle:
             handle.seek(start)
             position = start
@@ -201,5 +204,7 @@ class JsonLinesTail(Source):
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     out.malformed(f"{file.name} at byte {position - len(raw)}: {exc}")
                     continue
-                out.emit(value, (file.name, position))
+                events.append((value, (file.name, position)))
+        if events:
+            out.emit_all(events)
         return position

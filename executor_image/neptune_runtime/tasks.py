@@ -9,6 +9,7 @@ running -> failed -> queued               (retry while attempts remain)
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,11 +61,14 @@ class TaskTable:
 
     def __init__(self) -> None:
         self.tasks: dict[str, Task] = {}
+        self._queued: dict[str, Task] = {}
         self.counts: Counter[tuple[str, str]] = Counter()
 
     def add(self, task: Task) -> None:
         self.tasks[task.id] = task
         self.counts[(task.state, task.kind)] += 1
+        if task.state == "queued":
+            self._queued[task.id] = task
 
     def move(self, task: Task, state: str) -> None:
         if state not in TRANSITIONS[task.state]:
@@ -72,13 +76,30 @@ class TaskTable:
         self.counts[(task.state, task.kind)] -= 1
         self.counts[(state, task.kind)] += 1
         task.state = state
+        if state == "queued":
+            self._queued[task.id] = task
+        else:
+            self._queued.pop(task.id, None)
 
     def forget(self, task: Task) -> None:
         """Drop a task that reached an end state (its count stays as a total)."""
         self.tasks.pop(task.id, None)
+        if self._queued.pop(task.id, None) is not None:
+            self.counts[("queued", task.kind)] -= 1
 
     def get(self, task_id: str) -> Task | None:
         return self.tasks.get(task_id)
 
     def queued(self) -> list[Task]:
-        return [t for t in self.tasks.values() if t.state == "queued"]
+        return list(self._queued.values())
+
+    def queue_head(self, limit: int) -> list[Task]:
+        """The queued tasks any policy could place now: a policy places at most one task per
+        executor, so the first `limit` by priority and the first `limit` by arrival suffice.
+        Keeps a scheduling pass cheap when thousands of tasks wait."""
+        if len(self._queued) <= 2 * limit:
+            return list(self._queued.values())
+        by_priority = heapq.nsmallest(limit, self._queued.values(),
+                                      key=lambda t: (-t.priority, t.ready_at))
+        by_arrival = heapq.nsmallest(limit, self._queued.values(), key=lambda t: t.ready_at)
+        return list({t.id: t for t in by_priority + by_arrival}.values())

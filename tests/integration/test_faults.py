@@ -147,3 +147,13 @@ def test_peer_with_a_forged_hmac_is_dropped_before_any_task(faults_cluster: Loca
     assert status["auth_failures"] == 1
     assert status["executors"]["registered"] == 1
     assert 'neptune_auth_failures_total{reason="bad_hmac"} 1.0' in metrics_text(faults_cluster)
+
+
+@pytest.mark.parametrize("faults_cluster", [{"env": {"FAULTS_EVENT_MS": "0"}}], indirect=True)
+def test_bulk_ingest_of_thousands_of_events_is_processed(
+        faults_cluster: LocalCluster, tmp_path: Path) -> None:
+    started = time.monotonic()
+    ingest(faults_cluster, [{"id": i} for i in range(5000)])
+    wait_for(lambda: len(read_jsonl(tmp_path / "sink.jsonl")) >= 5000, 90, "5000 results")
+    assert {r["id"] for r in read_jsonl(tmp_path / "sink.jsonl")} == set(range(5000))
+    print(f"5000 events in {time.monotonic() - started:.1f}s")

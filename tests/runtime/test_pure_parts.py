@@ -79,3 +79,15 @@ def test_app_validation_messages_name_the_problem() -> None:
         app.stream_job("x", source=src, task=lambda c, r: [], slo="fast")
     with pytest.raises(ValueError, match="app name"):
         App("Not Valid")
+
+
+def test_queue_head_keeps_what_any_policy_could_place() -> None:
+    table = TaskTable()
+    for i in range(100):
+        kind, priority = ("stream", 10) if i % 10 == 9 else ("batch", 0)
+        table.add(Task(f"t{i}", "j", kind, priority, ready_at=float(i)))  # type: ignore[arg-type]
+    head = {t.id for t in table.queue_head(3)}
+    assert head == {"t9", "t19", "t29", "t0", "t1", "t2"}
+    table.move(table.tasks["t9"], "running")
+    assert "t9" not in {t.id for t in table.queue_head(3)}
+    assert len(table.queue_head(60)) == 99  # small queues are passed whole

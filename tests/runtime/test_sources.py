@@ -18,6 +18,9 @@ class Collect:
     def emit(self, value: Any, token: Any) -> None:
         self.events.append((value, token))
 
+    def emit_all(self, events: list[tuple[Any, Any]]) -> None:
+        self.events += events
+
     def malformed(self, reason: str) -> None:
         self.bad.append(reason)
 
