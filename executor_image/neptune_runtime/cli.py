@@ -108,6 +108,14 @@ def cmd_driver(args: argparse.Namespace) -> int:
 def cmd_executor(args: argparse.Namespace) -> int:
     from .roles import executor_main
 
+    if args.slots > 1:
+        from .slots import supervise
+
+        passthrough = ["--app", args.app, "--driver", args.driver]
+        if not args.yield_points:
+            passthrough.append("--no-yield-points")
+        return supervise(args.slots, args.name, args.metrics_port, passthrough)
+
     return executor_main(args.app, _secret("executor"), driver=args.driver, name=args.name,
                          metrics_port=args.metrics_port, yield_points=args.yield_points,
                          cpu=args.cpu)
@@ -172,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     executor.add_argument("--no-yield-points", dest="yield_points", action="store_false",
                           help="do not wrap task inputs (only to measure yield-point cost)")
     executor.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    executor.add_argument("--slots", type=int, default=int(_env("NEPTUNE_SLOTS", "1") or 1),
+                          help="executor processes to run (one per core); their metrics are "
+                               "served together on --metrics-port")
     executor.set_defaults(func=cmd_executor)
 
     bench = sub.add_parser("bench", help="the suspension benchmark (DESIGN.md section 7)")
