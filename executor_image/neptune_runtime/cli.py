@@ -106,15 +106,14 @@ def cmd_driver(args: argparse.Namespace) -> int:
 
 
 def cmd_executor(args: argparse.Namespace) -> int:
-    from .roles import executor_main
-
-    if args.slots > 1:
+    if args.slots > 1:  # the supervisor must not import the runtime's metrics: it only serves
         from .slots import supervise
 
         passthrough = ["--app", args.app, "--driver", args.driver]
         if not args.yield_points:
             passthrough.append("--no-yield-points")
         return supervise(args.slots, args.name, args.metrics_port, passthrough)
+    from .roles import executor_main
 
     return executor_main(args.app, _secret("executor"), driver=args.driver, name=args.name,
                          metrics_port=args.metrics_port, yield_points=args.yield_points,
