@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 DEMO_DURATION ?= 30s
+PY_PATHS := $(wildcard executor_image operator tests examples bench e2e/tests)
+MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operator tests examples e2e/tests)
 
 .PHONY: setup demo test lint unit integration bench bench-quick clean
 
@@ -25,8 +27,8 @@ demo: setup
 	$(VENV)/bin/neptunectl run examples/online_learning.py --executors 2 --duration $(DEMO_DURATION)
 
 lint: setup
-	$(VENV)/bin/ruff check executor_image operator tests examples bench
-	$(VENV)/bin/mypy executor_image/neptune_runtime operator/neptune_operator tests examples
+	$(VENV)/bin/ruff check $(PY_PATHS)
+	$(VENV)/bin/mypy $(MYPY_PATHS)
 
 unit: setup
 	$(VENV)/bin/pytest -q tests/runtime
