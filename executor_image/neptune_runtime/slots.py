@@ -35,7 +35,7 @@ def supervise(slots: int, name: str, metrics_port: int | None, passthrough: list
         from prometheus_client.multiprocess import MultiProcessCollector
 
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=metrics_dir)
+        MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
         start_http_server(metrics_port, registry=registry)
 
     stopping = {"flag": False}
