@@ -1,0 +1,425 @@
+"""Spec -> child manifests. Pure: the same resource and context always give the same dicts.
+
+The handlers apply these with server-side apply, so rendering the full desired state on
+every reconcile is both simple and idempotent (a restarted operator converges, no duplicates).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .constants import (
+    API_VERSION,
+    CONFIG_MOUNT,
+    EXECUTOR_PORT,
+    HTTP_PORT,
+    JOBS_FILE,
+    KIND,
+    LABEL_APP,
+    LABEL_MANAGED_BY,
+    LABEL_ROLE,
+    MANAGER,
+    METRICS_PORT,
+    PRIORITIES_FILE,
+    RUN_AS_UID,
+)
+
+Manifest = dict[str, Any]
+APP_SOURCE_MOUNT = "/app/source"
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Everything rendering needs besides the resource itself."""
+
+    secret_hex: str  # the app's HMAC secret; generated once by the handler and kept
+    priority_class: str | None = None  # from ranking; None: the cluster default
+    priorities: Mapping[str, int] = field(default_factory=dict)  # job -> runtime priority
+    monitoring_namespace: str = "monitoring"
+    # The operator reads the driver's /status; None leaves that path closed (tests, dev).
+    operator_namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class Names:
+    app: str
+
+    @property
+    def driver(self) -> str:
+        return f"{self.app}-driver"
+
+    @property
+    def executor(self) -> str:
+        return f"{self.app}-executor"
+
+    @property
+    def secret(self) -> str:
+        return f"{self.app}-secret"
+
+    @property
+    def config(self) -> str:
+        return f"{self.app}-config"
+
+
+def labels(app: str, role: str | None = None) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": "neptune",
+        "app.kubernetes.io/instance": app,
+        LABEL_APP: app,
+        LABEL_MANAGED_BY: MANAGER,
+    }
+    if role is not None:
+        out[LABEL_ROLE] = role
+    return out
+
+
+def selector(app: str, role: str) -> dict[str, str]:
+    return {LABEL_APP: app, LABEL_ROLE: role}
+
+
+def executor_selector_string(app: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector(app, "executor").items())
+
+
+def owner_reference(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(obj: Mapping[str, Any], name: str, role: str | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": obj["metadata"]["namespace"],
+        "labels": labels(obj["metadata"]["name"], role),
+        "ownerReferences": [owner_reference(obj)],
+    }
+
+
+def _hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- pod security: the `restricted` Pod Security Standard ------------------------------------
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_UID,
+        "runAsGroup": RUN_AS_UID,
+        "fsGroup": RUN_AS_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _resources(spec_part: Mapping[str, Any] | None) -> dict[str, Any]:
+    res = (spec_part or {}).get("resources") or {}
+    return {k: dict(v) for k, v in res.items() if k in ("requests", "limits") and v}
+
+
+def _app_env_and_mounts(spec: Mapping[str, Any]) -> tuple[list[dict[str, Any]],
+                                                           list[dict[str, Any]],
+                                                           list[dict[str, Any]]]:
+    """NEPTUNE_APP plus the volume/mount a ConfigMap-held module needs."""
+    app = spec["app"]
+    if "configMap" in app:
+        cm = app["configMap"]
+        env = [{"name": "NEPTUNE_APP", "value": f"{APP_SOURCE_MOUNT}/{cm['key']}"}]
+        volumes = [{"name": "app-source",
+                    "configMap": {"name": cm["name"], "items": [{"key": cm["key"],
+                                                                 "path": cm["key"]}]}}]
+        mounts = [{"name": "app-source", "mountPath": APP_SOURCE_MOUNT, "readOnly": True}]
+        return env, volumes, mounts
+    return [{"name": "NEPTUNE_APP", "value": app["module"]}], [], []
+
+
+def _common_env(names: Names) -> list[dict[str, Any]]:
+    return [
+        {"name": "NEPTUNE_SECRET",
+         "valueFrom": {"secretKeyRef": {"name": names.secret, "key": "secret"}}},
+        # Read-only root filesystem: no bytecode cache, and HOME on the writable /tmp.
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+
+
+def _pod_spec(ctx: RenderContext, containers: list[dict[str, Any]],
+              volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        # App pods never talk to the API server.
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(),
+        "containers": containers,
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *volumes],
+        "terminationGracePeriodSeconds": 30,
+    }
+    if ctx.priority_class:
+        spec["priorityClassName"] = ctx.priority_class
+    return spec
+
+
+def jobs_document(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Job settings as the driver reads them (NEPTUNE_JOBS_FILE)."""
+    return {"jobs": {j["name"]: {k: v for k, v in j.items() if k != "name"}
+                     for j in spec["jobs"]},
+            "policy": spec.get("policy", "neptune")}
+
+
+def priorities_document(spec: Mapping[str, Any], priorities: Mapping[str, int]) -> dict[str, Any]:
+    # Jobs the ranking did not cover keep the runtime's defaults (stream 10, batch 0).
+    table = {j["name"]: int(priorities.get(j["name"], 10 if j["kind"] == "stream" else 0))
+             for j in spec["jobs"]}
+    return {"jobs": dict(sorted(table.items()))}
+
+
+def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
+    spec = obj["spec"]
+    names = Names(obj["metadata"]["name"])
+    app_env, app_volumes, app_mounts = _app_env_and_mounts(spec)
+    container = {
+        "name": "driver",
+        "image": spec["image"],
+        "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
+        "args": ["driver"],
+        "env": [
+            *app_env,
+            *_common_env(names),
+            {"name": "NEPTUNE_PORT", "value": str(EXECUTOR_PORT)},
+            {"name": "NEPTUNE_HTTP_PORT", "value": str(HTTP_PORT)},
+            {"name": "NEPTUNE_POLICY", "value": spec.get("policy", "neptune")},
+            {"name": "NEPTUNE_PRIORITIES_FILE", "value": f"{CONFIG_MOUNT}/{PRIORITIES_FILE}"},
+            {"name": "NEPTUNE_JOBS_FILE", "value": f"{CONFIG_MOUNT}/{JOBS_FILE}"},
+        ],
+        "ports": [
+            {"name": "executors", "containerPort": EXECUTOR_PORT, "protocol": "TCP"},
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                           "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                          "periodSeconds": 10, "failureThreshold": 6},
+        "resources": _resources(spec.get("driver")),
+        "securityContext": container_security_context(),
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            # The whole ConfigMap (no subPath) so that priority updates reach the file.
+            {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            *app_mounts,
+        ],
+    }
+    volumes = [{"name": "config", "configMap": {"name": names.config}}, *app_volumes]
+    # Job settings are read at start: their hash in the template restarts the driver on
+    # change (the "reload" action) without touching the executors.
+    template_annotations = {"neptune.dev/jobs-hash": _hash(jobs_document(spec))}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(obj, names.driver, "driver"),
+        "spec": {
+            "replicas": 0 if spec.get("suspend") else 1,
+            # Two drivers would split the executors between them: never overlap.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector(names.app, "driver")},
+            "template": {
+                "metadata": {"labels": labels(names.app, "driver"),
+                             "annotations": template_annotations},
+                "spec": _pod_spec(ctx, [container], volumes),
+            },
+        },
+    }
+
+
+def driver_service(obj: Mapping[str, Any]) -> Manifest:
+    names = Names(obj["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(obj, names.driver, "driver"),
+        "spec": {
+            "selector": selector(names.app, "driver"),
+            "ports": [
+                {"name": "executors", "port": EXECUTOR_PORT, "targetPort": "executors"},
+                {"name": "http", "port": HTTP_PORT, "targetPort": "http"},
+            ],
+        },
+    }
+
+
+def executor_container(spec: Mapping[str, Any], names: Names) -> dict[str, Any]:
+    app_env, _, app_mounts = _app_env_and_mounts(spec)
+    slots = int(spec["executors"].get("slotsPerPod", 1))
+    return {
+        "name": "executor",
+        "image": spec["image"],
+        "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
+        "args": ["executor"],
+        "env": [
+            # Defined first: later values refer to them with $(...).
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE",
+             "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            *app_env,
+            *_common_env(names),
+            {"name": "NEPTUNE_DRIVER",
+             "value": f"{names.driver}.$(POD_NAMESPACE).svc:{EXECUTOR_PORT}"},
+            # The runtime runs one process per slot (one core each) and names them
+            # POD_NAME-0, POD_NAME-1, ...; their metrics are served together on one port.
+            {"name": "NEPTUNE_EXECUTOR_NAME", "value": "$(POD_NAME)"},
+            {"name": "NEPTUNE_SLOTS", "value": str(slots)},
+            {"name": "NEPTUNE_METRICS_PORT", "value": str(METRICS_PORT)},
+        ],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 5},
+        "resources": _resources(spec.get("executors")),
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *app_mounts],
+    }
+
+
+def executor_statefulset(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
+    spec = obj["spec"]
+    names = Names(obj["metadata"]["name"])
+    execs = spec["executors"]
+    _, app_volumes, _ = _app_env_and_mounts(spec)
+    containers = [executor_container(spec, names)]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(obj, names.executor, "executor"),
+        "spec": {
+            "replicas": 0 if spec.get("suspend") else int(execs["replicas"]),
+            "serviceName": names.executor,
+            # Executors are independent: start and stop them all at once.
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": selector(names.app, "executor")},
+            "template": {
+                "metadata": {"labels": labels(names.app, "executor")},
+                "spec": _pod_spec(ctx, containers, app_volumes),
+            },
+        },
+    }
+
+
+def executor_service(obj: Mapping[str, Any]) -> Manifest:
+    names = Names(obj["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(obj, names.executor, "executor"),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector(names.app, "executor"),
+            "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
+        },
+    }
+
+
+def app_secret(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
+    names = Names(obj["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(obj, names.secret),
+        "type": "Opaque",
+        "stringData": {"secret": ctx.secret_hex},
+    }
+
+
+def config_map(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
+    spec = obj["spec"]
+    names = Names(obj["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(obj, names.config),
+        "data": {
+            PRIORITIES_FILE: json.dumps(priorities_document(spec, ctx.priorities),
+                                        sort_keys=True),
+            JOBS_FILE: json.dumps(jobs_document(spec), sort_keys=True),
+        },
+    }
+
+
+def network_policy(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
+    name = obj["metadata"]["name"]
+    metric_ports = [{"protocol": "TCP", "port": HTTP_PORT},
+                    {"protocol": "TCP", "port": METRICS_PORT}]
+    out: Manifest = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(obj, name),
+        "spec": {
+            "podSelector": {"matchLabels": {LABEL_APP: name}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                # The app's own pods: executors <-> driver, on every port.
+                {"from": [{"podSelector": {"matchLabels": {LABEL_APP: name}}}]},
+                # The monitoring namespace: scrapes of /metrics and reads of /status only.
+                {"from": [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": ctx.monitoring_namespace}}}],
+                 "ports": metric_ports},
+            ],
+        },
+    }
+    if ctx.operator_namespace:
+        out["spec"]["ingress"].append({
+            "from": [{"namespaceSelector": {"matchLabels": {
+                          "kubernetes.io/metadata.name": ctx.operator_namespace}},
+                      "podSelector": {"matchLabels": {
+                          "app.kubernetes.io/name": "neptune-operator"}}}],
+            "ports": [{"protocol": "TCP", "port": HTTP_PORT}],
+        })
+    return out
+
+
+def pod_monitor(obj: Mapping[str, Any]) -> Manifest:
+    name = obj["metadata"]["name"]
+    # honorLabels: the runtime's `job` label (the Neptune job) must win over Prometheus's.
+    endpoints = [{"port": "http", "path": "/metrics", "honorLabels": True},
+                 {"port": "metrics", "path": "/metrics", "honorLabels": True}]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _meta(obj, name),
+        "spec": {
+            "selector": {"matchLabels": {LABEL_APP: name}},
+            "podMetricsEndpoints": endpoints,
+        },
+    }
+
+
+def render(obj: Mapping[str, Any], ctx: RenderContext) -> list[Manifest]:
+    """All children of one ContinuousApplication, in the order they should be applied."""
+    out = [
+        app_secret(obj, ctx),
+        config_map(obj, ctx),
+        network_policy(obj, ctx),
+        driver_service(obj),
+        driver_deployment(obj, ctx),
+        executor_service(obj),
+        executor_statefulset(obj, ctx),
+    ]
+    if (obj["spec"].get("monitoring") or {}).get("podMonitor"):
+        out.append(pod_monitor(obj))
+    return out

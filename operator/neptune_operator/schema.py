@@ -1,0 +1,376 @@
+"""The one source of the ContinuousApplication CRD.
+
+`crdgen` writes this to crds/ and helm/neptune/crds/; a test fails when the files drift.
+Validation lives here (OpenAPI + CEL) so that `kubectl apply` rejects a bad resource with a
+message naming the field, instead of the operator discovering the problem later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .constants import (
+    GROUP,
+    JOB_KINDS,
+    KIND,
+    PLURAL,
+    POLICIES,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+)
+
+Schema = dict[str, Any]
+
+# A positive duration with a unit; zero is refused by a CEL rule (a regex for "non-zero"
+# would be unreadable). Units match neptune_runtime.durations minus "h" (no SLO is that long).
+DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(us|ms|s|m)$"
+ZERO_DURATION = r"^0+([.]0+)?(us|ms|s|m)$"  # [.]: CEL strings reject \.
+# Kubernetes' own quantity grammar, without the sign: a negative request is never meant.
+QUANTITY_PATTERN = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MAX_JOBS = 32
+
+
+def _s(description: str, **extra: Any) -> Schema:
+    return {"type": "string", "description": description, **extra}
+
+
+def _i(description: str, **extra: Any) -> Schema:
+    return {"type": "integer", "description": description, **extra}
+
+
+def _n(description: str, **extra: Any) -> Schema:
+    return {"type": "number", "description": description, **extra}
+
+
+def _b(description: str, **extra: Any) -> Schema:
+    return {"type": "boolean", "description": description, **extra}
+
+
+def _o(description: str, properties: dict[str, Schema], **extra: Any) -> Schema:
+    return {"type": "object", "description": description, "properties": properties, **extra}
+
+
+def _rule(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    out = {"rule": rule, "message": message}
+    if field_path is not None:
+        out["fieldPath"] = field_path
+    return out
+
+
+def _quantities(description: str) -> Schema:
+    return {
+        "type": "object",
+        "description": description,
+        "maxProperties": 8,
+        "additionalProperties": {
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "description": "A non-negative resource quantity such as 500m, 2, 512Mi or 1Gi.",
+        },
+    }
+
+
+def resources_schema(who: str) -> Schema:
+    return _o(
+        f"Compute resources of the {who} container (as in a Pod's container resources).",
+        {
+            "requests": _quantities(f"Minimum resources the {who} is scheduled with."),
+            "limits": _quantities(f"Maximum resources the {who} may use."),
+        },
+    )
+
+
+def job_schema() -> Schema:
+    return _o(
+        "One job of the application. Stream jobs are latency-critical and carry an SLO; "
+        "batch jobs use the cores left over and are suspended (not killed) when a stream "
+        "task needs a core.",
+        {
+            "name": _s(
+                "Job name, as declared in the app module (a DNS label).",
+                pattern=DNS_LABEL,
+                maxLength=40,
+            ),
+            "kind": _s("stream (latency-critical, needs an slo) or batch (throughput).",
+                       enum=list(JOB_KINDS)),
+            "slo": _s(
+                "Latency objective of a stream job, event in to result out: a positive "
+                "duration with a unit (us, ms, s, m), e.g. 50ms. Not allowed on batch jobs.",
+                pattern=DURATION_PATTERN,
+                maxLength=32,
+                **{"x-kubernetes-validations": [
+                    _rule(f"!self.matches('{ZERO_DURATION}')",
+                          "slo must be a positive duration, not zero"),
+                ]},
+            ),
+            "trigger": _s(
+                "When a stream job runs a task: 'event' (one task per event) or a micro-batch "
+                "interval such as 100ms.",
+                pattern=r"^(event|[0-9]+(\.[0-9]+)?(us|ms|s|m))$",
+                maxLength=32,
+            ),
+            "partitions": _i("Number of partitions of a batch job's dataset.",
+                             minimum=1, maximum=100000),
+            "source": _s(
+                "Where a stream job's events come from, e.g. 'http' (POST to the driver's "
+                "/ingest/JOB) or a source name known to the app module.",
+                maxLength=253,
+            ),
+        },
+        required=["name", "kind"],
+        **{"x-kubernetes-validations": [
+            _rule("self.kind != 'stream' || has(self.slo)",
+                  "a stream job needs an slo (e.g. slo: 50ms)", ".slo"),
+            _rule("self.kind != 'batch' || !has(self.slo)",
+                  "a batch job must not have an slo (only stream jobs have latency objectives)",
+                  ".slo"),
+            _rule("self.kind != 'stream' || !has(self.partitions)",
+                  "partitions apply to batch jobs only", ".partitions"),
+        ]},
+    )
+
+
+def spec_schema() -> Schema:
+    return _o(
+        "Desired state of a continuous (stream + batch) application.",
+        {
+            "image": _s("Container image holding neptunectl and the app module.",
+                        minLength=1, maxLength=512),
+            "imagePullPolicy": _s("Image pull policy of driver and executor pods.",
+                                  enum=["Always", "IfNotPresent", "Never"],
+                                  default="IfNotPresent"),
+            "app": _o(
+                "Where the application module comes from: a module path inside the image, or "
+                "a ConfigMap key holding the module source. Exactly one of the two.",
+                {
+                    "module": _s("Dotted module name or .py path inside the image.",
+                                 minLength=1, maxLength=512),
+                    "configMap": _o(
+                        "A ConfigMap key whose value is the module source (mounted read-only).",
+                        {
+                            "name": _s("ConfigMap name (same namespace).", pattern=DNS_LABEL,
+                                       maxLength=253),
+                            "key": _s("Key holding the source, e.g. app.py.",
+                                      pattern=r"^[-._a-zA-Z0-9]+$", maxLength=253),
+                        },
+                        required=["name", "key"],
+                    ),
+                },
+                **{"x-kubernetes-validations": [
+                    _rule("has(self.module) != has(self.configMap)",
+                          "set exactly one of app.module and app.configMap"),
+                ]},
+            ),
+            "driver": _o("The driver pod (one per application).",
+                         {"resources": resources_schema("driver")}),
+            "executors": _o(
+                "The executor pods. Each pod runs one executor process per slot (one core); "
+                "give each pod about one CPU per slot in resources.",
+                {
+                    "replicas": _i("Number of executor pods (scale subresource).", minimum=1,
+                                   maximum=1000),
+                    "slotsPerPod": _i("Executor processes (one core each) per pod.", minimum=1,
+                                      maximum=64, default=1),
+                    "resources": resources_schema("executor"),
+                },
+                required=["replicas"],
+            ),
+            "jobs": {
+                "type": "array",
+                "description": "Jobs of the application and their settings. Names are unique.",
+                "minItems": 1,
+                "maxItems": MAX_JOBS,
+                "items": job_schema(),
+                # listType=map makes the API server itself reject a duplicate name.
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "x-kubernetes-validations": [
+                    _rule("self.all(j, self.exists_one(k, k.name == j.name))",
+                          "job names must be unique"),
+                ],
+            },
+            "policy": _s(
+                "Scheduling policy inside the app: fifo, fair, kill (preempt by killing) or "
+                "neptune (suspend batch tasks; locality- and memory-aware).",
+                enum=list(POLICIES), default="neptune"),
+            "priority": _i(
+                "Application priority across the cluster (higher first). Ranks this app's "
+                "stream jobs against other apps', then SLO tightness breaks ties.",
+                minimum=0, maximum=1000, default=0),
+            "suspend": _b("true removes the pods and keeps the resource; false brings them back.",
+                          default=False),
+            "monitoring": _o(
+                "Monitoring options.",
+                {"podMonitor": _b("Create a PodMonitor (Prometheus Operator) for the pods.",
+                                  default=False)},
+            ),
+        },
+        required=["image", "app", "executors", "jobs"],
+    )
+
+
+def status_schema() -> Schema:
+    condition = _o(
+        "A condition: Ready, Progressing, Degraded, SLOMet or Suspended.",
+        {
+            "type": _s("Condition type."),
+            "status": _s("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+            "reason": _s("Machine-readable reason in CamelCase."),
+            "message": _s("Human-readable explanation."),
+            "lastTransitionTime": _s("When the status last changed.", format="date-time"),
+            "observedGeneration": _i("Generation the condition was computed from."),
+        },
+        required=["type", "status"],
+    )
+    job = _o(
+        "Live figures of one job, read from the driver's /status.",
+        {
+            "kind": _s("stream or batch."),
+            "state": _s("Job state reported by the driver."),
+            "error": _s("Last error of the job, if any."),
+            "priority": _i("Runtime priority the driver uses for the job's tasks."),
+            "sloMs": _n("SLO in milliseconds (stream jobs)."),
+            "p50Ms": _n("Median event latency in milliseconds (stream jobs)."),
+            "p99Ms": _n("99th percentile event latency in milliseconds (stream jobs)."),
+            "sloAttainment": _n("Fraction of events within the SLO (stream jobs)."),
+            "suspensions": _i("Batch task suspensions caused by or suffered by the job."),
+            "failures": _i("Task failures."),
+            "records": _i("Records processed."),
+            "throughputPerSecond": _n("Records per second."),
+        },
+    )
+    return _o(
+        "Observed state, written by the operator.",
+        {
+            "phase": _s("Pending, Running, Degraded, Suspended or Failed."),
+            "observedGeneration": _i("metadata.generation the status describes."),
+            "conditions": {
+                "type": "array",
+                "description": "Standard conditions.",
+                "items": condition,
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+            "executors": _o(
+                "Executor pods.",
+                {
+                    "desired": _i("Pods wanted (0 while suspended)."),
+                    "ready": _i("Pods ready."),
+                    "registered": _i("Executor processes registered with the driver."),
+                    "summary": _s("ready/desired, for kubectl get."),
+                },
+            ),
+            "selector": _s("Label selector of the executor pods (scale subresource)."),
+            "jobs": {
+                "type": "object",
+                "description": "Per-job figures, keyed by job name.",
+                "additionalProperties": job,
+            },
+            "worstJob": _s("The stream job furthest from its SLO: name p99/slo."),
+            "assignedPriority": _o(
+                "Cluster-wide priority the operator assigned.",
+                {
+                    "priorityClassName": _s("PriorityClass of the app's pods."),
+                    "rank": _i("Rank of the app's best stream job cluster-wide (0 = first)."),
+                    "boost": _i("Steps added by the SLO feedback loop."),
+                    "reason": _s("Why the priority is what it is."),
+                    "since": _s("When the boost last changed.", format="date-time"),
+                },
+            ),
+            "driver": _o(
+                "What the operator last read from the driver.",
+                {
+                    "reachable": _b("Whether /status answered."),
+                    "message": _s("Error when it did not."),
+                },
+            ),
+            "lastAction": _s("The last spec change classification: scale, roll, reload, ..."),
+            # kopf keeps handler progress here; without this the API server prunes it
+            # silently and kopf re-runs handlers forever.
+            "kopf": {
+                "type": "object",
+                "description": "Handler progress kept by kopf.",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        },
+    )
+
+
+def printer_columns() -> list[dict[str, Any]]:
+    return [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase",
+         "description": "Application phase."},
+        {"name": "Executors", "type": "string", "jsonPath": ".status.executors.summary",
+         "description": "Ready/desired executor pods."},
+        {"name": "Worst-P99/SLO", "type": "string", "jsonPath": ".status.worstJob",
+         "description": "Stream job furthest from its SLO."},
+        {"name": "Policy", "type": "string", "jsonPath": ".spec.policy", "priority": 1,
+         "description": "Scheduling policy."},
+        {"name": "Priority", "type": "string",
+         "jsonPath": ".status.assignedPriority.priorityClassName", "priority": 1,
+         "description": "Assigned PriorityClass."},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def crd() -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "neptune"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": ["neptune"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": _o(
+                            "A continuous application: stream and batch jobs sharing code and "
+                            "state, with batch tasks suspended when stream tasks need a core.",
+                            {
+                                "apiVersion": _s("API version of the object."),
+                                "kind": _s("Kind of the object."),
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": status_schema(),
+                            },
+                            required=["spec"],
+                            **{"x-kubernetes-validations": [
+                                _rule("self.metadata.name.size() <= 40",
+                                      "metadata.name must be at most 40 characters "
+                                      "(children add suffixes such as -executor-12)"),
+                            ]},
+                        )
+                    },
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.executors.replicas",
+                            "statusReplicasPath": ".status.executors.ready",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": printer_columns(),
+                }
+            ],
+        },
+    }

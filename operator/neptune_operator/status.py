@@ -1,0 +1,165 @@
+"""Build the ContinuousApplication status from child state and the driver's /status JSON.
+
+Pure: the handler gathers the inputs (two workload reads, one HTTP GET) and patches the result.
+Conditions keep their lastTransitionTime unless their status flips, as Kubernetes expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .render import executor_selector_string
+
+
+@dataclass(frozen=True)
+class ChildState:
+    driver_ready: bool  # the driver Deployment has a ready replica
+    executors_ready: int  # ready executor pods
+    executors_desired: int  # 0 while suspended
+
+
+def _f(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def job_figures(driver_doc: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Driver snake_case figures -> status camelCase (the CRD schema prunes anything else)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, j in ((driver_doc or {}).get("jobs") or {}).items():
+        fig: dict[str, Any] = {"kind": j.get("kind"), "state": j.get("state")}
+        if j.get("error"):
+            fig["error"] = str(j["error"])[:1024]
+        for src, dst in (("priority", "priority"), ("suspensions", "suspensions"),
+                         ("failures", "failures"), ("records", "records")):
+            if isinstance(j.get(src), int):
+                fig[dst] = j[src]
+        for src, dst in (("throughput_per_s", "throughputPerSecond"), ("slo_ms", "sloMs"),
+                         ("p50_ms", "p50Ms"), ("p99_ms", "p99Ms"),
+                         ("slo_attainment", "sloAttainment")):
+            value = _f(j.get(src))
+            if value is not None:
+                fig[dst] = round(value, 3)
+        out[str(name)] = {k: v for k, v in fig.items() if v is not None}
+    return out
+
+
+def _has_samples(fig: Mapping[str, Any], raw: Mapping[str, Any]) -> bool:
+    # A p99 of 0 with no samples says nothing about the SLO.
+    samples = raw.get("samples")
+    return "p99Ms" in fig and "sloMs" in fig and (samples is None or samples > 0)
+
+
+def slo_met(driver_doc: Mapping[str, Any] | None) -> bool | None:
+    """True: every stream job with samples is within its SLO at p99; None: no evidence."""
+    jobs = (driver_doc or {}).get("jobs") or {}
+    figures = job_figures(driver_doc)
+    verdicts = [figures[n]["p99Ms"] <= figures[n]["sloMs"]
+                for n, raw in jobs.items()
+                if raw.get("kind") == "stream" and _has_samples(figures[str(n)], raw)]
+    if not verdicts:
+        return None
+    return all(verdicts)
+
+
+def worst_job(figures: Mapping[str, Mapping[str, Any]]) -> str | None:
+    ratios = [(f["p99Ms"] / f["sloMs"], name, f) for name, f in figures.items()
+              if f.get("kind") == "stream" and "p99Ms" in f and f.get("sloMs")]
+    if not ratios:
+        return None
+    _, name, f = max(ratios, key=lambda r: (r[0], r[1]))
+    return f"{name} {f['p99Ms']:.3g}ms/{f['sloMs']:.3g}ms"
+
+
+def _condition(previous: Sequence[Mapping[str, Any]], ctype: str, status: bool | None,
+               reason: str, message: str, generation: int, now: str) -> dict[str, Any]:
+    text = "Unknown" if status is None else ("True" if status else "False")
+    before = next((c for c in previous if c.get("type") == ctype), None)
+    since = before.get("lastTransitionTime") if before and before.get("status") == text else None
+    return {"type": ctype, "status": text, "reason": reason, "message": message,
+            "lastTransitionTime": since or now, "observedGeneration": generation}
+
+
+def build(*, name: str, generation: int, spec: Mapping[str, Any], children: ChildState,
+          driver_doc: Mapping[str, Any] | None, driver_error: str | None,
+          assigned: Mapping[str, Any] | None, previous: Mapping[str, Any] | None,
+          now: str) -> dict[str, Any]:
+    suspended = bool(spec.get("suspend"))
+    figures = job_figures(driver_doc)
+    failed_jobs = sorted(n for n, f in figures.items() if f.get("state") == "failed")
+    registered = int(((driver_doc or {}).get("executors") or {}).get("registered", 0))
+    all_ready = (children.driver_ready
+                 and children.executors_ready >= children.executors_desired)
+    met = None if suspended else slo_met(driver_doc)
+
+    if suspended:
+        phase = "Suspended"
+    elif failed_jobs or (driver_doc or {}).get("phase") == "Degraded":
+        phase = "Degraded"
+    elif all_ready and driver_doc is not None:
+        phase = "Running"
+    else:
+        phase = "Pending"
+
+    prev_conditions = list((previous or {}).get("conditions") or [])
+    progressing = not suspended and not all_ready
+
+    def cond(ctype: str, status: bool | None, reason: str, message: str) -> dict[str, Any]:
+        return _condition(prev_conditions, ctype, status, reason, message, generation, now)
+
+    conditions = [
+        cond("Ready", phase == "Running",
+             "Running" if phase == "Running" else phase,
+             f"driver ready: {children.driver_ready}; executors "
+             f"{children.executors_ready}/{children.executors_desired}"),
+        cond("Progressing", progressing,
+             "RollingOut" if progressing else "Stable",
+             "waiting for pods to become ready" if progressing else "all pods ready"),
+        cond("Degraded", phase == "Degraded",
+             "JobFailed" if failed_jobs else ("DriverUnreachable" if driver_error else "Healthy"),
+             (f"failed jobs: {', '.join(failed_jobs)}" if failed_jobs
+              else (driver_error or ""))),
+        cond("SLOMet", met,
+             "Unknown" if met is None else ("WithinSLO" if met else "SLOMissed"),
+             worst_job(figures) or "no stream latency samples yet"),
+        cond("Suspended", suspended, "SpecSuspend" if suspended else "Active",
+             "spec.suspend is true: pods removed" if suspended else ""),
+    ]
+    status: dict[str, Any] = {
+        "phase": phase,
+        "observedGeneration": generation,
+        "conditions": conditions,
+        "executors": {
+            "desired": children.executors_desired,
+            "ready": children.executors_ready,
+            "registered": registered,
+            "summary": f"{children.executors_ready}/{children.executors_desired}",
+        },
+        "selector": executor_selector_string(name),
+        "jobs": figures,
+        "driver": {"reachable": driver_doc is not None,
+                   **({"message": driver_error} if driver_error else {})},
+    }
+    worst = worst_job(figures)
+    if worst:
+        status["worstJob"] = worst
+    if assigned:
+        status["assignedPriority"] = dict(assigned)
+    return status
+
+
+def as_merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any],
+                   keep: Sequence[str] = ("kopf",)) -> dict[str, Any]:
+    """`new` as a JSON merge patch over `old`: keys that disappeared become None (deleted),
+    so stale figures (an old driver error, a removed job) do not linger in the status.
+    Lists are replaced whole by merge patches, so only mappings are walked."""
+    out: dict[str, Any] = dict(new)
+    for key, before in (old or {}).items():
+        if key in keep:
+            continue
+        if key not in new:
+            out[key] = None
+        elif isinstance(before, Mapping) and isinstance(new[key], Mapping):
+            out[key] = as_merge_patch(before, new[key], ())
+    return out

@@ -1,0 +1,206 @@
+"""render: spec -> child manifests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from neptune_operator import render
+from neptune_operator.render import RenderContext
+
+from .op_helpers import pod_specs, restricted_violations
+
+CTX = RenderContext(secret_hex="ab" * 32, priority_class="neptune-normal",
+                    priorities={"score": 12, "train": 0}, monitoring_namespace="mon")
+
+
+def by_kind(manifests: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+
+
+def test_children_names_and_kinds(capp: dict[str, Any]) -> None:
+    kinds = sorted(by_kind(render.render(capp, CTX)))
+    assert kinds == sorted([
+        ("Secret", "fraud-secret"), ("ConfigMap", "fraud-config"),
+        ("NetworkPolicy", "fraud"), ("Service", "fraud-driver"),
+        ("Deployment", "fraud-driver"), ("Service", "fraud-executor"),
+        ("StatefulSet", "fraud-executor"), ("PodMonitor", "fraud"),
+    ])
+
+
+def test_pod_monitor_is_optional(capp: dict[str, Any]) -> None:
+    capp["spec"]["monitoring"]["podMonitor"] = False
+    assert "PodMonitor" not in {m["kind"] for m in render.render(capp, CTX)}
+    del capp["spec"]["monitoring"]
+    assert "PodMonitor" not in {m["kind"] for m in render.render(capp, CTX)}
+
+
+def test_every_child_is_owned_and_namespaced(capp: dict[str, Any]) -> None:
+    for m in render.render(capp, CTX):
+        assert m["metadata"]["namespace"] == "team-a"
+        (ref,) = m["metadata"]["ownerReferences"]
+        assert ref == {"apiVersion": "neptune.dev/v1alpha1", "kind": "ContinuousApplication",
+                       "name": "fraud", "uid": "1234-abcd", "controller": True,
+                       "blockOwnerDeletion": True}
+
+
+@pytest.mark.parametrize("app_source", [
+    {"module": "examples.fraud"},
+    {"configMap": {"name": "fraud-src", "key": "fraud.py"}},
+])
+def test_every_pod_passes_restricted(capp: dict[str, Any], app_source: dict[str, Any]) -> None:
+    capp["spec"]["app"] = app_source
+    pods = list(pod_specs(render.render(capp, CTX)))
+    assert len(pods) == 2
+    for name, pod in pods:
+        assert restricted_violations(pod) == [], name
+        assert pod["automountServiceAccountToken"] is False
+        mounts = {m["mountPath"] for c in pod["containers"] for m in c["volumeMounts"]}
+        assert "/tmp" in mounts, name
+
+
+def test_restricted_checker_catches_a_violation(capp: dict[str, Any]) -> None:
+    # Guard against a checker that passes everything.
+    _, pod = next(pod_specs(render.render(capp, CTX)))
+    pod["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    del pod["containers"][0]["securityContext"]["capabilities"]
+    assert len(restricted_violations(pod)) == 2
+
+
+def env(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_driver_runtime_contract(capp: dict[str, Any]) -> None:
+    dep = by_kind(render.render(capp, CTX))[("Deployment", "fraud-driver")]
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert dep["spec"]["replicas"] == 1
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "neptune-normal"
+    (c,) = pod["containers"]
+    assert c["args"] == ["driver"]
+    e = env(c)
+    assert e["NEPTUNE_APP"] == "examples.fraud"
+    assert e["NEPTUNE_SECRET"] == {"secretKeyRef": {"name": "fraud-secret", "key": "secret"}}
+    assert e["NEPTUNE_PORT"] == "7077"
+    assert e["NEPTUNE_HTTP_PORT"] == "8080"
+    assert e["NEPTUNE_POLICY"] == "neptune"
+    assert e["NEPTUNE_PRIORITIES_FILE"] == "/etc/neptune/priorities.json"
+    config_mount = next(m for m in c["volumeMounts"] if m["name"] == "config")
+    # subPath would freeze the file: ConfigMap updates only reach whole-volume mounts.
+    assert "subPath" not in config_mount
+    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "256Mi"}}
+
+
+def test_executor_runs_one_process_per_slot(capp: dict[str, Any]) -> None:
+    sts = by_kind(render.render(capp, CTX))[("StatefulSet", "fraud-executor")]
+    assert sts["spec"]["replicas"] == 3
+    assert sts["spec"]["serviceName"] == "fraud-executor"
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["executor"]
+    e = env(c)
+    assert e["NEPTUNE_SLOTS"] == "2"
+    assert e["NEPTUNE_METRICS_PORT"] == "9090"
+    assert e["NEPTUNE_EXECUTOR_NAME"] == "$(POD_NAME)"
+    assert e["NEPTUNE_DRIVER"] == "fraud-driver.$(POD_NAMESPACE).svc:7077"
+    assert e["NEPTUNE_SECRET"] == {"secretKeyRef": {"name": "fraud-secret", "key": "secret"}}
+    # POD_NAME / POD_NAMESPACE must be defined before the variables that reference them.
+    names = [x["name"] for x in c["env"]]
+    assert names.index("POD_NAME") < names.index("NEPTUNE_EXECUTOR_NAME")
+    assert names.index("POD_NAMESPACE") < names.index("NEPTUNE_DRIVER")
+    assert c["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
+    svc = by_kind(render.render(capp, CTX))[("Service", "fraud-executor")]
+    assert svc["spec"]["clusterIP"] == "None"
+    assert [p["port"] for p in svc["spec"]["ports"]] == [9090]
+
+
+def test_suspend_scales_workloads_to_zero(capp: dict[str, Any]) -> None:
+    capp["spec"]["suspend"] = True
+    children = by_kind(render.render(capp, CTX))
+    assert children[("Deployment", "fraud-driver")]["spec"]["replicas"] == 0
+    assert children[("StatefulSet", "fraud-executor")]["spec"]["replicas"] == 0
+    assert ("Secret", "fraud-secret") in children  # the resource and its secret are kept
+
+
+def test_configmap_app_source(capp: dict[str, Any]) -> None:
+    capp["spec"]["app"] = {"configMap": {"name": "fraud-src", "key": "fraud.py"}}
+    sts = by_kind(render.render(capp, CTX))[("StatefulSet", "fraud-executor")]
+    pod = sts["spec"]["template"]["spec"]
+    assert env(pod["containers"][0])["NEPTUNE_APP"] == "/app/source/fraud.py"
+    vol = next(v for v in pod["volumes"] if v["name"] == "app-source")
+    assert vol["configMap"]["name"] == "fraud-src"
+
+
+def test_priorities_and_jobs_documents(capp: dict[str, Any]) -> None:
+    cm = by_kind(render.render(capp, CTX))[("ConfigMap", "fraud-config")]
+    assert json.loads(cm["data"]["priorities.json"]) == {"jobs": {"score": 12, "train": 0}}
+    jobs = json.loads(cm["data"]["jobs.json"])
+    assert jobs["jobs"]["score"]["slo"] == "50ms"
+    assert jobs["policy"] == "neptune"
+    # Unranked jobs get the runtime's defaults.
+    default = render.config_map(capp, RenderContext(secret_hex="00"))
+    assert json.loads(default["data"]["priorities.json"]) == {"jobs": {"score": 10, "train": 0}}
+
+
+def test_job_change_changes_only_driver_template(capp: dict[str, Any]) -> None:
+    before = by_kind(render.render(capp, CTX))
+    capp["spec"]["jobs"][0]["slo"] = "20ms"
+    after = by_kind(render.render(capp, CTX))
+    drv = ("Deployment", "fraud-driver")
+    exe = ("StatefulSet", "fraud-executor")
+    assert before[drv]["spec"]["template"] != after[drv]["spec"]["template"]
+    assert before[exe] == after[exe]
+
+
+def test_rendering_is_deterministic(capp: dict[str, Any]) -> None:
+    assert render.render(capp, CTX) == render.render(capp, CTX)
+
+
+def test_network_policy(capp: dict[str, Any]) -> None:
+    np = by_kind(render.render(capp, CTX))[("NetworkPolicy", "fraud")]
+    spec = np["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"neptune.dev/app": "fraud"}}
+    own, monitoring = spec["ingress"]
+    assert own == {"from": [{"podSelector": {"matchLabels": {"neptune.dev/app": "fraud"}}}]}
+    assert monitoring["from"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "mon"}}}]
+    assert {p["port"] for p in monitoring["ports"]} == {8080, 9090}
+
+
+def test_selectors_match_template_labels(capp: dict[str, Any]) -> None:
+    for m in render.render(capp, CTX):
+        if m["kind"] in ("Deployment", "StatefulSet"):
+            sel = m["spec"]["selector"]["matchLabels"]
+            tpl = m["spec"]["template"]["metadata"]["labels"]
+            assert sel.items() <= tpl.items()
+        if m["kind"] == "Service":
+            assert m["spec"]["selector"]["neptune.dev/role"] in ("driver", "executor")
+
+
+def test_pod_monitor_endpoints(capp: dict[str, Any]) -> None:
+    pm = by_kind(render.render(capp, CTX))[("PodMonitor", "fraud")]
+    ports = [e["port"] for e in pm["spec"]["podMetricsEndpoints"]]
+    assert ports == ["http", "metrics"]
+    assert all(e["honorLabels"] for e in pm["spec"]["podMetricsEndpoints"])
+
+
+def test_secret_carries_given_value(capp: dict[str, Any]) -> None:
+    secret = by_kind(render.render(capp, CTX))[("Secret", "fraud-secret")]
+    assert secret["stringData"] == {"secret": "ab" * 32}
+
+
+def test_network_policy_lets_the_operator_read_status(capp: dict[str, Any]) -> None:
+    ctx = RenderContext(secret_hex="00", operator_namespace="neptune-system")
+    np = render.network_policy(capp, ctx)
+    rule = np["spec"]["ingress"][-1]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    peer = rule["from"][0]
+    # Both selectors in one peer: the operator's pods in the operator's namespace only.
+    assert peer["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "neptune-system"}
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "neptune-operator"}
+    assert len(render.network_policy(capp, RenderContext(secret_hex="00"))["spec"]["ingress"]) == 2

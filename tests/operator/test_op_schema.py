@@ -1,0 +1,124 @@
+"""schema: the CRD generated from one source; drift, descriptions, validation rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from neptune_operator import crdgen, schema
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_generated_files_are_up_to_date() -> None:
+    stale = crdgen.drifted(ROOT)
+    assert stale == [], "run: python -m neptune_operator.crdgen"
+
+
+def test_drift_is_detected(tmp_path: Path) -> None:
+    assert crdgen.main(["--root", str(tmp_path)]) == 0
+    assert crdgen.drifted(tmp_path) == []
+    target = tmp_path / "helm/neptune/crds/continuousapplication.yaml"
+    target.write_text(target.read_text().replace("capp", "cap"))
+    assert crdgen.drifted(tmp_path) == [target]
+    assert crdgen.main(["--root", str(tmp_path), "--check"]) == 1
+
+
+def version() -> dict[str, Any]:
+    (v,) = schema.crd()["spec"]["versions"]
+    return v  # type: ignore[no-any-return]
+
+
+def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    yield path, node
+    for k, v in (node.get("properties") or {}).items():
+        yield from walk(v, f"{path}.{k}")
+    if isinstance(node.get("items"), dict):
+        yield from walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from walk(node["additionalProperties"], f"{path}.*")
+
+
+def test_every_spec_and_status_field_has_a_description() -> None:
+    root = version()["schema"]["openAPIV3Schema"]
+    missing = [p for p, n in walk(root["properties"]["spec"], "spec") if not n.get("description")]
+    missing += [p for p, n in walk(root["properties"]["status"], "status")
+                if not n.get("description")]
+    assert missing == []
+
+
+def test_names_and_subresources() -> None:
+    crd = schema.crd()
+    assert crd["metadata"]["name"] == "continuousapplications.neptune.dev"
+    names = crd["spec"]["names"]
+    assert (names["kind"], names["plural"], names["shortNames"]) == (
+        "ContinuousApplication", "continuousapplications", ["capp"])
+    assert crd["spec"]["scope"] == "Namespaced"
+    sub = version()["subresources"]
+    assert sub["status"] == {}
+    assert sub["scale"]["specReplicasPath"] == ".spec.executors.replicas"
+    assert sub["scale"]["statusReplicasPath"] == ".status.executors.ready"
+
+
+def test_paths_used_by_scale_and_columns_exist_in_schema() -> None:
+    root = version()["schema"]["openAPIV3Schema"]
+    known = {p for p, _ in walk(root)}
+    paths = [c["jsonPath"] for c in version()["additionalPrinterColumns"]
+             if not c["jsonPath"].startswith(".metadata")]
+    paths += [version()["subresources"]["scale"][k]
+              for k in ("specReplicasPath", "statusReplicasPath", "labelSelectorPath")]
+    for p in paths:
+        assert p in known, p
+    columns = [c["name"] for c in version()["additionalPrinterColumns"]]
+    assert columns[:3] == ["Phase", "Executors", "Worst-P99/SLO"]
+    assert columns[-1] == "Age"
+
+
+def rules(node: dict[str, Any]) -> list[str]:
+    return [r["message"] for r in node.get("x-kubernetes-validations", [])]
+
+
+def test_validation_rules_present() -> None:
+    spec = schema.spec_schema()
+    job = spec["properties"]["jobs"]["items"]
+    assert any("needs an slo" in m for m in rules(job))
+    assert any("must not have an slo" in m for m in rules(job))
+    assert any("positive duration" in m for m in rules(job["properties"]["slo"]))
+    assert spec["properties"]["jobs"]["x-kubernetes-list-type"] == "map"
+    assert any("unique" in m for m in rules(spec["properties"]["jobs"]))
+    assert spec["properties"]["executors"]["properties"]["replicas"]["minimum"] == 1
+    assert spec["properties"]["policy"]["enum"] == ["fifo", "fair", "kill", "neptune"]
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("50ms", True), ("1.5s", True), ("250us", True), ("2m", True), ("0ms", True),
+    ("50", False), ("-5ms", False), ("5h", False), ("ms", False), ("5 ms", False),
+])
+def test_duration_pattern(value: str, ok: bool) -> None:
+    # "0ms" passes the pattern; the CEL rule below refuses it.
+    assert bool(re.match(schema.DURATION_PATTERN, value)) is ok
+
+
+@pytest.mark.parametrize(("value", "zero"), [
+    ("0ms", True), ("0.0s", True), ("00us", True), ("0.5s", False), ("10ms", False),
+])
+def test_zero_duration_pattern(value: str, zero: bool) -> None:
+    assert bool(re.match(schema.ZERO_DURATION, value)) is zero
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("500m", True), ("2", True), ("1.5", True), ("512Mi", True), ("1Gi", True), ("1e3", True),
+    ("abc", False), ("-1", False), ("1GB", False), ("", False), ("1 Gi", False),
+])
+def test_quantity_pattern(value: str, ok: bool) -> None:
+    assert bool(re.match(schema.QUANTITY_PATTERN, value)) is ok
+
+
+def test_committed_yaml_parses_to_the_schema() -> None:
+    text = (ROOT / "crds" / "continuousapplication.yaml").read_text()
+    assert yaml.safe_load(text) == schema.crd()

@@ -1,0 +1,171 @@
+"""status: child state + driver /status -> resource status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from neptune_operator import schema
+from neptune_operator.status import ChildState, as_merge_patch, build, slo_met, worst_job
+
+NOW = "2026-01-01T00:00:00Z"
+
+
+def driver_doc(p99_ms: float = 20.0, state: str = "running", samples: int = 100,
+               phase: str = "Running") -> dict[str, Any]:
+    return {
+        "app": "fraud", "policy": "neptune", "phase": phase,
+        "executors": {"registered": 6, "lost": 0, "list": []},
+        "jobs": {
+            "score": {"kind": "stream", "state": state, "error": None, "priority": 12,
+                      "suspensions": 4, "failures": 0, "records": 1000,
+                      "throughput_per_s": 50.5, "slo_ms": 50.0, "p50_ms": 5.0,
+                      "p99_ms": p99_ms, "slo_attainment": 0.995, "samples": samples},
+            "train": {"kind": "batch", "state": "running", "error": None, "priority": 0,
+                      "suspensions": 4, "failures": 0, "records": 99999,
+                      "throughput_per_s": 1234.0, "epoch": 2},
+        },
+    }
+
+
+def make(capp: dict[str, Any], children: ChildState, doc: dict[str, Any] | None,
+         error: str | None = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    return build(name="fraud", generation=3, spec=capp["spec"], children=children,
+                 driver_doc=doc, driver_error=error, assigned=None, previous=previous, now=NOW)
+
+
+def conditions(status: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in status["conditions"]}
+
+
+READY = ChildState(driver_ready=True, executors_ready=3, executors_desired=3)
+
+
+def test_running(capp: dict[str, Any]) -> None:
+    st = make(capp, READY, driver_doc())
+    assert st["phase"] == "Running"
+    assert conditions(st) == {"Ready": "True", "Progressing": "False", "Degraded": "False",
+                              "SLOMet": "True", "Suspended": "False"}
+    assert st["observedGeneration"] == 3
+    assert st["executors"] == {"desired": 3, "ready": 3, "registered": 6, "summary": "3/3"}
+    assert st["jobs"]["score"]["p99Ms"] == 20.0
+    assert st["jobs"]["score"]["throughputPerSecond"] == 50.5
+    assert st["jobs"]["train"]["records"] == 99999
+    assert "p99Ms" not in st["jobs"]["train"]
+    assert st["worstJob"] == "score 20ms/50ms"
+    assert st["selector"] == "neptune.dev/app=fraud,neptune.dev/role=executor"
+
+
+def test_pending_while_pods_start(capp: dict[str, Any]) -> None:
+    st = make(capp, ChildState(True, 1, 3), driver_doc())
+    assert st["phase"] == "Pending"
+    assert conditions(st)["Progressing"] == "True"
+    assert conditions(st)["Ready"] == "False"
+
+
+def test_driver_unreachable(capp: dict[str, Any]) -> None:
+    st = make(capp, READY, None, error="connection refused")
+    assert st["phase"] == "Pending"
+    assert st["driver"] == {"reachable": False, "message": "connection refused"}
+    assert conditions(st)["SLOMet"] == "Unknown"
+
+
+def test_failed_job_degrades(capp: dict[str, Any]) -> None:
+    st = make(capp, READY, driver_doc(state="failed"))
+    assert st["phase"] == "Degraded"
+    deg = next(c for c in st["conditions"] if c["type"] == "Degraded")
+    assert deg["status"] == "True"
+    assert "score" in deg["message"]
+
+
+def test_slo_missed(capp: dict[str, Any]) -> None:
+    st = make(capp, READY, driver_doc(p99_ms=80.0))
+    assert conditions(st)["SLOMet"] == "False"
+    assert st["phase"] == "Running"
+
+
+def test_suspended(capp: dict[str, Any]) -> None:
+    capp["spec"]["suspend"] = True
+    st = make(capp, ChildState(False, 0, 0), None)
+    assert st["phase"] == "Suspended"
+    assert conditions(st)["Suspended"] == "True"
+    assert conditions(st)["Progressing"] == "False"
+    assert st["executors"]["summary"] == "0/0"
+
+
+@pytest.mark.parametrize(("doc", "expected"), [
+    (None, None),
+    (driver_doc(samples=0), None),
+    (driver_doc(p99_ms=50.0), True),
+    (driver_doc(p99_ms=50.1), False),
+])
+def test_slo_met(doc: dict[str, Any] | None, expected: bool | None) -> None:
+    assert slo_met(doc) is expected
+
+
+def test_worst_job_picks_highest_ratio() -> None:
+    figures: dict[str, dict[str, Any]] = {
+               "a": {"kind": "stream", "p99Ms": 40.0, "sloMs": 50.0},
+               "b": {"kind": "stream", "p99Ms": 9.0, "sloMs": 10.0},
+               "c": {"kind": "stream", "p99Ms": 90.0, "sloMs": 100.0},
+               "t": {"kind": "batch"}}
+    assert worst_job(figures) in ("b 9ms/10ms", "c 90ms/100ms")
+    figures["b"]["p99Ms"] = 11.0
+    assert worst_job(figures) == "b 11ms/10ms"
+    assert worst_job({"t": {"kind": "batch"}}) is None
+
+
+def test_transition_time_kept_until_status_flips(capp: dict[str, Any]) -> None:
+    first = make(capp, READY, driver_doc())
+    first["conditions"][0]["lastTransitionTime"] = "2025-01-01T00:00:00Z"
+    again = make(capp, READY, driver_doc(), previous=first)
+    assert again["conditions"][0]["lastTransitionTime"] == "2025-01-01T00:00:00Z"
+    flipped = make(capp, ChildState(False, 0, 3), None, previous=first)
+    assert flipped["conditions"][0]["lastTransitionTime"] == NOW
+
+
+def _unknown_fields(value: Any, sch: dict[str, Any], path: str) -> list[str]:
+    """Fields the API server would prune (not in the structural schema)."""
+    if sch.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    out = []
+    if isinstance(value, dict):
+        props = sch.get("properties")
+        extra = sch.get("additionalProperties")
+        for k, v in value.items():
+            if props is not None and k in props:
+                out += _unknown_fields(v, props[k], f"{path}.{k}")
+            elif isinstance(extra, dict):
+                out += _unknown_fields(v, extra, f"{path}.{k}")
+            else:
+                out.append(f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            out += _unknown_fields(item, sch.get("items", {}), f"{path}[{i}]")
+    return out
+
+
+def test_status_fits_the_crd_schema(capp: dict[str, Any]) -> None:
+    st = build(name="fraud", generation=3, spec=capp["spec"], children=READY,
+               driver_doc=driver_doc(), driver_error="x",
+               assigned={"priorityClassName": "neptune-normal", "rank": 0, "boost": 1,
+                         "reason": "r", "since": NOW}, previous=None, now=NOW)
+    st["kopf"] = {"progress": {"anything": 1}}
+    assert _unknown_fields(st, schema.status_schema(), "status") == []
+    st["bogus"] = 1
+    assert _unknown_fields(st, schema.status_schema(), "status") == ["status.bogus"]
+
+
+def test_merge_patch_nulls_what_disappeared() -> None:
+    old = {"phase": "Running", "worstJob": "a 1ms/2ms", "kopf": {"progress": {}},
+           "driver": {"reachable": False, "message": "refused"},
+           "jobs": {"a": {"p99Ms": 1.0}, "gone": {"p99Ms": 3.0}},
+           "conditions": [{"type": "Ready"}]}
+    new = {"phase": "Running", "driver": {"reachable": True}, "jobs": {"a": {"p99Ms": 2.0}},
+           "conditions": []}
+    patch = as_merge_patch(old, new)
+    assert patch == {"phase": "Running", "worstJob": None,
+                     "driver": {"reachable": True, "message": None},
+                     "jobs": {"a": {"p99Ms": 2.0}, "gone": None}, "conditions": []}
+    assert "kopf" not in patch  # kopf's own progress is never touched
