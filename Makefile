@@ -8,7 +8,10 @@ DEMO_DURATION ?= 30s
 PY_PATHS := $(wildcard executor_image operator tests examples bench e2e/tests)
 MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operator tests examples e2e/tests)
 
-.PHONY: setup demo test lint unit integration bench bench-quick clean
+K8S_BIN := $(shell . e2e/versions.env && echo $$NEPTUNE_CACHE/$$K8S_VERSION/bin)
+export NEPTUNE_K8S_BIN ?= $(K8S_BIN)
+
+.PHONY: setup demo test lint unit integration tools chart-check bench bench-quick clean
 
 setup: $(STAMP)
 
@@ -36,8 +39,23 @@ unit: setup
 integration: setup
 	$(VENV)/bin/pytest -q tests/integration
 
-test: lint
+# Built from source once and cached outside the repo (e2e/build.sh), and promtool from Debian.
+tools:
+	@test -x $(K8S_BIN)/kube-apiserver -a -x $(K8S_BIN)/helm -a -x $(K8S_BIN)/etcd || $(MAKE) k8s-build
+	@command -v promtool >/dev/null || { echo "tools: installing promtool (Debian package prometheus)"; \
+		apt-get update -qq && apt-get install -y -qq prometheus; }
+
+chart-check: setup tools
+	$(K8S_BIN)/helm lint helm/neptune --kube-version 1.34.0
+	$(K8S_BIN)/helm template t helm/neptune --kube-version 1.34.0 >/dev/null
+	$(K8S_BIN)/helm template t helm/neptune --kube-version 1.34.0 --set monitoring.serviceMonitor.enabled=true \
+		--set monitoring.podMonitor.enabled=true --set monitoring.prometheusRule.enabled=true >/dev/null
+	$(PY) -m neptune_operator.crdgen --check
+	promtool test rules tests/operator/promtool/neptune_rules_test.yaml
+
+test: lint tools
 	$(VENV)/bin/pytest -q tests
+	$(MAKE) chart-check
 
 bench-quick: setup
 	$(VENV)/bin/neptunectl bench --quick --json bench/results/quick.json --markdown bench/results/quick.md
@@ -47,3 +65,5 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache
+
+include e2e/cluster.mk

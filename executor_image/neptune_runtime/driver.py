@@ -127,6 +127,7 @@ class Driver:
         self.started = time.monotonic()
         self.stopping = False
         self.sources_started = False
+        self.config_problems: list[str] = []  # resource settings that could not be applied
         self._ids = itertools.count()
         self._names = itertools.count()
         self._background: set[asyncio.Task[None]] = set()

@@ -10,9 +10,11 @@ import os
 import signal
 import sys
 
+from .app import App
 from .driver import Driver
 from .executor import run_executor
 from .http_api import serve
+from .jobconfig import apply_job_settings
 from .loader import AppLoadError, load_app
 from .policies import NeptuneConfig
 
@@ -35,16 +37,17 @@ def _load(ref: str, role: str) -> object:
 
 def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: int,
                 policy: str, ready_file: str | None, priorities_file: str | None,
+                jobs_file: str | None = None,
                 neptune_config: NeptuneConfig | None = None) -> int:
-    from .app import App
-
     app = _load(app_ref, "driver")
     if not isinstance(app, App):
         return 3
+    problems = _job_settings(app, jobs_file)
 
     async def main() -> None:
         driver = Driver(app, secret, policy=policy, neptune_config=neptune_config,
                         priorities_file=priorities_file)
+        driver.config_problems = problems
         bound = await driver.start(host, port)
         runner, http_bound = await serve(driver, host, http_port)
         log.info("driver of app %s: executors on port %d, HTTP on port %d, policy %s",
@@ -67,10 +70,23 @@ def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: i
     return 0
 
 
+def _job_settings(app: App, jobs_file: str | None) -> list[str]:
+    """Apply the resource's job settings, if the operator gave us a file of them."""
+    if not jobs_file or not os.path.exists(jobs_file):
+        return []
+    try:
+        with open(jobs_file) as handle:
+            document = json.load(handle)
+    except (OSError, ValueError) as exc:
+        return [f"cannot read job settings {jobs_file}: {exc}"]
+    problems = apply_job_settings(app, document)
+    for problem in problems:
+        log.warning("job settings: %s", problem)
+    return problems
+
+
 def executor_main(app_ref: str, secret: str, *, driver: str, name: str,
                   metrics_port: int | None, yield_points: bool, cpu: int | None) -> int:
-    from .app import App
-
     app = _load(app_ref, "executor")
     if not isinstance(app, App):
         return 3

@@ -45,7 +45,7 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
 
 
 def phase(driver: Driver) -> str:
-    if any(s.state == "failed" for s in driver.stats.values()):
+    if driver.config_problems or any(s.state == "failed" for s in driver.stats.values()):
         return "Degraded"
     return "Running" if driver.executors else "Waiting"
 
@@ -79,5 +79,6 @@ def status_document(driver: Driver) -> dict[str, Any]:
         "reruns": driver.reruns,
         "auth_failures": driver.auth_failures,
         "ingest_rejected": driver.rejected,
+        "config_problems": driver.config_problems,
         "shared_state": {name: version for name, (version, _) in driver.states.items()},
     }

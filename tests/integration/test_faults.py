@@ -17,7 +17,7 @@ import pytest
 from neptune_runtime import protocol
 from neptune_runtime.processes import LocalCluster
 
-from .conftest import read_jsonl, wait_for
+from .conftest import APPS, read_jsonl, wait_for
 
 
 def ingest(cluster: LocalCluster, events: Sequence[Mapping[str, object]]) -> None:
@@ -157,3 +157,17 @@ def test_bulk_ingest_of_thousands_of_events_is_processed(
     wait_for(lambda: len(read_jsonl(tmp_path / "sink.jsonl")) >= 5000, 90, "5000 results")
     assert {r["id"] for r in read_jsonl(tmp_path / "sink.jsonl")} == set(range(5000))
     print(f"5000 events in {time.monotonic() - started:.1f}s")
+
+
+def test_driver_applies_job_settings_from_the_resource(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps({"jobs": {"events": {"kind": "stream", "slo": "3ms"},
+                                         "sums": {"kind": "batch", "partitions": 2},
+                                         "ghost": {"kind": "stream", "slo": "1s"}}}))
+    env = {"FAULTS_SINK": str(tmp_path / "sink.jsonl"), "NEPTUNE_JOBS_FILE": str(jobs)}
+    with LocalCluster(str(APPS / "faults.py"), executors=1, env=env) as cluster:
+        status = cluster.status()
+    assert status["jobs"]["events"]["slo_ms"] == 3.0
+    assert status["phase"] == "Degraded"
+    assert status["config_problems"] == [
+        "job 'ghost' is in the resource but the app module declares only events, sums"]
