@@ -102,7 +102,7 @@ def cmd_driver(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, {args.cpu})
     return driver_main(args.app, _secret("driver"), host=args.host, port=args.port,
                        http_port=args.http_port, policy=args.policy, ready_file=args.ready_file,
-                       priorities_file=args.priorities)
+                       priorities_file=args.priorities, jobs_file=args.jobs)
 
 
 def cmd_executor(args: argparse.Namespace) -> int:
@@ -127,14 +127,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
+    return run_operator(args.rest)
+
+
+def run_operator(argv: list[str]) -> int:
     try:
-        from neptune_operator.main import main as operator_main  # type: ignore[import-not-found]
+        from neptune_operator.main import main as operator_main
     except ImportError as exc:
         print(f"neptunectl operator: the operator is not installed ({exc}); "
               "install with `pip install neptune-k8s[operator]`", file=sys.stderr)
         return 2
-    result: int = operator_main(args.rest)
-    return result
+    return operator_main(argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     driver.add_argument("--policy", choices=policies, default=_env("NEPTUNE_POLICY", "neptune"))
     driver.add_argument("--priorities", default=_env("NEPTUNE_PRIORITIES_FILE"),
                         help="JSON file {'jobs': {name: priority}} kept up to date by the operator")
+    driver.add_argument("--jobs", default=_env("NEPTUNE_JOBS_FILE"),
+                        help="JSON job settings from the resource, applied over the module's")
     driver.add_argument("--ready-file", default=None)
     driver.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     driver.set_defaults(func=cmd_driver)
@@ -197,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["operator"]:  # its own options (argparse REMAINDER refuses "--x" there)
+        return run_operator(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
