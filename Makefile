@@ -42,8 +42,7 @@ integration: setup
 # Built from source once and cached outside the repo (e2e/build.sh), and promtool from Debian.
 tools:
 	@test -x $(K8S_BIN)/kube-apiserver -a -x $(K8S_BIN)/helm -a -x $(K8S_BIN)/etcd || $(MAKE) k8s-build
-	@command -v promtool >/dev/null || { echo "tools: installing promtool (Debian package prometheus)"; \
-		apt-get update -qq && apt-get install -y -qq prometheus; }
+	@command -v promtool >/dev/null || e2e/cluster.sh deps  # promtool: Debian's prometheus
 
 chart-check: setup tools
 	$(K8S_BIN)/helm lint helm/neptune --kube-version 1.34.0
@@ -56,6 +55,7 @@ chart-check: setup tools
 test: lint tools
 	$(VENV)/bin/pytest -q tests
 	$(MAKE) chart-check
+	$(MAKE) e2e
 
 bench-quick: setup
 	$(VENV)/bin/neptunectl bench --quick --json bench/results/quick.json --markdown bench/results/quick.md

@@ -6,12 +6,15 @@
 #   $NEPTUNE_CACHE/etcd-$ETCD_VERSION/       etcd
 #   $NEPTUNE_CACHE/helm-$HELM_VERSION/       helm
 #   $NEPTUNE_CACHE/pause-$PAUSE_VERSION/     pause (static C binary for the sandbox image)
+#   $NEPTUNE_CACHE/coredns-$COREDNS_VERSION/ coredns (cluster DNS, run as a host process)
+#   $NEPTUNE_CACHE/prometheus-$PROMETHEUS_VERSION/ prometheus (Debian's 2.42 is built without
+#                                           kubernetes_sd_configs, so it is built from its module)
 # and a combined directory of symlinks: $NEPTUNE_CACHE/$K8S_VERSION/bin  (= NEPTUNE_K8S_BIN).
 #
 # Usage: e2e/build.sh [all|controlplane]   (controlplane = etcd, kube-apiserver, kubectl)
 # Env: NEPTUNE_CACHE, K8S_VERSION, ETCD_VERSION, HELM_VERSION, BUILD_JOBS (go build -p, default 2)
 set -euo pipefail
-# shellcheck source=e2e/lib/common.sh
+# shellcheck source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
 
 WHAT=${1:-all}
@@ -40,7 +43,7 @@ timed() { # timed NAME CMD...: run CMD, report its duration
 }
 
 build_etcd() {
-    if [ -x "$ETCD_OUT/etcd" ]; then log "etcd $ETCD_VERSION: cached"; link "$ETCD_OUT/etcd"; return; fi
+    if [ -x "$ETCD_OUT/etcd" ]; then link "$ETCD_OUT/etcd"; return; fi
     step "etcd $ETCD_VERSION: wrapper module"
     local w="$SRC/etcd-$ETCD_VERSION"
     mkdir -p "$w" "$ETCD_OUT"
@@ -129,7 +132,7 @@ build_k8s() { # build_k8s CMD...
     local cmd todo=()
     mkdir -p "$K8S_OUT"
     for cmd in "$@"; do
-        if [ -x "$K8S_OUT/$cmd" ]; then log "$cmd $K8S_VERSION: cached"; link "$K8S_OUT/$cmd"; else todo+=("$cmd"); fi
+        if [ -x "$K8S_OUT/$cmd" ]; then link "$K8S_OUT/$cmd"; else todo+=("$cmd"); fi
     done
     [ "${#todo[@]}" -eq 0 ] && return 0
     k8s_wrapper
@@ -143,7 +146,7 @@ build_k8s() { # build_k8s CMD...
 }
 
 build_helm() {
-    if [ -x "$HELM_OUT/helm" ]; then log "helm $HELM_VERSION: cached"; link "$HELM_OUT/helm"; return; fi
+    if [ -x "$HELM_OUT/helm" ]; then link "$HELM_OUT/helm"; return; fi
     step "helm $HELM_VERSION: go install helm.sh/helm/v3/cmd/helm"
     mkdir -p "$HELM_OUT"
     (cd "$NEPTUNE_CACHE" && GOBIN="$HELM_OUT" timed helm go install -p "$JOBS" -trimpath \
@@ -152,8 +155,31 @@ build_helm() {
     link "$HELM_OUT/helm"
 }
 
+build_coredns() {
+    local out="$NEPTUNE_CACHE/coredns-$COREDNS_VERSION"
+    if [ -x "$out/coredns" ]; then link "$out/coredns"; return; fi
+    step "coredns $COREDNS_VERSION: go install github.com/coredns/coredns"
+    mkdir -p "$out"
+    (cd "$NEPTUNE_CACHE" && GOBIN="$out" timed coredns go install -p "$JOBS" -trimpath -ldflags "-s -w" \
+        "github.com/coredns/coredns@$COREDNS_VERSION") || die "go install of coredns failed"
+    link "$out/coredns"
+}
+
+build_prometheus() {
+    local out="$NEPTUNE_CACHE/prometheus-$PROMETHEUS_VERSION"
+    if [ -x "$out/prometheus" ]; then link "$out/prometheus"; return; fi
+    step "prometheus $PROMETHEUS_VERSION: go install github.com/prometheus/prometheus/cmd/prometheus"
+    mkdir -p "$out"
+    local v=github.com/prometheus/common/version
+    (cd "$NEPTUNE_CACHE" && GOBIN="$out" timed prometheus go install -p "$JOBS" -trimpath \
+        -ldflags "-s -w -X $v.Version=$PROMETHEUS_VERSION -X $v.Branch=module -X $v.BuildUser=neptune-e2e" \
+        "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION") \
+        || die "go install of prometheus failed"
+    link "$out/prometheus"
+}
+
 build_pause() {
-    if [ -x "$PAUSE_OUT/pause" ]; then log "pause $PAUSE_VERSION: cached"; link "$PAUSE_OUT/pause"; return; fi
+    if [ -x "$PAUSE_OUT/pause" ]; then link "$PAUSE_OUT/pause"; return; fi
     step "pause $PAUSE_VERSION: gcc -static"
     mkdir -p "$PAUSE_OUT"
     gcc -static -O2 -Wall -o "$PAUSE_OUT/pause.tmp" "$E2E_DIR/pause/pause.c" \
@@ -169,9 +195,15 @@ case "$WHAT" in
         build_pause
         build_etcd
         build_k8s kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy
-        build_helm ;;
+        build_helm
+        build_coredns
+        build_prometheus ;;
     *) die "usage: $0 [all|controlplane]" ;;
 esac
-CURRENT_STEP="done"
-log "build ($WHAT) complete in $(( SECONDS - T_ALL ))s; binaries in $K8S_BIN:"
-ls -l "$K8S_BIN" >&2
+CURRENT_STEP="(finished)"
+if [ $(( SECONDS - T_ALL )) -gt 5 ]; then
+    log "build ($WHAT) complete in $(( SECONDS - T_ALL ))s; binaries in $K8S_BIN:"
+    ls -l "$K8S_BIN" >&2
+else
+    log "build ($WHAT): all cached in $K8S_BIN"
+fi

@@ -45,6 +45,10 @@ class AppsByPhase(Collector):
 
 def register(registry: CollectorRegistry = REGISTRY) -> None:
     registry.register(AppsByPhase())
+    # Error series exist at 0 from the start: rate() and alerts over them need a series.
+    for action in ("create", "resume", "status"):
+        for retry in ("true", "false"):
+            ERRORS.labels(action, retry)
 
 
 def forget(namespace: str, name: str, jobs: list[str]) -> None:

@@ -178,6 +178,12 @@ def _pod_spec(ctx: RenderContext, containers: list[dict[str, Any]],
     return spec
 
 
+def scrape_annotations(port: int) -> dict[str, str]:
+    """The common Prometheus pod-discovery convention, for clusters without the Prometheus
+    Operator (the PodMonitor covers those with it)."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port)}
+
+
 def jobs_document(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Job settings as the driver reads them (NEPTUNE_JOBS_FILE)."""
     return {"jobs": {j["name"]: {k: v for k, v in j.items() if k != "name"}
@@ -230,7 +236,8 @@ def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
     volumes = [{"name": "config", "configMap": {"name": names.config}}, *app_volumes]
     # Job settings are read at start: their hash in the template restarts the driver on
     # change (the "reload" action) without touching the executors.
-    template_annotations = {"neptune.dev/jobs-hash": _hash(jobs_document(spec))}
+    template_annotations = {"neptune.dev/jobs-hash": _hash(jobs_document(spec)),
+                            **scrape_annotations(HTTP_PORT)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -314,7 +321,8 @@ def executor_statefulset(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest
             "updateStrategy": {"type": "RollingUpdate"},
             "selector": {"matchLabels": selector(names.app, "executor")},
             "template": {
-                "metadata": {"labels": labels(names.app, "executor")},
+                "metadata": {"labels": labels(names.app, "executor"),
+                             "annotations": scrape_annotations(METRICS_PORT)},
                 "spec": _pod_spec(ctx, containers, app_volumes),
             },
         },

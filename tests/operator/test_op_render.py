@@ -204,3 +204,13 @@ def test_network_policy_lets_the_operator_read_status(capp: dict[str, Any]) -> N
         "kubernetes.io/metadata.name": "neptune-system"}
     assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "neptune-operator"}
     assert len(render.network_policy(capp, RenderContext(secret_hex="00"))["spec"]["ingress"]) == 2
+
+
+def test_pods_carry_the_prometheus_scrape_annotations(capp: dict[str, Any]) -> None:
+    children = by_kind(render.render(capp, CTX))
+    driver = children[("Deployment", "fraud-driver")]["spec"]["template"]["metadata"]
+    executor = children[("StatefulSet", "fraud-executor")]["spec"]["template"]["metadata"]
+    assert driver["annotations"]["prometheus.io/scrape"] == "true"
+    assert driver["annotations"]["prometheus.io/port"] == "8080"
+    assert executor["annotations"] == {"prometheus.io/scrape": "true",
+                                       "prometheus.io/port": "9090"}

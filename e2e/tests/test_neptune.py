@@ -1,0 +1,414 @@
+"""Neptune on a real cluster, as a user would run it: helm install the chart, kubectl apply a
+ContinuousApplication into a namespace under the restricted Pod Security Standard, watch it
+become Ready, scrape it with Prometheus, scale it, suspend and resume it, delete it, and
+helm uninstall. The tests run in file order and share one release and one application."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from e2e.tests.kube import IMAGE, PROMETHEUS_URL, REPO_DIR, Kubectl, wait_until
+
+# Another name of the same image (e2e/image.sh tags it): changing spec.image to it rolls pods.
+IMAGE_ALT = os.environ.get("NEPTUNE_IMAGE_ALT", IMAGE.rpartition(":")[0] + ":dev-alt")
+DASHBOARD = REPO_DIR / "helm" / "neptune" / "files" / "dashboard.json"
+
+CHART = REPO_DIR / "helm" / "neptune"
+EXAMPLE_APP = REPO_DIR / "examples" / "online_learning.py"
+API_VERSION = "neptune.dev/v1alpha1"
+LABEL_APP = "neptune.dev/app"
+LABEL_ROLE = "neptune.dev/role"
+RELEASE = "neptune"
+OPERATOR_NS = "neptune-system"
+APP = "online-learning"
+
+if not CHART.is_dir():
+    pytest.skip("no chart in helm/neptune", allow_module_level=True)
+
+
+def _image_values() -> list[str]:
+    repo, _, tag = IMAGE.rpartition(":")
+    return ["--set", f"image.repository={repo}", "--set", f"image.tag={tag}",
+            "--set", "image.pullPolicy=IfNotPresent"]
+
+
+def _run(*cmd: str, timeout: float = 300) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def release(kubectl: Kubectl, helm: str) -> Iterator[str]:
+    _run(helm, "upgrade", "--install", RELEASE, str(CHART), "-n", OPERATOR_NS,
+         "--create-namespace", "--wait", "--timeout", "180s", *_image_values())
+    yield RELEASE
+    # helm uninstall (the last test checks what it leaves) is idempotent here.
+    _run(helm, "uninstall", RELEASE, "-n", OPERATOR_NS, "--ignore-not-found", "--wait")
+
+
+@pytest.fixture(scope="module")
+def app_ns(kubectl: Kubectl, release: str) -> Iterator[str]:
+    name = f"e2e-app-{uuid.uuid4().hex[:6]}"
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest"}}})
+    wait_until("default ServiceAccount", lambda: kubectl.run(
+        "-n", name, "get", "sa", "default", check=False).returncode == 0)
+    kubectl.run("-n", name, "create", "configmap", "app-source",
+                f"--from-file=app.py={EXAMPLE_APP}")
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+def capp(replicas: int = 2, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "image": IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "app": {"configMap": {"name": "app-source", "key": "app.py"}},
+        "driver": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                 "limits": {"cpu": "1", "memory": "512Mi"}}},
+        "executors": {"replicas": replicas, "slotsPerPod": 1,
+                      "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                    "limits": {"cpu": "1", "memory": "512Mi"}}},
+        "jobs": [{"name": "train", "kind": "batch", "partitions": 8},
+                 {"name": "score", "kind": "stream", "slo": "20ms", "trigger": "event"}],
+        "policy": "neptune",
+    }
+    body.update(spec)
+    return {"apiVersion": API_VERSION, "kind": "ContinuousApplication",
+            "metadata": {"name": APP}, "spec": body}
+
+
+def pods(kubectl: Kubectl, ns: str, role: str) -> list[dict[str, Any]]:
+    sel = f"{LABEL_APP}={APP},{LABEL_ROLE}={role}"
+    items: list[dict[str, Any]] = kubectl.json("-n", ns, "get", "pods", "-l", sel)["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def running(kubectl: Kubectl, ns: str, role: str, n: int) -> list[dict[str, Any]] | None:
+    ps = pods(kubectl, ns, role)
+    ok = len(ps) == n and all(p["status"].get("phase") == "Running" for p in ps)
+    return ps if ok else None
+
+
+def condition(kubectl: Kubectl, ns: str, ctype: str) -> str:
+    obj = kubectl.json("-n", ns, "get", "capp", APP)
+    for c in obj.get("status", {}).get("conditions", []):
+        if c.get("type") == ctype:
+            return str(c.get("status"))
+    return ""
+
+
+def prom(expr: str) -> list[dict[str, Any]]:
+    url = f"{PROMETHEUS_URL}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = json.load(resp)
+    return list(body["data"]["result"])
+
+
+def test_operator_ready(kubectl: Kubectl, release: str) -> None:
+    dep = kubectl.json("-n", OPERATOR_NS, "get", "deployments", "-l",
+                       f"app.kubernetes.io/instance={release}")["items"]
+    assert dep, "the chart created no Deployment"
+    for d in dep:
+        assert d["status"].get("readyReplicas", 0) >= 1, d["metadata"]["name"]
+
+
+@pytest.mark.parametrize(("patch", "message"), [
+    ({"jobs": [{"name": "score", "kind": "stream"}]}, "a stream job needs an slo"),
+    ({"executors": {"replicas": 0}}, "spec.executors.replicas"),
+    ({"app": {}}, "set exactly one of app.module and app.configMap"),
+])
+def test_invalid_resources_rejected(kubectl: Kubectl, app_ns: str, patch: dict[str, Any],
+                                    message: str) -> None:
+    bad = capp(**patch)
+    bad["metadata"] = {"name": "bad", "namespace": app_ns}
+    proc = kubectl.apply(bad, check=False)
+    assert proc.returncode != 0, "an invalid ContinuousApplication was accepted"
+    assert message in proc.stderr, proc.stderr
+
+
+def test_app_becomes_ready(kubectl: Kubectl, app_ns: str) -> None:
+    obj = capp(replicas=2)
+    obj["metadata"]["namespace"] = app_ns
+    kubectl.apply(obj)
+    wait_until("driver pod Running", lambda: running(kubectl, app_ns, "driver", 1), timeout=180)
+    wait_until("2 executor pods Running", lambda: running(kubectl, app_ns, "executor", 2),
+               timeout=180)
+    wait_until("condition Ready=True", lambda: condition(kubectl, app_ns, "Ready") == "True",
+               timeout=180)
+    status = kubectl.json("-n", app_ns, "get", "capp", APP)["status"]
+    assert status.get("jobs"), f"no per-job figures in status: {status}"
+
+
+def test_printer_columns(kubectl: Kubectl, app_ns: str) -> None:
+    out = kubectl.run("-n", app_ns, "get", "capp").stdout
+    header = out.splitlines()[0].split()
+    assert header[0] == "NAME" and len(header) > 2, out
+    assert APP in out
+
+
+def test_prometheus_scrapes_every_executor(kubectl: Kubectl, app_ns: str) -> None:
+    try:
+        prom("up")
+    except OSError as e:
+        pytest.skip(f"no Prometheus at {PROMETHEUS_URL}: {e}")
+    executors = {p["metadata"]["name"] for p in pods(kubectl, app_ns, "executor")}
+    expr = f'neptune_task_suspension_latency_seconds_count{{namespace="{app_ns}"}}'
+
+    def scraped() -> set[str]:
+        got = {r["metric"].get("pod", "") for r in prom(expr)}
+        return got if executors <= got else set()
+
+    wait_until(f"{expr} from every executor {sorted(executors)}", scraped, timeout=120)
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    if not DASHBOARD.is_file():
+        return []
+    doc = json.loads(DASHBOARD.read_text())
+    out: list[tuple[str, str]] = []
+
+    def walk(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            walk(panel.get("panels", []))
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    out.append((str(panel.get("title", "?")), str(target["expr"])))
+
+    walk(doc.get("panels", []))
+    return out
+
+
+def test_dashboard_queries_return_data(kubectl: Kubectl, app_ns: str) -> None:
+    queries = _dashboard_queries()
+    if not queries:
+        pytest.skip(f"no queries in {DASHBOARD}")
+    try:
+        prom("up")
+    except OSError as e:
+        pytest.skip(f"no Prometheus at {PROMETHEUS_URL}: {e}")
+
+    def empty() -> list[str]:
+        missing = []
+        for title, expr in queries:
+            q = (expr.replace("$__rate_interval", "1m").replace("$__interval", "1m")
+                 .replace("$namespace", app_ns))
+            if not prom(q):
+                missing.append(f"{title}: {q}")
+        return missing
+
+    # Rates need two scrapes of each target: give Prometheus a minute to get there.
+    deadline = time.monotonic() + 90
+    missing = empty()
+    while missing and time.monotonic() < deadline:
+        time.sleep(5)
+        missing = empty()
+    assert not missing, "dashboard queries with no data:\n" + "\n".join(missing)
+
+
+def test_scale_keeps_driver(kubectl: Kubectl, app_ns: str) -> None:
+    driver_uid = pods(kubectl, app_ns, "driver")[0]["metadata"]["uid"]
+    kubectl.run("-n", app_ns, "scale", f"capp/{APP}", "--replicas=3")
+    wait_until("3 executor pods", lambda: running(kubectl, app_ns, "executor", 3), timeout=180)
+    assert pods(kubectl, app_ns, "driver")[0]["metadata"]["uid"] == driver_uid
+    kubectl.run("-n", app_ns, "scale", f"capp/{APP}", "--replicas=2")
+    wait_until("2 executor pods", lambda: running(kubectl, app_ns, "executor", 2), timeout=180)
+    assert pods(kubectl, app_ns, "driver")[0]["metadata"]["uid"] == driver_uid
+
+
+def _uids(kubectl: Kubectl, ns: str, role: str) -> set[str]:
+    return {p["metadata"]["uid"] for p in pods(kubectl, ns, role)}
+
+
+def _ready_again(kubectl: Kubectl, ns: str, executors: int = 2) -> None:
+    wait_until("driver Running", lambda: running(kubectl, ns, "driver", 1), timeout=180)
+    wait_until(f"{executors} executors Running",
+               lambda: running(kubectl, ns, "executor", executors), timeout=180)
+    wait_until("condition Ready=True", lambda: condition(kubectl, ns, "Ready") == "True",
+               timeout=180)
+
+
+def test_image_change_rolls_pods(kubectl: Kubectl, app_ns: str) -> None:
+    before = _uids(kubectl, app_ns, "driver") | _uids(kubectl, app_ns, "executor")
+    patch = json.dumps({"spec": {"image": IMAGE_ALT}})
+    kubectl.run("-n", app_ns, "patch", "capp", APP, "--type=merge", "-p", patch)
+
+    def rolled() -> bool:
+        ps = pods(kubectl, app_ns, "driver") + pods(kubectl, app_ns, "executor")
+        return (len(ps) == 3 and not ({p["metadata"]["uid"] for p in ps} & before)
+                and all(p["spec"]["containers"][0]["image"] == IMAGE_ALT for p in ps)
+                and all(p["status"].get("phase") == "Running" for p in ps))
+
+    wait_until(f"every pod replaced with {IMAGE_ALT}", rolled, timeout=300)
+    _ready_again(kubectl, app_ns)
+
+
+def _children(kubectl: Kubectl, ns: str) -> list[str]:
+    out = kubectl.run("-n", ns, "get", "deploy,sts,svc,secret,cm", "-l", f"{LABEL_APP}={APP}",
+                      "-o", "name").stdout
+    return sorted(out.split())
+
+
+def test_executor_pod_deleted_is_replaced(kubectl: Kubectl, app_ns: str) -> None:
+    victim = sorted(p["metadata"]["name"] for p in pods(kubectl, app_ns, "executor"))[0]
+    old = {p["metadata"]["uid"] for p in pods(kubectl, app_ns, "executor")}
+    kubectl.run("-n", app_ns, "delete", "pod", victim, "--wait=false")
+    wait_until(f"{victim} replaced",
+               lambda: (ps := running(kubectl, app_ns, "executor", 2))
+               and {p["metadata"]["uid"] for p in ps} != old, timeout=180)
+    _ready_again(kubectl, app_ns)
+
+
+def test_operator_pod_deleted_converges(kubectl: Kubectl, app_ns: str, release: str) -> None:
+    children = _children(kubectl, app_ns)
+    sel = f"app.kubernetes.io/instance={release}"
+    old = {p["metadata"]["uid"] for p in kubectl.json("-n", OPERATOR_NS, "get", "pods", "-l",
+                                                      sel)["items"]}
+    kubectl.run("-n", OPERATOR_NS, "delete", "pods", "-l", sel, "--wait=false")
+    # While the operator is away, a spec change is made; the new operator must apply it.
+    kubectl.run("-n", app_ns, "scale", f"capp/{APP}", "--replicas=3")
+
+    def operator_back() -> bool:
+        ps = kubectl.json("-n", OPERATOR_NS, "get", "pods", "-l", sel)["items"]
+        return any(p["metadata"]["uid"] not in old and any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])) for p in ps)
+
+    wait_until("a new operator pod Ready", operator_back, timeout=180)
+    wait_until("3 executors after the operator came back",
+               lambda: running(kubectl, app_ns, "executor", 3), timeout=180)
+    assert _children(kubectl, app_ns) == children, "children duplicated or lost"
+    kubectl.run("-n", app_ns, "scale", f"capp/{APP}", "--replicas=2")
+    _ready_again(kubectl, app_ns)
+
+
+def test_driver_pod_deleted_recovers(kubectl: Kubectl, app_ns: str) -> None:
+    old = _uids(kubectl, app_ns, "driver")
+    kubectl.run("-n", app_ns, "delete", "pods", "-l", f"{LABEL_APP}={APP},{LABEL_ROLE}=driver",
+                "--wait=false")
+    wait_until("a new driver Running",
+               lambda: (ps := running(kubectl, app_ns, "driver", 1))
+               and ps[0]["metadata"]["uid"] not in old, timeout=180)
+    _ready_again(kubectl, app_ns)
+
+
+INGEST_APP = """
+from neptune_runtime import App, sources
+
+app = App("ingest-check")
+
+
+def echo(ctx, events):
+    return [event for event in events]
+
+
+app.stream_job("echo", source=sources.HttpIngest(), task=echo, slo="500ms")
+"""
+
+
+def test_executor_deleted_mid_run_loses_no_event(kubectl: Kubectl, app_ns: str) -> None:
+    """Events POSTed to the driver (through the API server's service proxy, so this works on any
+    cluster) while an executor pod is deleted: every event yields its result (at least once)."""
+    name = "ingest-check"
+    kubectl.run("-n", app_ns, "create", "configmap", "ingest-source",
+                "--from-literal=app.py=" + INGEST_APP)
+    obj = capp(replicas=2, app={"configMap": {"name": "ingest-source", "key": "app.py"}},
+               jobs=[{"name": "echo", "kind": "stream", "slo": "500ms", "trigger": "event",
+                      "source": "http"}])
+    obj["metadata"] = {"name": name, "namespace": app_ns}
+    kubectl.apply(obj)
+    sel = f"{LABEL_APP}={name}"
+
+    def role_running(role: str, n: int) -> bool:
+        ps = kubectl.json("-n", app_ns, "get", "pods", "-l", f"{sel},{LABEL_ROLE}={role}")["items"]
+        ps = [p for p in ps if not p["metadata"].get("deletionTimestamp")]
+        return len(ps) == n and all(p["status"].get("phase") == "Running" for p in ps)
+
+    wait_until("ingest app running", lambda: role_running("driver", 1)
+               and role_running("executor", 2), timeout=180)
+    svc = kubectl.json("-n", app_ns, "get", "svc", "-l", f"{sel},{LABEL_ROLE}=driver")["items"]
+    assert svc, "no driver Service"
+    proxy = f"/api/v1/namespaces/{app_ns}/services/{svc[0]['metadata']['name']}:http/proxy"
+
+    def post(batch: list[int]) -> bool:
+        body = json.dumps([{"n": i} for i in batch])
+        return kubectl.run("create", "--raw", f"{proxy}/ingest/echo", "-f", "-", input=body,
+                           check=False).returncode == 0
+
+    def echo_figures() -> dict[str, Any]:
+        doc = json.loads(kubectl.run("get", "--raw", f"{proxy}/status").stdout)
+        return dict(doc["jobs"]["echo"])
+
+    sent = 0
+    for batch_no in range(10):
+        batch = list(range(sent, sent + 20))
+        wait_until(f"driver accepts batch {batch_no}", lambda b=batch: post(b), timeout=120)  # type: ignore[misc]
+        sent += len(batch)
+        if batch_no == 4:
+            victim = f"{name}-executor-0"
+            kubectl.run("-n", app_ns, "delete", "pod", victim, "--wait=false")
+        time.sleep(0.5)
+
+    def all_results() -> dict[str, Any] | None:
+        fig = echo_figures()
+        ok = fig.get("results", 0) >= sent and fig.get("uncommitted", 1) == 0
+        return fig if ok else None
+
+    fig = wait_until(f"results for all {sent} events", all_results, timeout=240)
+    assert fig["events"] >= sent
+    kubectl.run("-n", app_ns, "delete", "capp", name, "--wait=true", timeout=180)
+
+
+def test_suspend_and_resume(kubectl: Kubectl, app_ns: str) -> None:
+    kubectl.run("-n", app_ns, "patch", "capp", APP, "--type=merge",
+                "-p", '{"spec": {"suspend": true}}')
+    def no_pods() -> bool:
+        return not pods(kubectl, app_ns, "driver") and not pods(kubectl, app_ns, "executor")
+
+    wait_until("no pods while suspended", no_pods, timeout=180)
+    kubectl.run("-n", app_ns, "patch", "capp", APP, "--type=merge",
+                "-p", '{"spec": {"suspend": false}}')
+    wait_until("driver back", lambda: running(kubectl, app_ns, "driver", 1), timeout=180)
+    wait_until("executors back", lambda: running(kubectl, app_ns, "executor", 2), timeout=180)
+
+
+def test_delete_removes_children(kubectl: Kubectl, app_ns: str) -> None:
+    kubectl.run("-n", app_ns, "delete", "capp", APP, "--wait=true", timeout=180)
+
+    def gone() -> bool:
+        out = kubectl.run("-n", app_ns, "get", "deploy,sts,svc,secret,cm,pods", "-l",
+                          f"{LABEL_APP}={APP}", "-o", "name").stdout
+        return not out.strip()
+
+    wait_until("every child of the application deleted", gone, timeout=180)
+
+
+def test_helm_uninstall_leaves_only_crds(kubectl: Kubectl, helm: str, release: str) -> None:
+    _run(helm, "uninstall", release, "-n", OPERATOR_NS, "--wait")
+    time.sleep(2)
+    sel = f"app.kubernetes.io/instance={release}"
+    left = kubectl.run("get", "deploy,svc,sa,role,rolebinding,cm", "-A", "-l", sel,
+                       "-o", "name").stdout.strip()
+    cluster = kubectl.run("get", "clusterrole,clusterrolebinding,priorityclass", "-l", sel,
+                          "-o", "name").stdout.strip()
+    assert not left and not cluster, f"left behind:\n{left}\n{cluster}"
+    kubectl.run("get", "crd", "continuousapplications.neptune.dev")
+
+
+def test_example_manifest_is_accepted(kubectl: Kubectl, app_ns: str) -> None:
+    """examples/online-learning.yaml, as the README tells users to apply it."""
+    manifest = REPO_DIR / "examples" / "online-learning.yaml"
+    out = kubectl.run("-n", app_ns, "apply", "--dry-run=server", "-f", str(manifest))
+    assert "continuousapplication.neptune.dev/online-learning" in out.stdout
