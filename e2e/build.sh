@@ -30,7 +30,6 @@ if ! flock -n 9; then log "another build holds $NEPTUNE_CACHE/.build.lock; waiti
 
 K8S_OUT="$NEPTUNE_CACHE/kubernetes-$K8S_VERSION"
 ETCD_OUT="$NEPTUNE_CACHE/etcd-$ETCD_VERSION"
-HELM_OUT="$NEPTUNE_CACHE/helm-$HELM_VERSION"
 PAUSE_OUT="$NEPTUNE_CACHE/pause-$PAUSE_VERSION"
 SRC="$NEPTUNE_CACHE/src"
 
@@ -145,37 +144,31 @@ build_k8s() { # build_k8s CMD...
     done
 }
 
+# go_install NAME VERSION PACKAGE LDFLAGS: `go install PACKAGE@VERSION` into the cache, once.
+go_install() {
+    local name=$1 version=$2 package=$3 ldflags=$4
+    local out="$NEPTUNE_CACHE/$name-$version"
+    if [ -x "$out/$name" ]; then link "$out/$name"; return; fi
+    step "$name $version: go install $package"
+    mkdir -p "$out"
+    (cd "$NEPTUNE_CACHE" && GOBIN="$out" timed "$name" go install -p "$JOBS" -trimpath \
+        -ldflags "-s -w $ldflags" "$package@$version") || die "go install of $name failed"
+    link "$out/$name"
+}
+
 build_helm() {
-    if [ -x "$HELM_OUT/helm" ]; then link "$HELM_OUT/helm"; return; fi
-    step "helm $HELM_VERSION: go install helm.sh/helm/v3/cmd/helm"
-    mkdir -p "$HELM_OUT"
-    (cd "$NEPTUNE_CACHE" && GOBIN="$HELM_OUT" timed helm go install -p "$JOBS" -trimpath \
-        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-        "helm.sh/helm/v3/cmd/helm@$HELM_VERSION") || die "go install of helm failed"
-    link "$HELM_OUT/helm"
+    go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+        "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 }
 
 build_coredns() {
-    local out="$NEPTUNE_CACHE/coredns-$COREDNS_VERSION"
-    if [ -x "$out/coredns" ]; then link "$out/coredns"; return; fi
-    step "coredns $COREDNS_VERSION: go install github.com/coredns/coredns"
-    mkdir -p "$out"
-    (cd "$NEPTUNE_CACHE" && GOBIN="$out" timed coredns go install -p "$JOBS" -trimpath -ldflags "-s -w" \
-        "github.com/coredns/coredns@$COREDNS_VERSION") || die "go install of coredns failed"
-    link "$out/coredns"
+    go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns ""
 }
 
 build_prometheus() {
-    local out="$NEPTUNE_CACHE/prometheus-$PROMETHEUS_VERSION"
-    if [ -x "$out/prometheus" ]; then link "$out/prometheus"; return; fi
-    step "prometheus $PROMETHEUS_VERSION: go install github.com/prometheus/prometheus/cmd/prometheus"
-    mkdir -p "$out"
     local v=github.com/prometheus/common/version
-    (cd "$NEPTUNE_CACHE" && GOBIN="$out" timed prometheus go install -p "$JOBS" -trimpath \
-        -ldflags "-s -w -X $v.Version=$PROMETHEUS_VERSION -X $v.Branch=module -X $v.BuildUser=neptune-e2e" \
-        "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION") \
-        || die "go install of prometheus failed"
-    link "$out/prometheus"
+    go_install prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/prometheus \
+        "-X $v.Version=$PROMETHEUS_VERSION -X $v.Branch=module -X $v.BuildUser=neptune-e2e"
 }
 
 build_pause() {
