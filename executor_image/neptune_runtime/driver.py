@@ -269,7 +269,7 @@ class Driver:
             return None
         executor_id = name if name not in self.executors else f"{name}-{next(self._names)}"
         conn = ExecutorConn(executor_id, writer)
-        conn.send({"t": "welcome", "executor_id": executor_id,
+        conn.send({"t": "welcome", "executor_id": executor_id, "preempts": self.preempts,
                    "states": {k: list(v) for k, v in self.states.items()}})
         return conn
 
@@ -316,6 +316,15 @@ class Driver:
             if task.preempting:
                 self.preempt_local.add(now, waited)
                 self.preempt_latency.add(now, message["ns"] / 1e9 - task.sent_at)
+        elif kind == "resumed":
+            # The executor resumed a task by itself when its slot freed. Follow it only if we
+            # still see that slot free: if we placed something there since, the executor
+            # suspends the resumed task again on arrival and will say so.
+            if task.state == "suspended" and conn.running is None:
+                self.table.move(task, "running")
+                conn.suspended.remove(task.id)
+                conn.running = task.id
+                task.resumed_at = now
         elif kind == "suspended":
             task.suspensions += 1
             self.stats[task.job].suspensions += 1
@@ -544,7 +553,8 @@ class Driver:
                 conn.running = task.id
                 message: dict[str, Any] = {
                     "t": "run", "id": task.id, "job": task.job, "kind": task.kind,
-                    "partition": task.partition, "epoch": task.epoch, "attempt": task.attempt}
+                    "priority": task.priority, "partition": task.partition,
+                    "epoch": task.epoch, "attempt": task.attempt}
                 if task.records is not None:
                     message["records"] = task.records
                 victim = victims.pop(conn.id, None)

@@ -57,6 +57,7 @@ class _Task:
     partition: int
     epoch: int
     attempt: int
+    priority: int
     records: list[Any] | None
     glet: greenlet.greenlet | None = None
     started_ns: int = 0
@@ -121,6 +122,7 @@ class Executor:
         self.frames = protocol.FrameBuffer()
         self.memory_limit = _cgroup_memory_limit()
         self._last_heartbeat = 0.0
+        self.resumes_locally = False
         self.outbox: list[dict[str, Any] | bytes] = []  # messages, or frames encoded already
         self.suspension_samples: list[float] = []
         self.arrived_ns = 0
@@ -173,6 +175,9 @@ class Executor:
         if welcome.get("t") != "welcome":
             raise ExecutorError("driver rejected this executor's authentication")
         self.id = welcome["executor_id"]
+        # Under a suspending policy the executor resumes its own suspended tasks as soon as its
+        # slot frees, without waiting a round trip for the driver's `resume`.
+        self.resumes_locally = welcome.get("preempts") == "suspend"
         for name, (version, value) in welcome.get("states", {}).items():
             self.states[name] = (version, value)
 
@@ -223,6 +228,10 @@ class Executor:
         try:
             while not self.stopping:
                 self._drain()
+                if (self.current is None and not self.ready and self.suspended
+                        and self.resumes_locally):
+                    first = next(iter(self.suspended))  # suspended first, resumed first
+                    self.ready.append(self.suspended.pop(first))
                 if self.current is None and self.ready:
                     self._start(self.ready.popleft())
                 if self.current is not None:
@@ -284,9 +293,15 @@ class Executor:
     def _on_run(self, message: dict[str, Any]) -> None:
         task = _Task(id=message["id"], job=message["job"], kind=message["kind"],
                      partition=message.get("partition", -1), epoch=message.get("epoch", 0),
-                     attempt=message.get("attempt", 0), records=message.get("records"),
-                     received_ns=self.arrived_ns)
+                     attempt=message.get("attempt", 0), priority=message.get("priority", 0),
+                     records=message.get("records"), received_ns=self.arrived_ns)
         victim = message.get("victim")
+        current = self.current
+        if victim is None and self.resumes_locally and current is not None \
+                and current.priority < task.priority:
+            # The driver placed this on a slot it thought free while we resumed a task of our
+            # own: the policy's rule applies here too, the higher priority runs.
+            victim = current.id
         if victim is None:
             self.ready.append(task)
             return
