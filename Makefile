@@ -11,7 +11,7 @@ MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operato
 K8S_BIN := $(shell . e2e/versions.env && echo $$NEPTUNE_CACHE/$$K8S_VERSION/bin)
 export NEPTUNE_K8S_BIN ?= $(K8S_BIN)
 
-.PHONY: setup demo test lint unit integration tools chart-check bench bench-quick clean
+.PHONY: setup demo test lint unit integration tools chart-check bench bench-setup bench-quick clean
 
 setup: $(STAMP)
 
@@ -57,11 +57,18 @@ test: lint tools
 	$(MAKE) chart-check
 	$(MAKE) e2e
 
-bench-quick: setup
-	$(VENV)/bin/neptunectl bench --quick --json bench/results/quick.json --markdown bench/results/quick.md
+bench-setup: setup
+	@$(PY) -c 'import pyspark, distributed, matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
 
-bench: setup
-	$(VENV)/bin/neptunectl bench --json bench/results/full.json --markdown bench/results/full.md
+bench-quick: bench-setup
+	$(VENV)/bin/neptunectl bench --quick --peers --json bench/results/quick.json --markdown bench/results/quick.md
+
+# The full suite (progress output; stops starting runs after the budget), then the simulator.
+bench: bench-setup
+	$(VENV)/bin/neptunectl bench --full --out bench/results --repetitions 3 --budget 50m
+	$(PY) -m neptune_runtime.sim validate --out bench/results
+	$(PY) -m neptune_runtime.sim scenarios --out bench/results
+	$(PY) -m neptune_runtime.sim decisions --out bench/results
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

@@ -193,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="the 60-second version")
     bench.add_argument("--json", default=None, help="write the figures to this JSON file")
     bench.add_argument("--markdown", default=None, help="write the table to this file")
+    bench.add_argument("--peers", action="store_true",
+                       help="also run the peers (spark_fair, dask_priority, os_priority)")
+    bench.add_argument("--full", action="store_true",
+                       help="the full suite: sweeps, repetitions, report and plots in --out")
+    bench.add_argument("--out", default="bench/results", help="directory of the full suite")
+    bench.add_argument("--repetitions", type=int, default=3, help="full suite: runs per point")
+    bench.add_argument("--budget", type=_duration, default=45 * 60.0,
+                       help="full suite: stop starting new runs after this long (e.g. 40m)")
     bench.set_defaults(func=cmd_bench)
 
     operator = sub.add_parser("operator", help="start the kopf operator")

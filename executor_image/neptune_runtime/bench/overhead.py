@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 from .. import yieldpoint
-from . import workload
+from . import work as workload
 
 
 def _run(records: Iterator[int], loops: int) -> float:

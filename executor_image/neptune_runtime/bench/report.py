@@ -9,7 +9,7 @@ def check_targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     policies = result["policies"]
     neptune = policies["neptune"]
     alone_p99 = result["stream_alone"]["stream_p99_ms"] or 0.0
-    checks = {
+    checks: dict[str, tuple[float | None, float | None, str]] = {
         "neptune suspension p99 <= 100 us": (result["suspension_latency_us"]["p99"], 100.0, "<="),
         "neptune stream p99 <= 2x stream alone": (neptune["stream_p99_ms"], 2 * alone_p99, "<="),
         "neptune batch_throughput_rel >= 0.90": (neptune["batch_throughput_rel"], 0.90, ">="),
@@ -18,9 +18,19 @@ def check_targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "kill wastes work": (policies["kill"]["wasted_task_seconds"], 0.0, ">"),
         "yield_overhead_rel >= 0.97": (result["yield_overhead_rel"], 0.97, ">="),
     }
+    peers = result.get("peers", {})
+    neptune_p99 = neptune["stream_p99_ms"] or 0.0
+    for peer in ("spark_fair", "dask_priority"):
+        if peer in peers:
+            checks[f"{peer} stream p99 >= 10x neptune's"] = (
+                peers[peer].get("stream_p99_ms"), 10 * neptune_p99, ">=")
+    if "os_priority" in peers:
+        floor = peers["os_priority"].get("stream_p99_ms")
+        checks["neptune stream p99 <= 2x os_priority's"] = (
+            neptune["stream_p99_ms"], None if floor is None else 2 * floor, "<=")
     out = {}
     for name, (value, bound, op) in checks.items():
-        ok = value is not None and (
+        ok = value is not None and bound is not None and (
             value <= bound if op == "<=" else value >= bound if op == ">=" else value > bound)
         out[name] = {"value": value, "bound": bound, "ok": bool(ok)}
     return out
@@ -28,6 +38,38 @@ def check_targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _f(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    flat = " ".join(str(text).split()).replace("|", "/")
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+def _records_lines(result: dict[str, Any]) -> list[str]:
+    """The honesty rule in the report: the records each system's tasks processed."""
+    peers = result.get("peers", {})
+    if not peers:
+        return []
+    lines = ["", "Records processed per task (same work in every system): "
+             f"batch {result['config']['batch_records_per_task']}, "
+             f"stream {result['config']['stream_records_per_task']}."]
+    for policy in result["policies"]:
+        row = result.get("scenarios", {}).get(policy, {})
+        tasks, records = row.get("batch_tasks") or 0, row.get("batch_records") or 0
+        lines.append(f"- {policy} (ours): {tasks} batch tasks, {records} records "
+                     f"({records / tasks if tasks else 0:.0f} per task); "
+                     f"{row.get('stream_events')} stream events")
+    for peer, row in peers.items():
+        if row.get("failed"):
+            continue
+        rec = row["records"]
+        lines.append(
+            f"- {peer}: {rec['batch_tasks']} batch tasks, {rec['batch_records']} records; "
+            f"{rec['stream_events']} stream events, {rec['stream_records']} records; "
+            f"verified: {'yes' if row['records_verified'] else 'NO'}"
+            + (f"; {row['stream_unfinished']} stream events unfinished (counted as late)"
+               if row.get("stream_unfinished") else ""))
+    return lines
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -43,6 +85,14 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {policy} | {_f(row['stream_p50_ms'])} | {_f(row['stream_p99_ms'])} | "
             f"{_f(row['batch_throughput_rel'], 3)} | {_f(row['wasted_task_seconds'], 3)} |")
+    for peer, row in result.get("peers", {}).items():
+        if row.get("failed"):
+            lines.append(f"| {peer} | FAILED: {_one_line(row.get('error', ''))} | | | |")
+        else:
+            lines.append(
+                f"| {peer} | {_f(row['stream_p50_ms'])} | {_f(row['stream_p99_ms'])} | "
+                f"{_f(row['batch_throughput_rel'], 3)} | - |")
+    lines += _records_lines(result)
     lines += [
         "",
         f"Suspension latency (driver send to stream task start, preempting a batch task): "

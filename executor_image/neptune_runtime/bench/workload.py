@@ -4,47 +4,33 @@ Batch tasks of ~BENCH_BATCH_MS of pure-Python work (records of ~10 us each); str
 ~BENCH_STREAM_MS arriving as a Poisson process at BENCH_RATE per second. BENCH_MODE picks
 "both", "stream" or "batch". The per-record work is the same function everywhere, so peers can
 run exactly the same work.
+
+BENCH_WORK=sleep makes each record a sleep of BENCH_SLEEP_US (default 500) instead of CPU work:
+the simulator's validation runs several executors on a machine with fewer cores, and a sleeping
+record holds its executor's slot exactly as a computing one does without needing a core.
+BENCH_PARTITIONS sets the batch job's partitions per epoch (default 4).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from neptune_runtime import App, TaskContext, sources
+from neptune_runtime.bench.work import RECORD_US, calibrate, records_for, work
 
-RECORD_US = 10.0
 MODE = os.environ.get("BENCH_MODE", "both")
 BATCH_MS = float(os.environ.get("BENCH_BATCH_MS", "100"))
 STREAM_MS = float(os.environ.get("BENCH_STREAM_MS", "1"))
 RATE = float(os.environ.get("BENCH_RATE", "20"))
 LOOPS = int(os.environ.get("BENCH_LOOPS", "0")) or None  # calibrated iterations per record
-BATCH_RECORDS = max(1, round(BATCH_MS * 1000 / RECORD_US))
-STREAM_RECORDS = max(1, round(STREAM_MS * 1000 / RECORD_US))
-
-
-def work(seed: int, loops: int) -> int:
-    """~10 us of pure-Python CPU work for the calibrated `loops`."""
-    acc = seed
-    for i in range(loops):
-        acc = (acc * 31 + i) & 0xFFFF
-    return acc
-
-
-def calibrate(target_us: float = RECORD_US) -> int:
-    import time
-
-    loops = 50
-    while True:
-        start = time.perf_counter()
-        for _ in range(200):
-            work(1, loops)
-        per_call = (time.perf_counter() - start) / 200 * 1e6
-        if per_call > 2.0:
-            return max(1, round(loops * target_us / per_call))
-        loops *= 2
-
+SLEEP = os.environ.get("BENCH_WORK", "cpu") == "sleep"
+SLEEP_US = float(os.environ.get("BENCH_SLEEP_US", "500"))
+PARTITIONS = int(os.environ.get("BENCH_PARTITIONS", "4"))
+BATCH_RECORDS = records_for(BATCH_MS, SLEEP_US if SLEEP else RECORD_US)
+STREAM_RECORDS = records_for(STREAM_MS, SLEEP_US if SLEEP else RECORD_US)
 
 _loops = LOOPS
 
@@ -56,6 +42,14 @@ def _get_loops() -> int:
     return _loops
 
 
+def _sleep_work(seed: int, loops: int) -> int:
+    time.sleep(SLEEP_US / 1e6)
+    return seed
+
+
+_work = _sleep_work if SLEEP else work
+
+
 def read(partition: int, epoch: int) -> range:
     return range(BATCH_RECORDS)
 
@@ -64,7 +58,7 @@ def batch_task(ctx: TaskContext, records: Iterator[int]) -> int:
     loops = _get_loops()
     acc = 0
     for record in records:
-        acc ^= work(record, loops)
+        acc ^= _work(record, loops)
     return acc
 
 
@@ -74,14 +68,15 @@ def stream_task(ctx: TaskContext, events: Iterator[Any]) -> list[int]:
     for event in events:
         acc = 0
         for record in range(STREAM_RECORDS):
-            acc ^= work(record + event, loops)
+            acc ^= _work(record + event, loops)
         out.append(acc)
     return out
 
 
 app = App("bench")
 if MODE in ("both", "batch"):
-    app.batch_job("batch", read=read, task=batch_task, partitions=4, cache_partitions=False)
+    app.batch_job("batch", read=read, task=batch_task, partitions=PARTITIONS,
+                  cache_partitions=False)
 if MODE in ("both", "stream"):
     app.stream_job(
         "stream",

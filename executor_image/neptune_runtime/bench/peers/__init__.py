@@ -1,0 +1,78 @@
+"""Peers: the engines a user would otherwise pick, running the benchmark's exact work.
+
+`run_peer` starts one peer in its own process (so that its pinning, threads, JVM or worker
+processes never touch the caller) and returns its figures, or a failure with its error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from .common import PeerConfig
+
+PEERS = ("spark_fair", "dask_priority", "os_priority")
+STARTUP_ALLOWANCE_S = 90.0  # a JVM or a Dask cluster starting on a busy machine
+
+
+def _failed(name: str, error: str, elapsed: float) -> dict[str, Any]:
+    return {"failed": True, "peer": name, "error": error, "elapsed_s": round(elapsed, 1),
+            "stream_p50_ms": None, "stream_p99_ms": None, "batch_throughput_rel": None}
+
+
+def _tail(path: str, lines: int = 25) -> str:
+    try:
+        with open(path, errors="replace") as handle:
+            return "".join(handle.readlines()[-lines:]).strip()
+    except OSError:
+        return ""
+
+
+def run_peer(name: str, cfg: PeerConfig) -> dict[str, Any]:
+    """Run peer `name` through cfg.phases; never raises for the peer's own failures."""
+    if name not in PEERS:
+        raise ValueError(f"unknown peer {name!r}: choose from {', '.join(PEERS)}")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"peer-{name}-") as tmp:
+        cfg = PeerConfig(**{**cfg.__dict__, "workdir": tmp})
+        errors = os.path.join(tmp, "stderr.log")
+        budget = STARTUP_ALLOWANCE_S + len(cfg.phases) * (
+            cfg.warmup + cfg.measure + 2 * cfg.grace + 5)
+        try:
+            with open(errors, "w") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", f"neptune_runtime.bench.peers.{name}", cfg.to_json()],
+                    stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp,
+                    start_new_session=True)
+        except OSError as exc:
+            return _failed(name, f"could not start: {exc}", time.monotonic() - started)
+        try:
+            stdout, _ = proc.communicate(timeout=budget)
+        except subprocess.TimeoutExpired:
+            # its own session: this ends the peer and whatever it started (a JVM, workers)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return _failed(name, f"timed out after {budget:.0f}s; stderr: {_tail(errors)}",
+                           time.monotonic() - started)
+        # a peer that exited may leave a straggler (a JVM shutting down) in its session
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        lines = stdout.decode(errors="replace").strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            return _failed(name, f"exit code {proc.returncode}; stderr: {_tail(errors)}",
+                           time.monotonic() - started)
+        try:
+            raw: dict[str, Any] = json.loads(lines[-1])
+        except ValueError:
+            return _failed(name, f"no JSON result; stdout ended with {lines[-1][:200]!r}",
+                           time.monotonic() - started)
+    raw["elapsed_s"] = round(time.monotonic() - started, 1)
+    return raw
