@@ -168,37 +168,39 @@ def neptune(snapshot: Snapshot, config: NeptuneConfig = DEFAULT_NEPTUNE) -> list
     decisions: list[Decision] = []
     busy: set[str] = set()
     executors = snapshot.executors
+    # What does not depend on the task, computed once per call (1000-executor snapshots).
+    free = [(ex, max((s.priority for s in ex.suspended), default=None)) for ex in executors
+            if ex.running is None]
+    victims = [ex for ex in executors
+               if ex.running is not None and len(ex.suspended) < config.max_suspended
+               and ex.memory_pressure < config.memory_high
+               and not _protected(ex.running, snapshot.now, config)]
 
     def local(ex: ExecutorView, task: TaskView) -> bool:
         return (task.job, task.partition) in ex.partitions
 
     for task in _by_priority(snapshot.queue):
-        idle = [
-            ex for ex in executors
-            if ex.running is None and ex.id not in busy
-            and all(s.priority < task.priority for s in ex.suspended)
-        ]
+        idle = [ex for ex, top in free
+                if ex.id not in busy and (top is None or top < task.priority)]
         if idle:
             best = min(idle, key=lambda ex: (not local(ex, task), len(ex.suspended),
                                              ex.memory_pressure))
             decisions.append(Place(task.id, best.id))
             busy.add(best.id)
             continue
-        candidates = [
-            ex for ex in executors
-            if ex.id not in busy and ex.running is not None
-            and ex.running.priority < task.priority
-            and not _protected(ex.running, snapshot.now, config)
-            and len(ex.suspended) < config.max_suspended
-            and ex.memory_pressure < config.memory_high
-        ]
-        if candidates:
-            best = min(candidates, key=lambda ex: (len(ex.suspended), not local(ex, task),
-                                                   ex.memory_pressure,
-                                                   ex.running.priority))  # type: ignore[union-attr]
-            decisions += [Suspend(best.running.id, best.id),  # type: ignore[union-attr]
-                          Place(task.id, best.id)]
-            busy.add(best.id)
+        candidates = [ex for ex in victims
+                      if ex.id not in busy
+                      and ex.running.priority < task.priority]  # type: ignore[union-attr]
+        if not candidates:
+            # Both conditions only get stricter for later (lower or equal priority) tasks,
+            # and `busy` only grows: nothing after this task can be placed either.
+            break
+        best = min(candidates, key=lambda ex: (len(ex.suspended), not local(ex, task),
+                                               ex.memory_pressure,
+                                               ex.running.priority))  # type: ignore[union-attr]
+        decisions += [Suspend(best.running.id, best.id),  # type: ignore[union-attr]
+                      Place(task.id, best.id)]
+        busy.add(best.id)
     busy |= {ex.id for ex in executors if ex.running is not None}
     return decisions + _resume_idle(executors, busy)
 
