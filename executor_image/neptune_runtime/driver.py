@@ -576,6 +576,7 @@ class Driver:
             stats.rate.clear()
             stats.records = stats.events = stats.results = 0
             stats.slo_met = stats.slo_total = stats.suspensions = 0
+            stats.tasks_finished = stats.failures = 0
         self.preempt_latency.clear()
         self.preempt_local.clear()
         self.wasted_seconds = 0.0
