@@ -73,14 +73,20 @@ def pin_process(cpu: int | None) -> None:
             os.sched_setaffinity(int(tid), {cpu})
 
 
-def batch_task(seed: int, records: int, loops: int, log_path: str, cpu: int | None) -> int:
-    """One batch task: `records` records of `work`; logs its end time and the records counted."""
-    pin_thread(cpu)
+def _records(seed: int, records: int, loops: int) -> tuple[int, int]:
+    """`records` records of `work`, counted: the same work and count in every peer."""
     counted = 0
     acc = 0
     for record in range(records):
         acc ^= work(record + seed, loops)
         counted += 1
+    return counted, acc
+
+
+def batch_task(seed: int, records: int, loops: int, log_path: str, cpu: int | None) -> int:
+    """One batch task: `records` records of `work`; logs its end time and the records counted."""
+    pin_thread(cpu)
+    counted, acc = _records(seed, records, loops)
     # one small O_APPEND write per task is atomic, so concurrent writers never interleave
     with open(log_path, "a") as log:
         log.write(f"{time.monotonic()} {counted} {acc}\n")
@@ -90,11 +96,7 @@ def batch_task(seed: int, records: int, loops: int, log_path: str, cpu: int | No
 def stream_task(seed: int, records: int, loops: int, cpu: int | None) -> int:
     """One stream task: `records` records of `work`; returns the records counted."""
     pin_thread(cpu)
-    counted = 0
-    acc = 0
-    for record in range(records):
-        acc ^= work(record + seed, loops)
-        counted += 1
+    counted, acc = _records(seed, records, loops)
     return counted if acc >= 0 else -1  # use acc so the work cannot be skipped
 
 
