@@ -34,7 +34,7 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -107,7 +107,7 @@ class LocalCluster:
         if not self.yield_points:
             args.append("--no-yield-points")
         if self.executor_metrics:
-            self.metrics_ports[name] = _free_port()
+            self.metrics_ports[name] = free_port()
             args += ["--metrics-port", str(self.metrics_ports[name])]
         self._spawn(name, args, self._env(secret or self.secret))
 

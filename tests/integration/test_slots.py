@@ -10,7 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from neptune_runtime.processes import LocalCluster, _free_port
+from neptune_runtime.processes import LocalCluster, free_port
 
 from .conftest import APPS, wait_for
 
@@ -18,7 +18,7 @@ from .conftest import APPS, wait_for
 def test_one_supervisor_runs_several_slots_and_serves_their_metrics(tmp_path: Path) -> None:
     env = {"FAULTS_SINK": str(tmp_path / "sink.jsonl"), "FAULTS_PARTITION_RECORDS": "200000"}
     with LocalCluster(str(APPS / "faults.py"), executors=0, env=env) as cluster:
-        port = _free_port()
+        port = free_port()
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "neptune_runtime.cli", "executor", "--app",
              str(APPS / "faults.py"), "--driver", f"127.0.0.1:{cluster.port}", "--name", "pod-a",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -16,6 +15,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from neptune_runtime.processes import free_port
 
 HINT = "run make controlplane-up / see e2e/README.md"
 NEEDED = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
@@ -41,13 +42,6 @@ def find_binaries() -> dict[str, Path]:
     if missing:
         raise ControlPlaneMissing(f"NEPTUNE_K8S_BIN={raw} lacks {', '.join(missing)}: {HINT}")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .op_controlplane import ControlPlane, free_port
+from neptune_runtime.processes import free_port
+
+from .op_controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from .op_controlplane import ControlPlane, free_port
+from neptune_runtime.processes import free_port
+
+from .op_controlplane import ControlPlane
 from .op_helpers import BASE
 from .op_operator import Operator, wait_for
 
