@@ -324,7 +324,7 @@ class Driver:
                 self.table.move(task, "running")
                 conn.suspended.remove(task.id)
                 conn.running = task.id
-                task.resumed_at = now
+                task.resumed(now)
         elif kind == "suspended":
             task.suspensions += 1
             self.stats[task.job].suspensions += 1
@@ -538,18 +538,19 @@ class Driver:
                 if action == "suspend":
                     self.table.move(task, "suspended")
                     conn.suspended.append(task.id)
+                    task.suspended(now)
                 else:
                     self.table.move(task, "killed")
             elif isinstance(decision, Resume):
                 self.table.move(task, "running")
                 conn.suspended.remove(task.id)
                 conn.running = task.id
-                task.resumed_at = now
+                task.resumed(now)
                 conn.send({"t": "resume", "id": task.id})
             elif isinstance(decision, Place):
                 self.table.move(task, "running")
                 task.executor = conn.id
-                task.resumed_at = now
+                task.started(now)
                 conn.running = task.id
                 message: dict[str, Any] = {
                     "t": "run", "id": task.id, "job": task.job, "kind": task.kind,

@@ -26,6 +26,31 @@ class TaskView:
     partition: int = -1
     suspensions: int = 0
     resumed_at: float = 0.0  # last time it started or resumed
+    started_at: float = 0.0  # first start of this attempt
+    suspended_s: float = 0.0  # time spent suspended in this attempt, up to its last resume
+
+
+@dataclass(kw_only=True)
+class AttemptClock:
+    """The times of a task's current attempt that the starvation guard reads, kept the same
+    way by the driver's tasks and the simulator's."""
+
+    resumed_at: float = 0.0
+    started_at: float = 0.0
+    suspended_at: float = 0.0
+    suspended_s: float = 0.0
+
+    def started(self, now: float) -> None:
+        """A new attempt (the first run, or a re-run after a kill or a lost executor)."""
+        self.started_at = self.resumed_at = now
+        self.suspended_s = 0.0
+
+    def suspended(self, now: float) -> None:
+        self.suspended_at = now
+
+    def resumed(self, now: float) -> None:
+        self.suspended_s += now - self.suspended_at
+        self.resumed_at = now
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +106,15 @@ Policy = Callable[[Snapshot], list[Decision]]
 class NeptuneConfig:
     """Knobs of the LMA policy.
 
-    A task suspended `max_suspensions` times is protected from preemption for `guard_seconds`
-    after each resume (starvation guard). An executor above `memory_high` pressure, or holding
-    `max_suspended` suspended tasks, is not asked to suspend more.
+    Starvation guard: a task that has spent more than `starving_share` of its time since it
+    started suspended is protected from preemption for `guard_seconds` after each resume. A share
+    rather than a count of suspensions: a long batch task suspended often but briefly (stream
+    tasks of a millisecond) is not starving, and protecting it would hold stream tasks back for
+    the whole window. An executor above `memory_high` pressure, or holding `max_suspended`
+    suspended tasks, is not asked to suspend more.
     """
 
-    max_suspensions: int = 8
+    starving_share: float = 0.5
     guard_seconds: float = 0.5
     max_suspended: int = 4
     memory_high: float = 0.9
@@ -145,11 +173,57 @@ def kill(snapshot: Snapshot) -> list[Decision]:
 
 
 def _protected(task: TaskView, now: float, config: NeptuneConfig) -> bool:
-    return (task.suspensions >= config.max_suspensions
-            and now - task.resumed_at < config.guard_seconds)
+    return (now - task.resumed_at < config.guard_seconds
+            and task.suspended_s > config.starving_share * (now - task.started_at))
 
 
 DEFAULT_NEPTUNE = NeptuneConfig()
+
+
+def _local(ex: ExecutorView, task: TaskView) -> bool:
+    return (task.job, task.partition) in ex.partitions
+
+
+def _victims(snapshot: Snapshot, config: NeptuneConfig) -> list[ExecutorView]:
+    """Executors whose running task may be suspended, best first apart from locality:
+    fewest suspended tasks, least memory pressure, lowest priority (then executor order)."""
+    now, guard = snapshot.now, config.guard_seconds
+    keyed = []
+    # A plain loop over plain tuples, sorted in C: this is the cost of a 1000-executor call.
+    for i, ex in enumerate(snapshot.executors):
+        task = ex.running
+        held = len(ex.suspended)
+        if task is None or held >= config.max_suspended:
+            continue
+        pressure = ex.memory_pressure
+        if pressure >= config.memory_high:
+            continue
+        # the guard's cheap half first: most tasks resumed longer ago than its window
+        if now - task.resumed_at < guard and _protected(task, now, config):
+            continue
+        keyed.append((held, pressure, task.priority, i, ex))
+    keyed.sort()  # the index keeps equal keys in executor order and `ex` out of comparisons
+    return [k[-1] for k in keyed]
+
+
+def _usable(victim: ExecutorView, task: TaskView, busy: set[str]) -> bool:
+    return (victim.id not in busy
+            and victim.running.priority < task.priority)  # type: ignore[union-attr]
+
+
+def _prefer_local(victims: list[ExecutorView], start: int, task: TaskView,
+                  busy: set[str]) -> ExecutorView:
+    """The first usable victim from `start`, or a usable one holding the task's partition
+    among those with as few suspended tasks (locality outranks memory pressure)."""
+    first = victims[start]
+    fewest = len(first.suspended)
+    wanted = (task.job, task.partition)
+    for ex in victims[start:]:
+        if len(ex.suspended) != fewest:
+            break
+        if wanted in ex.partitions and _usable(ex, task, busy):
+            return ex
+    return first
 
 
 def neptune(snapshot: Snapshot, config: NeptuneConfig = DEFAULT_NEPTUNE) -> list[Decision]:
@@ -171,33 +245,32 @@ def neptune(snapshot: Snapshot, config: NeptuneConfig = DEFAULT_NEPTUNE) -> list
     # What does not depend on the task, computed once per call (1000-executor snapshots).
     free = [(ex, max((s.priority for s in ex.suspended), default=None)) for ex in executors
             if ex.running is None]
-    victims = [ex for ex in executors
-               if ex.running is not None and len(ex.suspended) < config.max_suspended
-               and ex.memory_pressure < config.memory_high
-               and not _protected(ex.running, snapshot.now, config)]
-
-    def local(ex: ExecutorView, task: TaskView) -> bool:
-        return (task.job, task.partition) in ex.partitions
+    victims: list[ExecutorView] | None = None  # sorted on first need
+    start = 0  # victims before it are busy or too high a priority for every later task
+    lowest = 0  # the lowest priority among victims, once they are known
 
     for task in _by_priority(snapshot.queue):
         idle = [ex for ex, top in free
                 if ex.id not in busy and (top is None or top < task.priority)]
         if idle:
-            best = min(idle, key=lambda ex: (not local(ex, task), len(ex.suspended),
+            best = min(idle, key=lambda ex: (not _local(ex, task), len(ex.suspended),
                                              ex.memory_pressure))
             decisions.append(Place(task.id, best.id))
             busy.add(best.id)
             continue
-        candidates = [ex for ex in victims
-                      if ex.id not in busy
-                      and ex.running.priority < task.priority]  # type: ignore[union-attr]
-        if not candidates:
-            # Both conditions only get stricter for later (lower or equal priority) tasks,
-            # and `busy` only grows: nothing after this task can be placed either.
-            break
-        best = min(candidates, key=lambda ex: (len(ex.suspended), not local(ex, task),
-                                               ex.memory_pressure,
-                                               ex.running.priority))  # type: ignore[union-attr]
+        if victims is None:
+            victims = _victims(snapshot, config)
+            lowest = min((ex.running.priority for ex in victims),  # type: ignore[union-attr]
+                         default=task.priority)
+        if task.priority <= lowest:
+            break  # no victim of lower priority, for this task or any later one
+        # Tasks come in falling priority and `busy` only grows, so a victim skipped here is
+        # skipped for good: the scan start only moves forward.
+        while start < len(victims) and not _usable(victims[start], task, busy):
+            start += 1
+        if start == len(victims):
+            break  # nothing after this task can be placed either
+        best = _prefer_local(victims, start, task, busy)
         decisions += [Suspend(best.running.id, best.id),  # type: ignore[union-attr]
                       Place(task.id, best.id)]
         busy.add(best.id)

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .policies import Kind, TaskView
+from .policies import AttemptClock, Kind, TaskView
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running"}),
@@ -32,7 +32,7 @@ class InvalidTransition(Exception):
 
 
 @dataclass
-class Task:
+class Task(AttemptClock):
     id: str
     job: str
     kind: Kind
@@ -47,13 +47,13 @@ class Task:
     state: str = "queued"
     executor: str | None = None
     sent_at: float = 0.0
-    resumed_at: float = 0.0
     suspensions: int = 0
     preempting: bool = False
 
     def view(self) -> TaskView:
         return TaskView(self.id, self.job, self.kind, self.priority, self.ready_at,
-                        self.partition, self.suspensions, self.resumed_at)
+                        self.partition, self.suspensions, self.resumed_at, self.started_at,
+                        self.suspended_s)
 
 
 class TaskTable:

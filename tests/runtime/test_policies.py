@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from neptune_runtime.policies import (
@@ -22,8 +24,10 @@ from neptune_runtime.policies import (
 
 
 def batch(tid: str, ready: float = 0.0, partition: int = 0, suspensions: int = 0,
-          resumed_at: float = 0.0) -> TaskView:
-    return TaskView(tid, "train", "batch", 0, ready, partition, suspensions, resumed_at)
+          resumed_at: float = 0.0, started_at: float = 0.0,
+          suspended_s: float = 0.0) -> TaskView:
+    return TaskView(tid, "train", "batch", 0, ready, partition, suspensions, resumed_at,
+                    started_at, suspended_s)
 
 
 def stream(tid: str, ready: float = 1.0, priority: int = 10) -> TaskView:
@@ -95,10 +99,16 @@ CASES = [
      [Suspend("b1", "e1"), Place("s1", "e1")]),
     ("neptune: no suspension when every executor is over memory", neptune,
      snap([ex("e0", running=batch("b0"), memory=(95, 100))], [stream("s1")]), []),
-    ("neptune: starvation guard protects a task suspended too often", neptune,
-     snap([ex("e0", running=batch("b0", suspensions=8, resumed_at=9.9))], [stream("s1")]), []),
+    ("neptune: starvation guard protects a task suspended most of its life", neptune,
+     snap([ex("e0", running=batch("b0", suspensions=3, resumed_at=9.9, started_at=5.0,
+                                   suspended_s=3.0))], [stream("s1")]), []),
+    ("neptune: a task suspended often but briefly is not starving", neptune,
+     snap([ex("e0", running=batch("b0", suspensions=50, resumed_at=9.9, started_at=5.0,
+                                   suspended_s=0.5))], [stream("s1")]),
+     [Suspend("b0", "e0"), Place("s1", "e0")]),
     ("neptune: guard expires after its window", neptune,
-     snap([ex("e0", running=batch("b0", suspensions=8, resumed_at=1.0))], [stream("s1")]),
+     snap([ex("e0", running=batch("b0", suspensions=3, resumed_at=9.0, started_at=5.0,
+                                   suspended_s=3.0))], [stream("s1")]),
      [Suspend("b0", "e0"), Place("s1", "e0")]),
     ("neptune: never preempts a stream task for a stream task", neptune,
      snap([ex("e0", running=stream("s0"))], [stream("s1")]), []),
@@ -132,3 +142,68 @@ def test_policies_are_pure() -> None:
     snapshot = snap([ex("e0", running=batch("b0"))], [stream("s1")])
     assert neptune(snapshot) == neptune(snapshot)
     assert snapshot.executors[0].running == batch("b0")
+
+
+def _spec_neptune(snapshot: Snapshot) -> list[object]:
+    """neptune() as its docstring states it, one linear search per task: the oracle for the
+    optimised implementation (which sorts victims once per call)."""
+    config = NeptuneConfig()
+    decisions: list[object] = []
+    busy: set[str] = set()
+
+    def local(e: ExecutorView, task: TaskView) -> bool:
+        return (task.job, task.partition) in e.partitions
+
+    def protected(task: TaskView) -> bool:
+        return (snapshot.now - task.resumed_at < config.guard_seconds and task.suspended_s
+                > config.starving_share * (snapshot.now - task.started_at))
+
+    for task in sorted(snapshot.queue, key=lambda t: (-t.priority, t.ready_at)):
+        idle = [e for e in snapshot.executors if e.running is None and e.id not in busy
+                and all(s.priority < task.priority for s in e.suspended)]
+        if idle:
+            best = min(idle, key=lambda e: (not local(e, task), len(e.suspended),
+                                            e.memory_pressure))
+            decisions.append(Place(task.id, best.id))
+            busy.add(best.id)
+            continue
+        victims = [e for e in snapshot.executors
+                   if e.running is not None and e.id not in busy
+                   and e.running.priority < task.priority
+                   and len(e.suspended) < config.max_suspended
+                   and e.memory_pressure < config.memory_high and not protected(e.running)]
+        if not victims:
+            break
+        best = min(victims, key=lambda e: (len(e.suspended), not local(e, task),
+                                           e.memory_pressure, e.running.priority))  # type: ignore[union-attr]
+        decisions += [Suspend(best.running.id, best.id), Place(task.id, best.id)]  # type: ignore[union-attr]
+        busy.add(best.id)
+    for e in snapshot.executors:
+        if e.id not in busy and e.running is None and e.suspended:
+            top = min(e.suspended, key=lambda t: (-t.priority, t.ready_at))
+            decisions.append(Resume(top.id, e.id))
+    return decisions
+
+
+def _random_snapshot(rng: random.Random) -> Snapshot:
+    def task(tid: str) -> TaskView:
+        return TaskView(tid, rng.choice(("score", "train")), rng.choice(("stream", "batch")),
+                        rng.choice((0, 5, 10)), rng.random(), rng.randint(-1, 3),
+                        rng.randint(0, 9), rng.uniform(9.0, 10.0), rng.uniform(0.0, 9.0),
+                        rng.uniform(0.0, 9.0))
+
+    executors = [ExecutorView(
+        f"e{i}", task(f"r{i}") if rng.random() < 0.8 else None,
+        tuple(task(f"s{i}.{k}") for k in range(rng.choice((0, 0, 1, 2, 4)))),
+        rng.randint(0, 100), rng.choice((0, 100)),
+        frozenset((rng.choice(("score", "train")), rng.randint(-1, 3))
+                  for _ in range(rng.randint(0, 3))))
+        for i in range(rng.randint(1, 12))]
+    return snap(executors, [task(f"q{j}") for j in range(rng.randint(0, 6))])
+
+
+def test_neptune_matches_its_specification_on_random_snapshots() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        snapshot = _random_snapshot(rng)
+        assert neptune(snapshot) == _spec_neptune(snapshot), snapshot
