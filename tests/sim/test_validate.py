@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
+from neptune_runtime.policies import fifo
 from neptune_runtime.sim.decision_bench import snapshot
-from neptune_runtime.sim.validate import calibrate, compare, error, partitions
+from neptune_runtime.sim.engine import simulate
+from neptune_runtime.sim.model import AppSpec, Costs, Scenario
+from neptune_runtime.sim.validate import calibrate, compare, error, partitions, service_time
 
 
 def test_calibration_subtracts_the_messages_from_the_alone_figures() -> None:
-    costs, stream_s, batch_s = calibrate(
-        {"stream_p50_ms": 1.5}, {"batch_records_per_s": 2000.0},
-        {"send_to_start_us": {"p50": 300.0}}, batch_records=200,
-        dispatch_s=150e-6, report_s=100e-6)
+    costs, batch_s = calibrate(
+        {"batch_records_per_s": 2000.0}, {"send_to_start_us": {"p50": 300.0}},
+        batch_records=200, dispatch_s=150e-6, report_s=100e-6)
     assert costs.suspend_s == pytest.approx(300e-6)
-    assert stream_s == pytest.approx(1.25e-3)
     assert batch_s == pytest.approx(0.1 - 250e-6)
+
+
+def test_service_time_reproduces_the_stream_alone_percentiles() -> None:
+    costs = Costs(dispatch_s=150e-6, report_s=100e-6)
+    base, mean = service_time({"stream_p50_ms": 2.0, "stream_p99_ms": 4.0}, costs)
+    overhead = costs.dispatch_s + costs.report_s
+    assert base + overhead + mean * math.log(2) == pytest.approx(2e-3)
+    assert base + overhead + mean * math.log(100) == pytest.approx(4e-3)
+    # and the simulator, fed with them at a rate too low to queue, measures them back
+    app = AppSpec("a", stream_rate=5.0, stream_task_s=base, stream_jitter_s=mean,
+                  batch_partitions=0)
+    sim = simulate(Scenario("alone", 1, (app,), duration_s=2000, costs=costs), fifo)
+    assert sim["stream_p50_ms"] == pytest.approx(2.0, rel=0.05)
+    assert sim["stream_p99_ms"] == pytest.approx(4.0, rel=0.1)
 
 
 def test_compare_flags_errors_above_twenty_percent() -> None:

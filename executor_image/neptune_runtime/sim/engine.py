@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..policies import (
+    AttemptClock,
     ExecutorView,
     Kill,
     Kind,
@@ -37,7 +38,7 @@ MIB = 1 << 20
 
 
 @dataclass(eq=False)
-class SimTask:
+class SimTask(AttemptClock):
     id: str
     app: int
     job: str
@@ -52,14 +53,14 @@ class SimTask:
     run_start: float = 0.0  # when the current slice's work began
     token: int = 0  # bumped on preemption: a scheduled finish with an older token is stale
     suspensions: int = 0
-    resumed_at: float = 0.0
     executor: int = -1
     _view: TaskView | None = None
 
     def view(self) -> TaskView:
         if self._view is None:
             self._view = TaskView(self.id, self.job, self.kind, self.priority, self.ready_at,
-                                  self.partition, self.suspensions, self.resumed_at)
+                                  self.partition, self.suspensions, self.resumed_at,
+                                  self.started_at, self.suspended_s)
         return self._view
 
     def changed(self) -> None:
@@ -142,6 +143,7 @@ class Simulation:
         self.arrival_rng = [random.Random(scenario.seed * 7919 + i) for i in
                             range(len(scenario.apps))]
         self.length_rng = random.Random(scenario.seed * 104729 + 1)
+        self.stream_rng = random.Random(scenario.seed * 104729 + 2)
         self.stats = Stats()
         self.idle = scenario.executors
         self.running_priorities: Counter[int] = Counter()
@@ -264,7 +266,6 @@ class Simulation:
         self._set_running(ex, task)
         task.executor = ex.index
         task.run_start = self.now + delay
-        task.resumed_at = self.now
         task.token += 1
         task.changed()
         left = max(0.0, task.work_s - task.done_s)
@@ -287,6 +288,7 @@ class Simulation:
                 ex.suspended.append(task)
                 ex.changed()
                 task.suspensions += 1
+                task.suspended(self.now)
                 task.changed()
                 self._mark_memory()
                 self.suspended_count += 1
@@ -318,12 +320,14 @@ class Simulation:
                 self.suspended_count -= 1
                 self.suspended_memory -= task.memory
                 self.stats.resumes += 1
+                task.resumed(self.now)
                 self._start(ex, task, costs.dispatch_s)
             elif isinstance(decision, Place):
                 del self.queue[task.id]
                 action = victims.pop(ex.index, None)
                 delay = {"suspend": costs.suspend_s, "kill": costs.kill_s}.get(
                     action or "", costs.dispatch_s)
+                task.started(self.now)
                 self._start(ex, task, delay)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -339,7 +343,10 @@ class Simulation:
             self.stats.events += 1
             if kind == "arrival":
                 spec = self.sc.apps[payload]
-                self._new_task(payload, "stream", spec.stream_task_s)
+                length = spec.stream_task_s
+                if spec.stream_jitter_s:
+                    length += self.stream_rng.expovariate(1 / spec.stream_jitter_s)
+                self._new_task(payload, "stream", length)
                 self._next_arrival(payload)
             else:
                 self._finish(*payload)

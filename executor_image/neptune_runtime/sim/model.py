@@ -30,6 +30,7 @@ class AppSpec:
     name: str
     stream_rate: float = 20.0
     stream_task_s: float = 1e-3
+    stream_jitter_s: float = 0.0  # mean of an exponential extra per stream task: a machine's tail
     batch_partitions: int = 4
     batch_task_s: float = 0.1
     batch_task_memory: int = 64 * MIB  # held by a batch task, also while it is suspended
