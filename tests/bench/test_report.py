@@ -52,6 +52,10 @@ def test_failed_peer_fails_its_target_and_shows_in_the_table() -> None:
     assert result["targets"]["neptune stream p99 <= 2x os_priority's"]["ok"] is False
     table = markdown(result)
     assert "| os_priority | FAILED: no / SCHED_IDLE |" in table
+    assert "machine's floor" not in table  # not measured: no line
+    result["signal_floor_us"] = {"tcp": {"p50": 21.6, "p99": 52.0, "max": 80.0},
+                                 "shm": {"p50": 4.0, "p99": 23.0, "max": 60.0}}
+    assert "tcp p50 22 us, p99 52 us; shm p50 4 us, p99 23 us." in markdown(result)
 
 
 def _run(neptune_p99: float, spark: dict[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,16 @@ def _one_line(text: str, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[:limit] + "..."
 
 
+def _floor_lines(floor: dict[str, Any]) -> list[str]:
+    """What no runtime on this machine can beat: a message to a process doing nothing else."""
+    if not floor:
+        return []
+    return ["The machine's floor, one way from the driver's CPU to a busy-polling process on the "
+            "executor's: " + "; ".join(
+                f"{carrier} p50 {f['p50']:.0f} us, p99 {f['p99']:.0f} us"
+                for carrier, f in floor.items()) + "."]
+
+
 def _records_lines(result: dict[str, Any]) -> list[str]:
     """The honesty rule in the report: the records each system's tasks processed."""
     peers = result.get("peers", {})
@@ -99,6 +109,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"p50 {susp['p50']:.0f} us, p99 {susp['p99']:.0f} us, max {susp['max']:.0f} us; "
         f"of which on the executor (kernel arrival to start): p50 {local['p50']:.0f} us, "
         f"p99 {local['p99']:.0f} us.",
+        *_floor_lines(result.get("signal_floor_us", {})),
         f"Yield-point overhead: throughput with/without = {result['yield_overhead_rel']:.4f} "
         f"(min {result['yield_overhead_spread']['min']:.4f}, "
         f"max {result['yield_overhead_spread']['max']:.4f}).",

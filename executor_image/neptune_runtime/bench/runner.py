@@ -19,7 +19,7 @@ from typing import Any
 
 from ..policies import POLICIES
 from ..processes import LocalCluster
-from . import overhead, workload
+from . import floor, overhead, workload
 from .peers import PEERS, run_peer
 from .peers.common import PeerConfig
 from .report import check_targets, markdown
@@ -149,6 +149,12 @@ def run(quick: bool, peers: bool = False) -> dict[str, Any]:
     print("  yield-point overhead (in-process A/B) ...", end="", file=sys.stderr, flush=True)
     yield_cost = overhead.yield_overhead(loops, workload.BATCH_RECORDS)
     print(" done", file=sys.stderr)
+    driver_cpu, executor_cpu = _cpus()
+    floor_us: dict[str, Any] = {}
+    if driver_cpu is not None and executor_cpu is not None:
+        print("  signal floor (busy-polling receiver) ...", end="", file=sys.stderr, flush=True)
+        floor_us = floor.signal_floor((driver_cpu, executor_cpu))
+        print(" done", file=sys.stderr)
     alone = scenarios["batch_alone"]["batch_records_per_s"] or 1.0
     neptune = scenarios["neptune"]
     result: dict[str, Any] = {
@@ -159,6 +165,7 @@ def run(quick: bool, peers: bool = False) -> dict[str, Any]:
                          "stream_p99_ms": scenarios["stream_alone"]["stream_p99_ms"]},
         "yield_overhead_rel": yield_cost["median"],
         "yield_overhead_spread": yield_cost,
+        "signal_floor_us": floor_us,
         "policies": {
             policy: {
                 "stream_p50_ms": scenarios[policy]["stream_p50_ms"],

@@ -1,0 +1,124 @@
+"""The machine's floor for a preemption signal: the one-way delay of a message from a process on
+the driver's CPU to a process on the executor's CPU that does nothing but poll for it.
+
+No yield point can notice a preemption request sooner than this, whatever the runtime does on
+either side. Two carriers: a TCP loopback connection (what driver and executor use) polled with
+a non-blocking recv, and a shared-memory word (the least a same-host signal can cost). Both ends
+stamp `time.perf_counter_ns()`, CLOCK_MONOTONIC, which is one clock for every CPU of a machine.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import time
+from typing import Any
+
+from ..stats import percentile
+
+STAMP = struct.Struct("=qq")  # sequence number, send time (ns)
+RECEIVER_TIMEOUT_S = 30.0
+
+
+def _summary(delays_ns: list[int]) -> dict[str, float]:
+    us = sorted(d / 1e3 for d in delays_ns)
+    return {"p50": percentile(us, 50), "p99": percentile(us, 99),
+            "max": us[-1] if us else 0.0, "samples": float(len(us))}
+
+
+def _receive_tcp(sock: socket.socket, count: int) -> list[int]:
+    delays: list[int] = []
+    buffer = b""
+    while len(delays) < count:
+        try:
+            data = sock.recv(4096, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            continue
+        if not data:
+            break
+        now = time.perf_counter_ns()
+        buffer += data
+        while len(buffer) >= STAMP.size:
+            _, sent = STAMP.unpack_from(buffer)
+            buffer = buffer[STAMP.size:]
+            delays.append(now - sent)
+    return delays
+
+
+def _receive_shm(word: mmap.mmap, count: int) -> list[int]:
+    """Until the last stamp; a stamp overwritten before it was seen is simply not counted."""
+    delays: list[int] = []
+    seen = 0
+    while seen < count:
+        seq, sent = STAMP.unpack_from(word)
+        if seq != seen:
+            delays.append(time.perf_counter_ns() - sent)
+            seen = seq
+    return delays
+
+
+def _pair(carrier: str, count: int, gap_s: tuple[float, float], cpus: tuple[int, int],
+          seed: int) -> list[int]:
+    """Fork a receiver on cpus[1]; send `count` stamps from cpus[0] at random gaps."""
+    word = mmap.mmap(-1, STAMP.size)
+    listener = socket.create_server(("127.0.0.1", 0))
+    results_r, results_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the receiver: poll, then hand the delays back through the pipe
+        try:
+            os.sched_setaffinity(0, {cpus[1]})
+            if carrier == "tcp":
+                conn, _ = listener.accept()
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                delays = _receive_tcp(conn, count)
+            else:
+                os.write(results_w, b"R")
+                delays = _receive_shm(word, count)
+            payload = struct.pack(f"={len(delays)}q", *delays)
+            os.write(results_w, struct.pack("=q", len(delays)) + payload)
+        finally:
+            os._exit(0)
+    try:
+        os.sched_setaffinity(0, {cpus[0]})
+        rng = random.Random(seed)
+        sender: socket.socket | None = None
+        if carrier == "tcp":
+            sender = socket.create_connection(listener.getsockname())
+            sender.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            os.read(results_r, 1)  # the receiver is polling
+        time.sleep(0.05)
+        for seq in range(1, count + 1):
+            time.sleep(rng.uniform(*gap_s))
+            stamp = STAMP.pack(seq, time.perf_counter_ns())
+            if sender is not None:
+                sender.sendall(stamp)
+            else:
+                word[:] = stamp
+        if not select.select([results_r], [], [], RECEIVER_TIMEOUT_S)[0]:
+            os.kill(pid, signal.SIGKILL)
+            raise RuntimeError(f"signal floor ({carrier}): the receiver did not answer")
+        with os.fdopen(results_r, "rb") as results:
+            (n,) = struct.unpack("=q", results.read(8))
+            delays = list(struct.unpack(f"={n}q", results.read(8 * n)))
+        if sender is not None:
+            sender.close()
+        return delays
+    finally:
+        os.waitpid(pid, 0)
+        os.close(results_w)
+        listener.close()
+        word.close()
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+
+
+def signal_floor(cpus: tuple[int, int], count: int = 1000,
+                 gap_s: tuple[float, float] = (0.5e-3, 2e-3)) -> dict[str, Any]:
+    """One-way delay percentiles (us) per carrier, the receiver busy-polling."""
+    return {carrier: _summary(_pair(carrier, count, gap_s, cpus, seed))
+            for seed, carrier in enumerate(("tcp", "shm"))}
