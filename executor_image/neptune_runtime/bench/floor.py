@@ -22,6 +22,7 @@ from typing import Any
 from ..stats import percentile
 
 STAMP = struct.Struct("=qq")  # sequence number, send time (ns)
+ACK = struct.Struct("=q")
 RECEIVER_TIMEOUT_S = 30.0
 
 
@@ -51,21 +52,20 @@ def _receive_tcp(sock: socket.socket, count: int) -> list[int]:
 
 
 def _receive_shm(word: mmap.mmap, count: int) -> list[int]:
-    """Until the last stamp; a stamp overwritten before it was seen is simply not counted."""
+    """Acknowledge each stamp (after it, in the page) so the sender never overwrites one."""
     delays: list[int] = []
-    seen = 0
-    while seen < count:
+    while len(delays) < count:
         seq, sent = STAMP.unpack_from(word)
-        if seq != seen:
+        if seq == len(delays) + 1:
             delays.append(time.perf_counter_ns() - sent)
-            seen = seq
+            ACK.pack_into(word, STAMP.size, seq)
     return delays
 
 
 def _pair(carrier: str, count: int, gap_s: tuple[float, float], cpus: tuple[int, int],
           seed: int) -> list[int]:
     """Fork a receiver on cpus[1]; send `count` stamps from cpus[0] at random gaps."""
-    word = mmap.mmap(-1, STAMP.size)
+    word = mmap.mmap(-1, STAMP.size + ACK.size)
     listener = socket.create_server(("127.0.0.1", 0))
     results_r, results_w = os.pipe()
     pid = os.fork()
@@ -99,7 +99,9 @@ def _pair(carrier: str, count: int, gap_s: tuple[float, float], cpus: tuple[int,
             if sender is not None:
                 sender.sendall(stamp)
             else:
-                word[:] = stamp
+                word[:STAMP.size] = stamp
+                while ACK.unpack_from(word, STAMP.size)[0] != seq:
+                    pass
         if not select.select([results_r], [], [], RECEIVER_TIMEOUT_S)[0]:
             os.kill(pid, signal.SIGKILL)
             raise RuntimeError(f"signal floor ({carrier}): the receiver did not answer")
