@@ -14,6 +14,9 @@ from typing import Any
 from .durations import parse_duration
 from .policies import POLICIES
 
+STATE_DIR_HELP = ("keep committed offsets and accepted ingest events in this directory, so that "
+                  "a restarted driver resumes without losing events (default: in memory)")
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
@@ -45,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     cluster = LocalCluster(args.app, executors=args.executors, policy=args.policy,
-                           http_port=args.http_port)
+                           http_port=args.http_port, state_dir=args.state_dir)
     try:
         cluster.start()
     except StartError as exc:
@@ -102,7 +105,8 @@ def cmd_driver(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, {args.cpu})
     return driver_main(args.app, _secret("driver"), host=args.host, port=args.port,
                        http_port=args.http_port, policy=args.policy, ready_file=args.ready_file,
-                       priorities_file=args.priorities, jobs_file=args.jobs)
+                       priorities_file=args.priorities, jobs_file=args.jobs,
+                       state_dir=args.state_dir)
 
 
 def cmd_executor(args: argparse.Namespace) -> int:
@@ -153,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=_duration, default=None,
                      help="stop after this long (e.g. 30s); default: until Ctrl-C")
     run.add_argument("--http-port", type=int, default=0, help="driver HTTP port (0: any)")
+    run.add_argument("--state-dir", default=None, help=STATE_DIR_HELP)
     run.add_argument("--no-live", action="store_true", help="no full-screen live view")
     run.add_argument("--print-every", type=float, default=5.0,
                      help="seconds between status prints when not on a terminal")
@@ -169,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="JSON file {'jobs': {name: priority}} kept up to date by the operator")
     driver.add_argument("--jobs", default=_env("NEPTUNE_JOBS_FILE"),
                         help="JSON job settings from the resource, applied over the module's")
+    driver.add_argument("--state-dir", default=_env("NEPTUNE_STATE_DIR"), help=STATE_DIR_HELP)
     driver.add_argument("--ready-file", default=None)
     driver.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     driver.set_defaults(func=cmd_driver)

@@ -3,7 +3,8 @@
 It accepts authenticated executors, turns sources and batch partitions into tasks, places them
 with the policy, follows each task's state, re-runs the tasks of lost executors, combines batch
 results into versioned shared state, sinks stream results and commits source offsets only once
-their tasks finished. The HTTP side (ingest, /metrics, /healthz, /status) is in http_api.py.
+their tasks finished (with a state directory, saved for a restart). The HTTP side (ingest,
+/metrics, /healthz, /status) is in http_api.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 from . import metrics, protocol
 from .app import App, BatchJob, StreamJob
+from .durable import OffsetStore, open_state_dir
 from .offsets import OffsetTracker
 from .policies import (
     POLICIES,
@@ -33,12 +36,14 @@ from .policies import (
     Suspend,
     get_policy,
 )
+from .sources import Saved
 from .stats import Rate, Window
 from .tasks import Task, TaskTable
 
 log = logging.getLogger("neptune.driver")
 
 HANDSHAKE_TIMEOUT = 5.0
+OFFSETS_SAVE_INTERVAL = 0.05
 
 
 @dataclass
@@ -100,7 +105,9 @@ class _SourceOutput:
 class Driver:
     def __init__(self, app: App, secret: str, *, policy: str = "neptune",
                  neptune_config: NeptuneConfig | None = None,
-                 priorities_file: str | None = None) -> None:
+                 priorities_file: str | None = None,
+                 state_dir: str | os.PathLike[str] | None = None) -> None:
+        """Raises durable.StateDirError if `state_dir` or what is in it cannot be used."""
         self.app = app
         self.secret = secret
         self.policy_name = policy
@@ -134,6 +141,30 @@ class Driver:
         for job in app.batch_jobs():
             if job.publishes:
                 self.states[job.publishes] = (0, job.initial_state)
+        # The last committed token of every stream job. With a state directory they are saved
+        # (see _save_offsets) and every source continues after its job's.
+        self.state_dir = open_state_dir(state_dir) if state_dir is not None else None
+        self._store = OffsetStore(self.state_dir) if self.state_dir is not None else None
+        saved = self._store.load() if self._store is not None else {}
+        self.committed: dict[str, Any] = {j.name: self._saved_token(j, saved.get(j.name))
+                                          for j in app.stream_jobs()}
+        self.resumed_from = dict(self.committed)
+        self._saver: asyncio.Task[None] | None = None
+        if self.state_dir is not None:
+            for stream in app.stream_jobs():
+                stream.source.restore(Saved(stream.name, self.committed[stream.name],
+                                             self.state_dir))
+
+    @staticmethod
+    def _saved_token(job: StreamJob, saved: tuple[str, Any] | None) -> Any:
+        if saved is None:
+            return None
+        kind, token = saved
+        if kind != job.source.kind:
+            log.warning("job %s: its source was %s and is %s now: it starts from the beginning",
+                        job.name, kind, job.source.kind)
+            return None
+        return token
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
@@ -144,6 +175,8 @@ class Driver:
             self._start_epoch(batch, 0)
         if self.priorities_file:
             self._spawn(self._reload_priorities_loop())
+        if self._store is not None:
+            self._saver = asyncio.ensure_future(self._save_offsets(self._store))
         return bound
 
     def _start_sources(self) -> None:
@@ -164,6 +197,8 @@ class Driver:
         for task in list(self._background):
             task.cancel()
         self.server.close()
+        if self._saver is not None:
+            await self._saver
         for job in self.app.stream_jobs():
             if job.sink is not None:
                 job.sink.close()
@@ -177,6 +212,25 @@ class Driver:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
+
+    async def _save_offsets(self, store: OffsetStore) -> None:
+        """Save the committed tokens when they changed, at most every OFFSETS_SAVE_INTERVAL
+        (being a little behind only means replaying more after a crash), and once more at a
+        clean stop. Off the event loop: the save's fsync may take milliseconds."""
+        saved = dict(self.committed)
+        while True:
+            stopping = self.stopping
+            if self.committed != saved:
+                saved = dict(self.committed)
+                entries = {job.name: (job.source.kind, saved[job.name])
+                           for job in self.app.stream_jobs()}
+                try:
+                    await asyncio.to_thread(store.save, entries)
+                except (OSError, TypeError, ValueError) as exc:
+                    log.error("cannot save the committed offsets to %s: %s", store.path, exc)
+            if stopping:
+                return
+            await asyncio.sleep(OFFSETS_SAVE_INTERVAL)
 
     # -- priorities from the operator ----------------------------------------------------------
     def _load_priorities(self) -> None:
@@ -387,6 +441,7 @@ class Driver:
         commit = self.offsets[job.name].done(task.seqs)
         if commit is not None:
             job.source.commit(commit)
+            self.committed[job.name] = commit
 
     def _failed(self, conn: ExecutorConn, task: Task, error: str) -> None:
         self._release(conn, task)

@@ -5,6 +5,9 @@ until it finishes or, at a yield point, finds that the driver sent something and
 hub (see yieldpoint.py for why yield points poll the socket). If the
 driver asked for a preemption, the hub keeps the task's greenlet as suspended (its memory and
 progress stay) and starts the stream task; a later `resume` switches back into it.
+
+If the driver goes away (killed, its pod replaced), the executor drops its tasks, which the
+driver re-runs or, restarted, never knew, and connects again.
 """
 
 from __future__ import annotations
@@ -46,7 +49,11 @@ def _arrival_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
 
 
 class ExecutorError(Exception):
-    """The executor cannot start or lost its driver."""
+    """The executor cannot start or reach its driver."""
+
+
+class DriverLost(ExecutorError):
+    """The connection to the driver broke."""
 
 
 @dataclass
@@ -133,20 +140,22 @@ class Executor:
         deadline = time.monotonic() + self.connect_timeout
         delay = 0.05
         while True:
+            sock: socket.socket | None = None
             try:
-                sock = socket.create_connection(self.driver, timeout=5.0)
+                sock = self.sock = socket.create_connection(self.driver, timeout=5.0)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._handshake()
                 break
-            except OSError as exc:
-                if time.monotonic() > deadline:
+            except OSError as exc:  # not up yet, or a killed driver's socket reset us
+                if sock is not None:
+                    sock.close()
+                if self.stopping or time.monotonic() > deadline:
                     raise ExecutorError(
                         f"cannot reach driver at {self.driver[0]}:{self.driver[1]}: {exc}"
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = sock
-        self._handshake()
-        sock.settimeout(None)
+        self.sock.settimeout(None)
 
     def _recv_message(self) -> dict[str, Any]:
         buffer = protocol.FrameBuffer(protocol.MAX_FRAME)
@@ -209,6 +218,8 @@ class Executor:
                 view = view[self.sock.send(view):]
             except BlockingIOError:
                 select.select([], [self.sock], [], 1.0)
+            except OSError as exc:
+                raise DriverLost(f"lost the driver connection: {exc}") from None
 
     # -- main loop --------------------------------------------------------------------------
     def run(self, metrics_port: int | None = None) -> int:
@@ -216,37 +227,65 @@ class Executor:
             from prometheus_client import start_http_server
 
             start_http_server(metrics_port)
-        self.sock.setblocking(False)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        self.poller = select.poll()
-        self.poller.register(self.sock, select.POLLIN)
         self.hub = greenlet.getcurrent()
         yieldpoint.install(self._pending, self.hub.switch, self.poll_interval_us)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
-        self.send({"t": "ready", "memory_limit": self.memory_limit, "pid": os.getpid()})
         try:
-            while not self.stopping:
-                self._drain()
-                if (self.current is None and not self.ready and self.suspended
-                        and self.resumes_locally):
-                    first = next(iter(self.suspended))  # suspended first, resumed first
-                    self.ready.append(self.suspended.pop(first))
-                if self.current is None and self.ready:
-                    self._start(self.ready.popleft())
-                if self.current is not None:
-                    self._step(self.current)
-                else:
-                    self._heartbeat()
-                    self.flush()
-                    self.poller.poll(HEARTBEAT_SECONDS * 1000)
-        except ExecutorError as exc:
+            while True:
+                try:
+                    self._serve()
+                    return 0
+                except DriverLost as exc:
+                    log.warning("%s: connecting again", exc)
+                    self._forget_tasks()
+                    self.connect()
+        except (ExecutorError, protocol.ProtocolError, OSError) as exc:
+            if self.stopping:
+                return 0
             self.exit_reason = str(exc)
             log.error("%s", exc)
             return 2
         finally:
             self.sock.close()
-        return 0
+
+    def _serve(self) -> None:
+        """Run the driver's tasks on the connection we have, until told to stop."""
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.poller = select.poll()
+        self.poller.register(self.sock, select.POLLIN)
+        self.send({"t": "ready", "memory_limit": self.memory_limit, "pid": os.getpid()})
+        while not self.stopping:
+            self._drain()
+            if (self.current is None and not self.ready and self.suspended
+                    and self.resumes_locally):
+                first = next(iter(self.suspended))  # suspended first, resumed first
+                self.ready.append(self.suspended.pop(first))
+            if self.current is None and self.ready:
+                self._start(self.ready.popleft())
+            if self.current is not None:
+                self._step(self.current)
+            else:
+                self._heartbeat()
+                self.flush()
+                self.poller.poll(HEARTBEAT_SECONDS * 1000)
+
+    def _forget_tasks(self) -> None:
+        """After losing the driver: end every task and drop what was meant for that driver."""
+        tasks = [*self.ready, *self.suspended.values()]
+        if self.current is not None:
+            tasks.append(self.current)
+        for task in tasks:
+            if task.glet is not None and not task.glet.dead:
+                task.glet.throw(greenlet.GreenletExit)
+        self.current = None
+        self.ready.clear()
+        self.suspended.clear()
+        self.outbox.clear()
+        self.frames = protocol.FrameBuffer()
+        self._last_heartbeat = 0.0  # the new connection hears our memory and partitions soon
+        self.sock.close()
 
     def _pending(self) -> bool:
         """Called by yield points: has the driver sent anything (or were we told to stop)?"""
@@ -263,10 +302,12 @@ class Executor:
                 data, ancdata, _, _ = self.sock.recvmsg(1 << 16, TIMESTAMP_CMSG_SPACE)
             except BlockingIOError:
                 return
+            except OSError as exc:  # a killed driver's kernel may reset the connection
+                raise DriverLost(f"lost the driver connection: {exc}") from None
             if not data:
                 if self.stopping:
                     return
-                raise ExecutorError("lost the driver connection")
+                raise DriverLost("lost the driver connection")
             self.arrived_ns = _arrival_ns(ancdata)
             for message in self.frames.feed(data):
                 self._handle(message)

@@ -40,7 +40,11 @@ def make_app(driver: Driver) -> web.Application:
             events = parse_body(body, request.content_type)
         except (ValueError, UnicodeDecodeError) as exc:
             return reject(name, "malformed", f"job {name!r}: {exc}")
-        accepted = job.source.ingest(events)
+        try:
+            accepted = await job.source.ingest(events)
+        except OSError as exc:
+            return reject(name, "not_durable", f"job {name!r}: cannot store the events in the "
+                          f"driver's state directory: {exc}", 503)
         return web.json_response({"accepted": accepted}, status=202)
 
     @routes.get("/metrics")

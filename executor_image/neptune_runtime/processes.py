@@ -51,6 +51,7 @@ class LocalCluster:
     driver_cpu: int | None = None
     yield_points: bool = True
     executor_metrics: bool = False  # give each executor a free Prometheus port
+    state_dir: str | None = None  # the driver's --state-dir
     env: dict[str, str] = field(default_factory=dict)
     log: IO[str] | None = None  # None: children write to our stderr
     start_timeout: float = 30.0
@@ -73,14 +74,24 @@ class LocalCluster:
 
     def start(self) -> None:
         self.secret = new_secret()
+        self.start_driver()
+        for i in range(self.executors):
+            self.add_executor(f"exec-{i}")
+        self.wait_for_executors(self.executors)
+
+    def start_driver(self) -> None:
+        """Start the driver. After the first start its ports are fixed, so a driver started
+        again after `kill_driver` is where executors (which reconnect) and clients expect it."""
         env = self._env(self.secret)
         with tempfile.TemporaryDirectory(prefix="neptune-") as tmp:
             ready = Path(tmp) / "ready.json"
-            args = ["driver", "--app", self.app, "--host", "127.0.0.1", "--port", "0",
+            args = ["driver", "--app", self.app, "--host", "127.0.0.1", "--port", str(self.port),
                     "--http-port", str(self.http_port), "--policy", self.policy,
                     "--ready-file", str(ready)]
             if self.driver_cpu is not None:
                 args += ["--cpu", str(self.driver_cpu)]
+            if self.state_dir is not None:
+                args += ["--state-dir", self.state_dir]
             self._spawn("driver", args, env)
             deadline = time.monotonic() + self.start_timeout
             while not ready.exists():
@@ -91,11 +102,14 @@ class LocalCluster:
                     raise StartError(f"the driver was not ready after {self.start_timeout:.0f}s")
                 time.sleep(0.02)
             info = json.loads(ready.read_text())
-        self.port = info["port"]
-        self.http = f"http://127.0.0.1:{info['http_port']}"
-        for i in range(self.executors):
-            self.add_executor(f"exec-{i}")
-        self.wait_for_executors(self.executors)
+        self.port, self.http_port = info["port"], info["http_port"]
+        self.http = f"http://127.0.0.1:{self.http_port}"
+
+    def kill_driver(self) -> None:
+        """SIGKILL the driver, as a crash or a deleted pod would end it: nothing is flushed."""
+        driver = self.procs["driver"]
+        driver.kill()
+        driver.wait()
 
     def add_executor(self, name: str, secret: str | None = None) -> None:
         """Start one more executor; `secret` overrides the app's (tests of rejection use it)."""

@@ -12,6 +12,7 @@ import sys
 
 from .app import App
 from .driver import Driver
+from .durable import StateDirError
 from .executor import run_executor
 from .http_api import serve
 from .jobconfig import apply_job_settings
@@ -37,17 +38,21 @@ def _load(ref: str, role: str) -> object:
 
 def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: int,
                 policy: str, ready_file: str | None, priorities_file: str | None,
-                jobs_file: str | None = None,
+                jobs_file: str | None = None, state_dir: str | None = None,
                 neptune_config: NeptuneConfig | None = None) -> int:
     app = _load(app_ref, "driver")
     if not isinstance(app, App):
         return 3
     problems = _job_settings(app, jobs_file)
+    try:
+        driver = Driver(app, secret, policy=policy, neptune_config=neptune_config,
+                        priorities_file=priorities_file, state_dir=state_dir)
+    except StateDirError as exc:
+        print(f"neptunectl driver: {exc}", file=sys.stderr)
+        return 2
+    driver.config_problems = problems
 
     async def main() -> None:
-        driver = Driver(app, secret, policy=policy, neptune_config=neptune_config,
-                        priorities_file=priorities_file)
-        driver.config_problems = problems
         bound = await driver.start(host, port)
         runner, http_bound = await serve(driver, host, http_port)
         log.info("driver of app %s: executors on port %d, HTTP on port %d, policy %s",

@@ -2,7 +2,9 @@
 
 A token is the source's own position (a file offset, an ingest sequence number). The driver
 calls `commit(token)` only once every event up to that token has been processed by a finished
-task, so a restart resumes from the last committed position: at-least-once delivery.
+task, so a restart resumes from the last committed position: at-least-once delivery. A driver
+with a state directory persists the committed tokens and hands each source its job's through
+`restore` before `run` (durable.py).
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ import json
 import os
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
+
+from .durable import IngestLog
 
 
 class SourceOutput(Protocol):
@@ -24,6 +30,15 @@ class SourceOutput(Protocol):
         """Several (value, token) events at once: the driver schedules once for all."""
 
     def malformed(self, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What a driver with a state directory saved for a job's source."""
+
+    job: str
+    committed: Any  # the job's last token the driver persisted; None before its first commit
+    state_dir: Path  # where the source may keep files of its own
 
 
 class Source(ABC):
@@ -36,6 +51,10 @@ class Source(ABC):
 
     def commit(self, token: Any) -> None:  # noqa: B027 - most sources have nothing to persist
         """Persist that everything up to `token` is processed."""
+
+    def restore(self, saved: Saved) -> None:  # noqa: B027 - a source may start over
+        """Continue after `saved.committed` instead of from the beginning (called before
+        `run`, and only when the driver has a state directory)."""
 
 
 def _default_make(partition: int, index: int, rng: random.Random) -> Any:
@@ -74,6 +93,11 @@ class Synthetic(Source):
         self.partitions = partitions
         self.seed = seed
         self.limit = limit
+        self._start = 0  # the first index to emit: a token is the event's index
+
+    def restore(self, saved: Saved) -> None:
+        if saved.committed is not None:
+            self._start = int(saved.committed) + 1
 
     async def run(self, out: SourceOutput) -> None:
         loop = asyncio.get_running_loop()
@@ -84,39 +108,96 @@ class Synthetic(Source):
         index = 0
         while self.limit is None or index < self.limit:
             gap = timing.expovariate(self.rate) if self.arrival == "poisson" else 1.0 / self.rate
-            due += gap
-            delay = due - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
             p = index % self.partitions
-            out.emit(self.make(p, counts[p], rngs[p]), index)
+            if index < self._start:
+                # Fast-forward after a restart: the same draws as the committed events made, so
+                # the sequence goes on as if the driver had never stopped; no waiting for them.
+                self.make(p, counts[p], rngs[p])
+                due = loop.time()
+                if index % 4096 == 4095:
+                    await asyncio.sleep(0)  # a long history must not stall the driver
+            else:
+                due += gap
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                out.emit(self.make(p, counts[p], rngs[p]), index)
             counts[p] += 1
             index += 1
 
 
 class HttpIngest(Source):
-    """Events POSTed to the driver at /ingest/JOB (a JSON value, a JSON array, or JSON lines)."""
+    """Events POSTed to the driver at /ingest/JOB (a JSON value, a JSON array, or JSON lines).
+
+    A token is the number of the job's events accepted up to and including it. With a state
+    directory, accepted events go to an ingest log and are durable before `ingest` returns (and
+    the request is answered); a restart replays those after the committed token.
+    """
 
     kind = "http"
 
     def __init__(self) -> None:
         self._out: SourceOutput | None = None
-        self._seq = 0
+        self._log: IngestLog | None = None
+        self._replay_after = 0
+        self.accepted = 0  # events accepted (durably, with a log) so far, across restarts
+        self._unsynced: deque[tuple[Any, int]] = deque()  # written to the log, not durable yet
+        self._syncing = asyncio.Lock()
+
+    def restore(self, saved: Saved) -> None:
+        self._log = IngestLog(saved.state_dir / "ingest" / saved.job)
+        self._replay_after = int(saved.committed or 0)
+        self.accepted = self._log.accepted
 
     async def run(self, out: SourceOutput) -> None:
-        self._out = out
+        if self._log is not None:
+            if self._log.torn:
+                out.malformed(f"{self._log.directory}: cut a torn last line of {self._log.torn} "
+                              "bytes (a request the driver died writing, never answered)")
+            for base, path in self._log.segments(self._replay_after):
+                with path.open("rb") as handle:
+                    events = [(value, token) for token, (_, value)
+                              in enumerate(json_lines(handle, path.name, out), start=base + 1)
+                              if token > self._replay_after and value is not SKIPPED]
+                if events:
+                    out.emit_all(events)
+        self._out = out  # only now: new events come after the replayed ones
         await asyncio.Event().wait()
 
     @property
     def accepting(self) -> bool:
         return self._out is not None
 
-    def ingest(self, values: list[Any]) -> int:
+    async def ingest(self, values: list[Any]) -> int:
+        """Emit the events; with a log, once they are durable. Raises OSError if they cannot be
+        written or synced (the request must then fail)."""
         if self._out is None:
             raise RuntimeError("source not started")
-        self._out.emit_all([(value, self._seq + i) for i, value in enumerate(values)])
-        self._seq += len(values)
+        if self._log is None:
+            first = self.accepted
+            self.accepted += len(values)
+            self._out.emit_all([(v, first + i) for i, v in enumerate(values, start=1)])
+            return len(values)
+        first = self._log.accepted
+        end = self._log.append(values)
+        self._unsynced.extend((v, first + i) for i, v in enumerate(values, start=1))
+        async with self._syncing:
+            # One sync covers every append made before it, so the requests queued here behind
+            # it usually find theirs done (group commit). Off the event loop: an fsync takes
+            # milliseconds on many disks, and the loop schedules the tasks.
+            if self.accepted < end:
+                durable, sync = self._log.accepted, self._log.syncer()
+                await asyncio.to_thread(sync)
+                self.accepted = durable
+                ready = []
+                while self._unsynced and self._unsynced[0][1] <= durable:
+                    ready.append(self._unsynced.popleft())
+                self._out.emit_all(ready)
         return len(values)
+
+    def commit(self, token: Any) -> None:
+        if self._log is not None:
+            self._log.compact(token)
 
 
 def parse_body(body: bytes, content_type: str) -> list[Any]:
@@ -142,12 +223,33 @@ def parse_body(body: bytes, content_type: str) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+SKIPPED: Any = object()  # what `json_lines` gives for a blank or malformed line
+
+
+def json_lines(handle: IO[bytes], where: str, out: SourceOutput) -> Iterator[tuple[int, Any]]:
+    """(end offset, value) of every whole line from the handle's position on. The value is
+    SKIPPED for a blank line and for one that is not JSON (reported to `out` as malformed). A
+    last line without its newline is left out: it is still being written, or a crash tore it."""
+    position = handle.tell()
+    for raw in handle:
+        if not raw.endswith(b"\n"):
+            return
+        position += len(raw)
+        value = SKIPPED
+        if raw.strip():
+            try:
+                value = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                out.malformed(f"{where} at byte {position - len(raw)}: {exc}")
+        yield position, value
+
+
 class JsonLinesTail(Source):
     """Tail a JSON-lines file, or every `*.jsonl` file of a directory in name order.
 
-    Committed positions are kept in `offsets_file` (default: beside the data), so a restarted
-    driver resumes after the last line whose task finished. A line that is not valid JSON is
-    counted as malformed and skipped.
+    Committed positions are kept in `offsets_file` (default: in the driver's state directory if
+    it has one, else beside the data), so a restarted driver resumes after the last line whose
+    task finished. A line that is not valid JSON is counted as malformed and skipped.
     """
 
     kind = "jsonl"
@@ -159,6 +261,14 @@ class JsonLinesTail(Source):
         default = (self.path / ".neptune-offsets.json" if self.path.is_dir()
                    else self.path.with_name(self.path.name + ".offsets.json"))
         self.offsets_file = Path(offsets_file) if offsets_file else default
+        self._offsets_file_given = offsets_file is not None
+
+    def restore(self, saved: Saved) -> None:
+        # Our positions per file are the whole committed state (the driver's token is the last
+        # one only); the state directory spares the data's volume, which may be read-only.
+        if not self._offsets_file_given:
+            self.offsets_file = saved.state_dir / "tail" / f"{saved.job}.json"
+            self.offsets_file.parent.mkdir(exist_ok=True)
 
     def _files(self) -> list[Path]:
         if self.path.is_dir():
@@ -190,21 +300,13 @@ class JsonLinesTail(Source):
     @staticmethod
     def _read_new(file: Path, start: int, out: SourceOutput) -> int:
         events: list[tuple[Any, Any]] = []
+        position = start
         with file.open("rb") as handle:
             handle.seek(start)
-            position = start
-            for raw in handle:
-                if not raw.endswith(b"\n"):
-                    break  # a line still being written: read it whole next time
-                position += len(raw)
-                if not raw.strip():
-                    continue
-                try:
-                    value = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    out.malformed(f"{file.name} at byte {position - len(raw)}: {exc}")
-                    continue
-                events.append((value, (file.name, position)))
+            # `position` ends as the end of the last whole line: where the next read starts
+            for position, value in json_lines(handle, file.name, out):
+                if value is not SKIPPED:
+                    events.append((value, (file.name, position)))
         if events:
             out.emit_all(events)
         return position

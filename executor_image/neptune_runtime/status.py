@@ -7,6 +7,7 @@ from typing import Any
 
 from .app import StreamJob
 from .driver import Driver
+from .sources import HttpIngest
 from .stats import Window, summary
 
 
@@ -27,6 +28,10 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
         }
         if isinstance(job, StreamJob):
             latency = summary(stats.latency.values(now))
+            offsets = {"committed": driver.committed[name],
+                       "resumed_from": driver.resumed_from[name]}
+            if isinstance(job.source, HttpIngest):
+                offsets["accepted"] = job.source.accepted
             figures.update(
                 slo_ms=job.slo * 1e3,
                 p50_ms=latency["p50"] * 1e3,
@@ -37,6 +42,7 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
                 events=stats.events,
                 results=stats.results,
                 uncommitted=driver.offsets[name].uncommitted,
+                offsets=offsets,
             )
         else:
             figures.update(epoch=stats.epoch)
@@ -60,6 +66,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
         "policy": driver.policy_name,
         "phase": phase(driver),
         "uptime_s": round(now - driver.started, 3),
+        "state_dir": None if driver.state_dir is None else str(driver.state_dir),
         "executors": {
             "registered": len(driver.executors),
             "lost": driver.executors_lost,
