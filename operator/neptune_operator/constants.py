@@ -30,6 +30,10 @@ FIELD_MANAGER = "neptune-operator"
 PRIORITIES_FILE = "priorities.json"
 JOBS_FILE = "jobs.json"
 CONFIG_MOUNT = "/etc/neptune"
+# The driver keeps committed offsets and its ingest log here (NEPTUNE_STATE_DIR): a
+# PersistentVolumeClaim with spec.driver.storage, else an emptyDir.
+STATE_DIR = "/var/lib/neptune/state"
+DEFAULT_STATE_SIZE = "1Gi"
 
 # The image's non-root user. Set explicitly so that runAsNonRoot can be verified by the
 # kubelet even when the image names its user instead of a number.

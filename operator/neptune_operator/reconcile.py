@@ -95,15 +95,25 @@ async def apply_priorities(kube: Kube, cfg: OperatorConfig, obj: Mapping[str, An
 async def child_state(kube: Kube, obj: Mapping[str, Any]) -> ChildState:
     meta, spec = obj["metadata"], obj["spec"]
     names = Names(meta["name"])
-    dep, sts = await asyncio.gather(
+    async def claim() -> dict[str, Any] | None:
+        if render.driver_storage(spec) is None:
+            return None
+        return await kube.get("v1", "PersistentVolumeClaim", meta["namespace"],
+                              names.driver_state)
+
+    dep, sts, pvc = await asyncio.gather(
         kube.get("apps/v1", "Deployment", meta["namespace"], names.driver),
         kube.get("apps/v1", "StatefulSet", meta["namespace"], names.executor),
+        claim(),
     )
     desired = 0 if spec.get("suspend") else int(spec["executors"]["replicas"])
+    pvc_status = (pvc or {}).get("status") or {}
     return ChildState(
         driver_ready=bool(dep and (dep.get("status") or {}).get("readyReplicas")),
         executors_ready=int(((sts or {}).get("status") or {}).get("readyReplicas") or 0),
         executors_desired=desired,
+        claim_phase=pvc_status.get("phase") if pvc else None,
+        claim_capacity=(pvc_status.get("capacity") or {}).get("storage"),
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from .constants import (
     API_VERSION,
     CONFIG_MOUNT,
+    DEFAULT_STATE_SIZE,
     EXECUTOR_PORT,
     HTTP_PORT,
     JOBS_FILE,
@@ -26,6 +27,7 @@ from .constants import (
     METRICS_PORT,
     PRIORITIES_FILE,
     RUN_AS_UID,
+    STATE_DIR,
 )
 
 Manifest = dict[str, Any]
@@ -63,6 +65,10 @@ class Names:
     @property
     def config(self) -> str:
         return f"{self.app}-config"
+
+    @property
+    def driver_state(self) -> str:
+        return f"{self.app}-driver-state"
 
 
 def labels(app: str, role: str | None = None) -> dict[str, str]:
@@ -198,6 +204,42 @@ def priorities_document(spec: Mapping[str, Any], priorities: Mapping[str, int]) 
     return {"jobs": dict(sorted(table.items()))}
 
 
+def driver_storage(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """spec.driver.storage, or None: the driver's state then lives on an emptyDir."""
+    storage: Mapping[str, Any] | None = (spec.get("driver") or {}).get("storage")
+    return storage
+
+
+def driver_state_claim(obj: Mapping[str, Any]) -> Manifest | None:
+    """The driver's state volume when spec.driver.storage asks for one. ReadWriteOnce: one
+    driver at a time, which the Deployment's Recreate strategy guarantees."""
+    storage = driver_storage(obj["spec"])
+    if storage is None:
+        return None
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": str(storage.get("size", DEFAULT_STATE_SIZE))}},
+    }
+    # Absent: the cluster's default StorageClass (filled in by the API server at creation).
+    if storage.get("storageClassName"):
+        spec["storageClassName"] = storage["storageClassName"]
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(obj, Names(obj["metadata"]["name"]).driver_state, "driver"),
+        "spec": spec,
+    }
+
+
+def _state_volume(obj: Mapping[str, Any]) -> dict[str, Any]:
+    claim = driver_state_claim(obj)
+    if claim is None:
+        # Survives a container restart (liveness kill, crash), not the pod's deletion.
+        return {"name": "state", "emptyDir": {}}
+    return {"name": "state",
+            "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}
+
+
 def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
     spec = obj["spec"]
     names = Names(obj["metadata"]["name"])
@@ -215,6 +257,8 @@ def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
             {"name": "NEPTUNE_POLICY", "value": spec.get("policy", "neptune")},
             {"name": "NEPTUNE_PRIORITIES_FILE", "value": f"{CONFIG_MOUNT}/{PRIORITIES_FILE}"},
             {"name": "NEPTUNE_JOBS_FILE", "value": f"{CONFIG_MOUNT}/{JOBS_FILE}"},
+            # Committed offsets and the ingest log: a new driver resumes from them.
+            {"name": "NEPTUNE_STATE_DIR", "value": STATE_DIR},
         ],
         "ports": [
             {"name": "executors", "containerPort": EXECUTOR_PORT, "protocol": "TCP"},
@@ -230,14 +274,20 @@ def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
             {"name": "tmp", "mountPath": "/tmp"},
             # The whole ConfigMap (no subPath) so that priority updates reach the file.
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            {"name": "state", "mountPath": STATE_DIR},
             *app_mounts,
         ],
     }
-    volumes = [{"name": "config", "configMap": {"name": names.config}}, *app_volumes]
+    volumes = [{"name": "config", "configMap": {"name": names.config}}, _state_volume(obj),
+               *app_volumes]
     # Job settings are read at start: their hash in the template restarts the driver on
     # change (the "reload" action) without touching the executors.
     template_annotations = {"neptune.dev/jobs-hash": _hash(jobs_document(spec)),
                             **scrape_annotations(HTTP_PORT)}
+    pod = _pod_spec(ctx, [container], volumes)
+    # fsGroup (pod_security_context) makes the volume writable by the non-root user; only
+    # chown it when its root is not already ours, or every start walks the whole log.
+    pod["securityContext"]["fsGroupChangePolicy"] = "OnRootMismatch"
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -250,7 +300,7 @@ def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
             "template": {
                 "metadata": {"labels": labels(names.app, "driver"),
                              "annotations": template_annotations},
-                "spec": _pod_spec(ctx, [container], volumes),
+                "spec": pod,
             },
         },
     }
@@ -419,11 +469,13 @@ def pod_monitor(obj: Mapping[str, Any]) -> Manifest:
 
 def render(obj: Mapping[str, Any], ctx: RenderContext) -> list[Manifest]:
     """All children of one ContinuousApplication, in the order they should be applied."""
+    claim = driver_state_claim(obj)
     out = [
         app_secret(obj, ctx),
         config_map(obj, ctx),
         network_policy(obj, ctx),
         driver_service(obj),
+        *([claim] if claim is not None else []),
         driver_deployment(obj, ctx),
         executor_service(obj),
         executor_statefulset(obj, ctx),

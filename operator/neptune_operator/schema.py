@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .constants import (
+    DEFAULT_STATE_SIZE,
     GROUP,
     JOB_KINDS,
     KIND,
@@ -32,6 +33,7 @@ QUANTITY_PATTERN = (
     r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 MAX_JOBS = 32
 
 
@@ -81,6 +83,38 @@ def resources_schema(who: str) -> Schema:
         {
             "requests": _quantities(f"Minimum resources the {who} is scheduled with."),
             "limits": _quantities(f"Maximum resources the {who} may use."),
+        },
+    )
+
+
+def storage_schema() -> Schema:
+    return _o(
+        "A PersistentVolumeClaim NAME-driver-state (ReadWriteOnce) for the driver's state "
+        "(committed offsets of every stream job, the log of HTTP-ingested events), so that a "
+        "new driver pod resumes from them. Without it the state is on an emptyDir, which "
+        "survives a container restart but not the pod's deletion. Fixed at creation: to "
+        "change it, delete and re-create the application.",
+        {
+            "size": {
+                "x-kubernetes-int-or-string": True,
+                "pattern": QUANTITY_PATTERN,
+                "default": DEFAULT_STATE_SIZE,
+                "description": "Requested size of the claim: a positive quantity such as "
+                               "512Mi or 1Gi (default 1Gi).",
+                # The pattern has no sign but admits zero. A value that is no quantity at all
+                # is the pattern's error alone (isQuantity guards quantity()).
+                "x-kubernetes-validations": [{
+                    **_rule("!isQuantity(string(self)) || "
+                            "quantity(string(self)).isGreaterThan(quantity('0'))",
+                            "size must be a positive quantity such as 1Gi"),
+                    # int-or-string values show as "" in the API server's message: name it.
+                    "messageExpression": "'size must be a positive quantity such as 1Gi, not '"
+                                         " + string(self)",
+                }],
+            },
+            "storageClassName": _s(
+                "StorageClass of the claim; absent: the cluster's default StorageClass.",
+                pattern=DNS_SUBDOMAIN, maxLength=253),
         },
     )
 
@@ -135,6 +169,17 @@ def job_schema() -> Schema:
     )
 
 
+# A transition rule (oldSelf) on spec rather than on storage itself: a rule on a field only
+# runs when the field exists on both sides, and adding or removing storage must be caught too.
+_HAS_NEW, _HAS_OLD = (f"(has({s}.driver) && has({s}.driver.storage))" for s in ("self", "oldSelf"))
+STORAGE_FIXED = _rule(
+    f"{_HAS_NEW} == {_HAS_OLD} && (!{_HAS_NEW} || self.driver.storage == oldSelf.driver.storage)",
+    "driver.storage cannot be changed after creation (a claim's class and size are not "
+    "changed in place): delete and re-create the application to change it",
+    ".driver.storage",
+)
+
+
 def spec_schema() -> Schema:
     return _o(
         "Desired state of a continuous (stream + batch) application.",
@@ -167,7 +212,8 @@ def spec_schema() -> Schema:
                 ]},
             ),
             "driver": _o("The driver pod (one per application).",
-                         {"resources": resources_schema("driver")}),
+                         {"resources": resources_schema("driver"),
+                          "storage": storage_schema()}),
             "executors": _o(
                 "The executor pods. Each pod runs one executor process per slot (one core); "
                 "give each pod about one CPU per slot in resources.",
@@ -211,6 +257,7 @@ def spec_schema() -> Schema:
             ),
         },
         required=["image", "app", "executors", "jobs"],
+        **{"x-kubernetes-validations": [STORAGE_FIXED]},
     )
 
 
@@ -242,6 +289,17 @@ def status_schema() -> Schema:
             "failures": _i("Task failures."),
             "records": _i("Records processed."),
             "throughputPerSecond": _n("Records per second."),
+            "uncommitted": _i("Events accepted but not yet committed (stream jobs)."),
+            "offsets": _o(
+                "Offsets of a stream job's source, kept in the driver's state directory.",
+                {
+                    "committed": _s("Token up to which every event was processed."),
+                    "resumedFrom": _s("Committed token the running driver started from; "
+                                      "absent: it started fresh."),
+                    "accepted": _i("Events accepted by the source (HTTP ingest: across "
+                                   "driver restarts)."),
+                },
+            ),
         },
     )
     return _o(
@@ -283,10 +341,21 @@ def status_schema() -> Schema:
                 },
             ),
             "driver": _o(
-                "What the operator last read from the driver.",
+                "What the operator last read from the driver, and its state volume.",
                 {
                     "reachable": _b("Whether /status answered."),
                     "message": _s("Error when it did not."),
+                    "storage": _o(
+                        "Where the driver keeps committed offsets and its ingest log.",
+                        {
+                            "volume": _s("PersistentVolumeClaim (spec.driver.storage) or "
+                                         "emptyDir (lost with the pod)."),
+                            "claimName": _s("The claim, NAME-driver-state."),
+                            "phase": _s("The claim's phase: Pending, Bound, Lost, or "
+                                        "Missing before it exists."),
+                            "capacity": _s("The bound volume's capacity."),
+                        },
+                    ),
                 },
             ),
             "lastAction": _s("The last spec change classification: scale, roll, reload, ..."),

@@ -1,7 +1,8 @@
 """Classify a spec change by what it costs the running application (the Flink operator's idea).
 
     scale       only executors.replicas changed: the StatefulSet scales in place
-    roll        image, pull policy, app source, resources or slots: pods are replaced
+    roll        image, pull policy, app source, resources, driver storage or slots: pods
+                are replaced
     reload      job settings or policy: only the driver restarts
     reconfigure priority or monitoring: ConfigMap / PodMonitor only, no pod restarts
     suspend     suspend became true: pods removed, resource kept
@@ -19,8 +20,10 @@ from typing import Any
 ORDER = ("suspend", "resume", "roll", "reload", "scale", "reconfigure", "noop")
 
 # Spec paths (dotted) and the action a change in each one needs.
-ROLL_PATHS = ("image", "imagePullPolicy", "app", "driver.resources", "executors.resources",
-              "executors.slotsPerPod")
+# driver.storage is fixed by the CRD (a transition rule); should it change anyway (a CRD
+# without the rule), the driver's volume changes: the driver pod is replaced.
+ROLL_PATHS = ("image", "imagePullPolicy", "app", "driver.resources", "driver.storage",
+              "executors.resources", "executors.slotsPerPod")
 RELOAD_PATHS = ("jobs", "policy")
 SCALE_PATHS = ("executors.replicas",)
 RECONFIGURE_PATHS = ("priority", "monitoring")

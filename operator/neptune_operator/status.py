@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .render import executor_selector_string
+from .render import Names, driver_storage, executor_selector_string
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,10 @@ class ChildState:
     driver_ready: bool  # the driver Deployment has a ready replica
     executors_ready: int  # ready executor pods
     executors_desired: int  # 0 while suspended
+    # The driver's state claim (spec.driver.storage): its phase (Pending, Bound, Lost; None
+    # when it does not exist yet) and capacity. Ignored without spec.driver.storage.
+    claim_phase: str | None = None
+    claim_capacity: str | None = None
 
 
 def _f(value: Any) -> float | None:
@@ -35,6 +39,10 @@ def job_figures(driver_doc: Mapping[str, Any] | None) -> dict[str, dict[str, Any
                          ("failures", "failures"), ("records", "records")):
             if isinstance(j.get(src), int):
                 fig[dst] = j[src]
+        if isinstance(j.get("uncommitted"), int):
+            fig["uncommitted"] = j["uncommitted"]
+        if isinstance(j.get("offsets"), Mapping):
+            fig["offsets"] = offsets(j["offsets"])
         for src, dst in (("throughput_per_s", "throughputPerSecond"), ("slo_ms", "sloMs"),
                          ("p50_ms", "p50Ms"), ("p99_ms", "p99Ms"),
                          ("slo_attainment", "sloAttainment")):
@@ -42,6 +50,31 @@ def job_figures(driver_doc: Mapping[str, Any] | None) -> dict[str, dict[str, Any
             if value is not None:
                 fig[dst] = round(value, 3)
         out[str(name)] = {k: v for k, v in fig.items() if v is not None}
+    return out
+
+
+def _token(value: Any) -> str | None:
+    # Tokens are the source's own (an int for HTTP ingest): kept as text in the status.
+    return None if value is None else str(value)[:256]
+
+
+def offsets(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"committed": _token(raw.get("committed")),
+                           "resumedFrom": _token(raw.get("resumed_from"))}
+    if isinstance(raw.get("accepted"), int):
+        out["accepted"] = raw["accepted"]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def storage_status(name: str, spec: Mapping[str, Any],
+                   children: ChildState) -> dict[str, Any]:
+    """Where the driver keeps its state, and whether its claim is usable."""
+    if driver_storage(spec) is None:
+        return {"volume": "emptyDir"}
+    out = {"volume": "PersistentVolumeClaim", "claimName": Names(name).driver_state,
+           "phase": children.claim_phase or "Missing"}
+    if children.claim_capacity:
+        out["capacity"] = children.claim_capacity
     return out
 
 
@@ -92,10 +125,13 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
     all_ready = (children.driver_ready
                  and children.executors_ready >= children.executors_desired)
     met = None if suspended else slo_met(driver_doc)
+    storage = storage_status(name, spec, children)
+    # A Lost claim (its volume is gone) never comes back by itself: the driver cannot start.
+    storage_lost = storage.get("phase") == "Lost"
 
     if suspended:
         phase = "Suspended"
-    elif failed_jobs or (driver_doc or {}).get("phase") == "Degraded":
+    elif failed_jobs or storage_lost or (driver_doc or {}).get("phase") == "Degraded":
         phase = "Degraded"
     elif all_ready and driver_doc is not None:
         phase = "Running"
@@ -104,6 +140,9 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
 
     prev_conditions = list((previous or {}).get("conditions") or [])
     progressing = not suspended and not all_ready
+    waiting = "waiting for pods to become ready"
+    if storage.get("phase") not in (None, "Bound"):
+        waiting += f"; driver state claim {storage['claimName']} is {storage['phase']}"
 
     def cond(ctype: str, status: bool | None, reason: str, message: str) -> dict[str, Any]:
         return _condition(prev_conditions, ctype, status, reason, message, generation, now)
@@ -115,11 +154,13 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
              f"{children.executors_ready}/{children.executors_desired}"),
         cond("Progressing", progressing,
              "RollingOut" if progressing else "Stable",
-             "waiting for pods to become ready" if progressing else "all pods ready"),
+             waiting if progressing else "all pods ready"),
         cond("Degraded", phase == "Degraded",
-             "JobFailed" if failed_jobs else ("DriverUnreachable" if driver_error else "Healthy"),
-             (f"failed jobs: {', '.join(failed_jobs)}" if failed_jobs
-              else (driver_error or ""))),
+             "JobFailed" if failed_jobs else "StorageLost" if storage_lost
+             else "DriverUnreachable" if driver_error else "Healthy",
+             f"failed jobs: {', '.join(failed_jobs)}" if failed_jobs
+             else f"driver state claim {storage.get('claimName')} is Lost" if storage_lost
+             else driver_error or ""),
         cond("SLOMet", met,
              "Unknown" if met is None else ("WithinSLO" if met else "SLOMissed"),
              worst_job(figures) or "no stream latency samples yet"),
@@ -139,7 +180,8 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
         "selector": executor_selector_string(name),
         "jobs": figures,
         "driver": {"reachable": driver_doc is not None,
-                   **({"message": driver_error} if driver_error else {})},
+                   **({"message": driver_error} if driver_error else {}),
+                   "storage": storage},
     }
     worst = worst_job(figures)
     if worst:

@@ -1,6 +1,6 @@
 """A real, throw-away control plane for integration tests: etcd, kube-apiserver and
-kube-controller-manager (garbage collector only) from NEPTUNE_K8S_BIN, on free ports, in a
-temporary directory. No kubelet: pods never run, but every API object is real.
+kube-controller-manager (garbage collector, claim protection) from NEPTUNE_K8S_BIN, on free
+ports, in a temporary directory. No kubelet: pods never run, but every API object is real.
 """
 
 from __future__ import annotations
@@ -109,7 +109,10 @@ class ControlPlane:
         }))
         self._wait_ready("/readyz", 90)
         self._spawn("kube-controller-manager", [
-            f"--kubeconfig={self.kubeconfig}", "--controllers=garbagecollector,namespace",
+            # pvc-protection: the API server puts its finalizer on every claim; without the
+            # controller that lifts it, a deleted app's claim would stay Terminating.
+            f"--kubeconfig={self.kubeconfig}",
+            "--controllers=garbagecollector,namespace,persistentvolumeclaim-protection-controller",
             "--leader-elect=false", f"--secure-port={kcm_port}", "--bind-address=127.0.0.1",
         ])
 

@@ -109,6 +109,16 @@ INVALID: list[tuple[str, Mut, list[str]]] = [
     ("unknown job kind", job(0, kind="realtime"), ["spec.jobs[0].kind", "Unsupported value"]),
     ("two app sources", both_sources, ["spec.app", "exactly one"]),
     ("stream job with partitions", job(0, partitions=4), ["spec.jobs[0].partitions"]),
+    ("storage size zero", set_("driver.storage", {"size": "0Gi"}),
+     ["spec.driver.storage.size", "must be a positive quantity such as 1Gi, not 0Gi"]),
+    ("storage size int zero", set_("driver.storage", {"size": 0}),
+     ["spec.driver.storage.size", "positive quantity"]),
+    ("storage size negative", set_("driver.storage", {"size": "-1Gi"}),
+     ["spec.driver.storage.size", "should match"]),
+    ("storage size not a quantity", set_("driver.storage", {"size": "1GB"}),
+     ["spec.driver.storage.size", "should match"]),
+    ("storage class not a DNS name", set_("driver.storage", {"storageClassName": "Fast_SSD"}),
+     ["spec.driver.storage.storageClassName", "should match"]),
 ]
 
 
@@ -121,6 +131,54 @@ def test_invalid_resource_rejected(crd: ControlPlane, label: str, mutate: Mut,
     assert code != 0, f"{label}: accepted"
     for text in expected:
         assert text in err, f"{label}: {text!r} not in {err!r}"
+
+
+@pytest.mark.parametrize(("storage", "expected"), [
+    ({}, {"size": "1Gi"}),
+    ({"size": "64Mi", "storageClassName": "neptune-local"},
+     {"size": "64Mi", "storageClassName": "neptune-local"}),
+    ({"size": 1073741824}, {"size": 1073741824}),
+])
+def test_driver_storage_accepted(crd: ControlPlane, storage: dict[str, Any],
+                                 expected: dict[str, Any]) -> None:
+    obj = valid()
+    obj["spec"]["driver"]["storage"] = storage
+    proc = crd.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-",
+                       stdin=yaml.safe_dump(obj))
+    assert json.loads(proc.stdout)["spec"]["driver"]["storage"] == expected
+
+
+FIXED = "driver.storage cannot be changed after creation"
+
+
+@pytest.mark.parametrize(("created", "updated", "ok"), [
+    ({"size": "64Mi"}, {"size": "64Mi"}, True),
+    ({}, {"size": "1Gi"}, True),  # the default, made explicit
+    ({"size": "64Mi"}, {"size": "128Mi"}, False),  # growth: not in place either
+    ({"size": "64Mi"}, {"size": "64Mi", "storageClassName": "other"}, False),
+    ({"size": "64Mi"}, None, False),  # removed
+    (None, {"size": "64Mi"}, False),  # added
+    (None, None, True),
+], ids=["same", "default-explicit", "grow", "class", "remove", "add", "none"])
+def test_driver_storage_is_fixed_after_creation(crd: ControlPlane, created: Any, updated: Any,
+                                                ok: bool) -> None:
+    obj = valid()
+    obj["metadata"]["name"] = "fixed-storage"
+    if created is not None:
+        obj["spec"]["driver"]["storage"] = created
+    crd.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(obj))
+    try:
+        obj["spec"]["driver"].pop("storage", None)
+        if updated is not None:
+            obj["spec"]["driver"]["storage"] = updated
+        obj["spec"]["executors"]["replicas"] = 5  # another change: always allowed
+        code, err = apply(crd, obj)
+        assert (code == 0) is ok, err
+        if not ok:
+            assert "spec.driver.storage" in err and FIXED in err, err
+            assert "delete and re-create the application" in err, err
+    finally:
+        crd.kubectl("delete", "capp", "fixed-storage", "-n", NS, "--wait=true")
 
 
 def test_name_too_long_rejected(crd: ControlPlane) -> None:

@@ -71,7 +71,7 @@ def get(cp: ControlPlane, kind: str, name: str) -> dict[str, Any] | None:
 
 
 def children(cp: ControlPlane, app: str) -> dict[str, list[str]]:
-    out = cp.kubectl("get", "deploy,sts,svc,secret,cm,networkpolicy", "-n", NS,
+    out = cp.kubectl("get", "deploy,sts,svc,secret,cm,networkpolicy,pvc", "-n", NS,
                      "-l", f"neptune.dev/app={app}", "-o", "json").stdout
     found: dict[str, list[str]] = {}
     for item in json.loads(out)["items"]:
@@ -231,6 +231,36 @@ def test_suspend_and_resume(cluster: ControlPlane, operator: Operator) -> None:
     wait_for("scaled back", lambda: replicas() == (1, 3))
     assert {"Suspend", "Resume"} <= set(events(cluster, "pause"))
     assert (get(cluster, "secret", "pause-secret") or {})["data"] == secret_before
+
+
+def test_driver_state_claim(cluster: ControlPlane, operator: Operator) -> None:
+    driver = {**BASE["spec"]["driver"], "storage": {"size": "64Mi"}}
+    apply(cluster, capp("stateful", driver=driver))
+    want = {**expected("stateful"), "PersistentVolumeClaim": ["stateful-driver-state"]}
+    wait_for("children with the state claim", lambda: children(cluster, "stateful") == want)
+    owner, pvc = get(cluster, "capp", "stateful"), get(cluster, "pvc", "stateful-driver-state")
+    assert owner is not None and pvc is not None
+    assert pvc["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "64Mi"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    dep = get(cluster, "deploy", "stateful-driver")
+    assert dep is not None
+    volumes = dep["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "state", "persistentVolumeClaim": {"claimName": "stateful-driver-state"}} \
+        in volumes
+
+    # No StorageClass and no volume here: the claim stays Pending, and the status says so.
+    def storage() -> dict[str, Any] | None:
+        st = ((get(cluster, "capp", "stateful") or {}).get("status") or {})
+        out: dict[str, Any] | None = (st.get("driver") or {}).get("storage")
+        return out if out and out.get("phase") == "Pending" else None
+
+    assert wait_for("claim phase in status", storage) == {
+        "volume": "PersistentVolumeClaim", "claimName": "stateful-driver-state",
+        "phase": "Pending"}
+    cluster.kubectl("delete", "capp", "stateful", "-n", NS, "--wait=true", "--timeout=30s")
+    wait_for("children and claim gone", lambda: children(cluster, "stateful") == {},
+             timeout=60)
 
 
 def test_delete_removes_children(cluster: ControlPlane, operator: Operator) -> None:

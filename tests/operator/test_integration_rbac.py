@@ -79,6 +79,7 @@ def test_operator_works_with_chart_rbac(rbac_operator: tuple[ControlPlane, Opera
     cp, op = rbac_operator
     obj: dict[str, Any] = copy.deepcopy(BASE)
     obj["metadata"] = {"name": "rbac", "namespace": APP_NS}
+    obj["spec"]["driver"]["storage"] = {"size": "64Mi"}
     cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(obj))
 
     def status() -> dict[str, Any] | None:
@@ -90,7 +91,7 @@ def test_operator_works_with_chart_rbac(rbac_operator: tuple[ControlPlane, Opera
     assert st["executors"]["desired"] == 3
     for kind, name in (("deploy", "rbac-driver"), ("sts", "rbac-executor"),
                        ("secret", "rbac-secret"), ("cm", "rbac-config"),
-                       ("networkpolicy", "rbac")):
+                       ("networkpolicy", "rbac"), ("pvc", "rbac-driver-state")):
         assert cp.get(kind, name, APP_NS) is not None, kind
     events = cp.kubectl("get", "events", "-n", APP_NS, "-o", "json").stdout
     reasons = {e["reason"] for e in json.loads(events)["items"]}
@@ -101,6 +102,10 @@ def test_operator_works_with_chart_rbac(rbac_operator: tuple[ControlPlane, Opera
 @pytest.mark.parametrize(("verb", "resource", "ns", "allowed"), [
     ("patch", "statefulsets", APP_NS, True),
     ("create", "secrets", APP_NS, True),
+    ("create", "persistentvolumeclaims", APP_NS, True),
+    ("patch", "persistentvolumeclaims", APP_NS, True),
+    ("delete", "persistentvolumeclaims", APP_NS, False),  # the garbage collector does that
+    ("create", "persistentvolumes", "", False),
     ("patch", "continuousapplications.neptune.dev/status", APP_NS, True),
     ("delete", "statefulsets", APP_NS, False),
     ("delete", "secrets", APP_NS, False),

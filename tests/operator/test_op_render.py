@@ -214,3 +214,74 @@ def test_pods_carry_the_prometheus_scrape_annotations(capp: dict[str, Any]) -> N
     assert driver["annotations"]["prometheus.io/port"] == "8080"
     assert executor["annotations"] == {"prometheus.io/scrape": "true",
                                        "prometheus.io/port": "9090"}
+
+
+def driver_pod(capp: dict[str, Any]) -> dict[str, Any]:
+    dep = by_kind(render.render(capp, CTX))[("Deployment", "fraud-driver")]
+    pod: dict[str, Any] = dep["spec"]["template"]["spec"]
+    return pod
+
+
+def state_volume(pod: dict[str, Any]) -> dict[str, Any]:
+    (c,) = pod["containers"]
+    assert env(c)["NEPTUNE_STATE_DIR"] == "/var/lib/neptune/state"
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/var/lib/neptune/state"]
+    assert not mount.get("readOnly")
+    vol: dict[str, Any] = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    return vol
+
+
+def test_driver_state_on_an_empty_dir_without_storage(capp: dict[str, Any]) -> None:
+    assert "storage" not in capp["spec"]["driver"]
+    assert state_volume(driver_pod(capp)) == {"name": "state", "emptyDir": {}}
+    assert "PersistentVolumeClaim" not in {m["kind"] for m in render.render(capp, CTX)}
+
+
+def test_driver_state_claim_with_storage(capp: dict[str, Any]) -> None:
+    capp["spec"]["driver"]["storage"] = {"size": "2Gi", "storageClassName": "fast"}
+    children = render.render(capp, CTX)
+    claim = by_kind(children)[("PersistentVolumeClaim", "fraud-driver-state")]
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"],
+                             "resources": {"requests": {"storage": "2Gi"}},
+                             "storageClassName": "fast"}
+    assert claim["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "neptune", "app.kubernetes.io/instance": "fraud",
+        "neptune.dev/app": "fraud", "app.kubernetes.io/managed-by": "neptune-operator",
+        "neptune.dev/role": "driver"}
+    # Owned like every child: deleting the app deletes the claim (garbage collection).
+    assert claim["metadata"]["ownerReferences"][0]["uid"] == "1234-abcd"
+    # Applied before the Deployment whose pods mount it.
+    order = [(m["kind"], m["metadata"]["name"]) for m in children]
+    assert order.index(("PersistentVolumeClaim", "fraud-driver-state")) < order.index(
+        ("Deployment", "fraud-driver"))
+    pod = driver_pod(capp)
+    assert state_volume(pod) == {"name": "state", "persistentVolumeClaim": {
+        "claimName": "fraud-driver-state"}}
+    # Writable by the non-root user; one driver at a time on the ReadWriteOnce volume.
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["fsGroupChangePolicy"] == "OnRootMismatch"
+    assert restricted_violations(pod) == []
+    dep = by_kind(children)[("Deployment", "fraud-driver")]
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_driver_state_claim_defaults(capp: dict[str, Any]) -> None:
+    # The API server defaults size; an int quantity is written as Kubernetes writes it.
+    capp["spec"]["driver"]["storage"] = {}
+    claim = render.driver_state_claim(capp)
+    assert claim is not None
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"],
+                             "resources": {"requests": {"storage": "1Gi"}}}
+    capp["spec"]["driver"]["storage"] = {"size": 1073741824}
+    claim = render.driver_state_claim(capp)
+    assert claim is not None
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1073741824"
+
+
+def test_storage_changes_only_the_driver(capp: dict[str, Any]) -> None:
+    before = by_kind(render.render(capp, CTX))
+    capp["spec"]["driver"]["storage"] = {"size": "1Gi"}
+    after = by_kind(render.render(capp, CTX))
+    assert before[("StatefulSet", "fraud-executor")] == after[("StatefulSet", "fraud-executor")]
+    executor_pod = after[("StatefulSet", "fraud-executor")]["spec"]["template"]["spec"]
+    assert "fsGroupChangePolicy" not in executor_pod["securityContext"]

@@ -95,6 +95,20 @@ def test_validation_rules_present() -> None:
     assert spec["properties"]["policy"]["enum"] == ["fifo", "fair", "kill", "neptune"]
 
 
+
+def test_driver_storage_schema() -> None:
+    spec = schema.spec_schema()
+    storage = spec["properties"]["driver"]["properties"]["storage"]
+    size = storage["properties"]["size"]
+    assert size["default"] == "1Gi"
+    assert size["pattern"] == schema.QUANTITY_PATTERN
+    assert any("positive quantity" in m for m in rules(size))
+    # Fixed after creation, by a transition rule on spec (catches adding and removing too).
+    (fixed,) = [r for r in spec["x-kubernetes-validations"] if "oldSelf" in r["rule"]]
+    assert "delete and re-create" in fixed["message"]
+    assert fixed["fieldPath"] == ".driver.storage"
+
+
 @pytest.mark.parametrize(("value", "ok"), [
     ("50ms", True), ("1.5s", True), ("250us", True), ("2m", True), ("0ms", True),
     ("50", False), ("-5ms", False), ("5h", False), ("ms", False), ("5 ms", False),

@@ -44,6 +44,8 @@ CASES: list[tuple[str, Mut, str, tuple[str, ...]]] = [
     ("driver resources", _set("driver.resources", {"limits": {"memory": "2Gi"}}), "roll",
      ("driver.resources",)),
     ("slots", _set("executors.slotsPerPod", 4), "roll", ("executors.slotsPerPod",)),
+    # Refused by the CRD's transition rule; without it the driver's volume would change.
+    ("driver storage", _set("driver.storage", {"size": "2Gi"}), "roll", ("driver.storage",)),
     ("app source", _set("app", {"module": "other"}), "roll", ("app",)),
     ("job settings", _jobs, "reload", ("jobs",)),
     ("policy", _set("policy", "fair"), "reload", ("policy",)),

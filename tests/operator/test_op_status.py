@@ -67,7 +67,8 @@ def test_pending_while_pods_start(capp: dict[str, Any]) -> None:
 def test_driver_unreachable(capp: dict[str, Any]) -> None:
     st = make(capp, READY, None, error="connection refused")
     assert st["phase"] == "Pending"
-    assert st["driver"] == {"reachable": False, "message": "connection refused"}
+    assert st["driver"] == {"reachable": False, "message": "connection refused",
+                            "storage": {"volume": "emptyDir"}}
     assert conditions(st)["SLOMet"] == "Unknown"
 
 
@@ -147,8 +148,13 @@ def _unknown_fields(value: Any, sch: dict[str, Any], path: str) -> list[str]:
 
 
 def test_status_fits_the_crd_schema(capp: dict[str, Any]) -> None:
-    st = build(name="fraud", generation=3, spec=capp["spec"], children=READY,
-               driver_doc=driver_doc(), driver_error="x",
+    capp["spec"]["driver"]["storage"] = {"size": "1Gi"}
+    doc = driver_doc()
+    doc["jobs"]["score"].update(uncommitted=3, offsets={"committed": 7, "resumed_from": 2,
+                                                        "accepted": 10})
+    st = build(name="fraud", generation=3, spec=capp["spec"],
+               children=ChildState(True, 3, 3, claim_phase="Bound", claim_capacity="1Gi"),
+               driver_doc=doc, driver_error="x",
                assigned={"priorityClassName": "neptune-normal", "rank": 0, "boost": 1,
                          "reason": "r", "since": NOW}, previous=None, now=NOW)
     st["kopf"] = {"progress": {"anything": 1}}
@@ -169,3 +175,42 @@ def test_merge_patch_nulls_what_disappeared() -> None:
                      "driver": {"reachable": True, "message": None},
                      "jobs": {"a": {"p99Ms": 2.0}, "gone": None}, "conditions": []}
     assert "kopf" not in patch  # kopf's own progress is never touched
+
+
+def test_storage_without_claim_is_an_empty_dir(capp: dict[str, Any]) -> None:
+    st = make(capp, READY, driver_doc())
+    assert st["driver"]["storage"] == {"volume": "emptyDir"}
+
+
+def test_driver_state_claim(capp: dict[str, Any]) -> None:
+    capp["spec"]["driver"]["storage"] = {"size": "1Gi"}
+    bound = ChildState(True, 3, 3, claim_phase="Bound", claim_capacity="1Gi")
+    st = make(capp, bound, driver_doc())
+    assert st["phase"] == "Running"
+    assert st["driver"]["storage"] == {"volume": "PersistentVolumeClaim",
+                                       "claimName": "fraud-driver-state", "phase": "Bound",
+                                       "capacity": "1Gi"}
+    # Not provisioned yet: Progressing says why the driver does not start.
+    st = make(capp, ChildState(False, 3, 3, claim_phase="Pending"), None)
+    assert st["phase"] == "Pending"
+    progressing = next(c for c in st["conditions"] if c["type"] == "Progressing")
+    assert "driver state claim fraud-driver-state is Pending" in progressing["message"]
+    assert make(capp, ChildState(False, 3, 3), None)["driver"]["storage"]["phase"] == "Missing"
+    # A Lost claim does not heal by itself.
+    st = make(capp, ChildState(False, 3, 3, claim_phase="Lost"), None)
+    assert st["phase"] == "Degraded"
+    degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "StorageLost"
+
+
+def test_offsets_copied_from_the_driver(capp: dict[str, Any]) -> None:
+    doc = driver_doc()
+    doc["jobs"]["score"].update(uncommitted=0, offsets={"committed": 120, "resumed_from": 80,
+                                                        "accepted": 120})
+    st = make(capp, READY, doc)
+    assert st["jobs"]["score"]["uncommitted"] == 0
+    assert st["jobs"]["score"]["offsets"] == {"committed": "120", "resumedFrom": "80",
+                                              "accepted": 120}
+    doc["jobs"]["score"]["offsets"] = {"committed": None, "resumed_from": None, "accepted": 0}
+    assert make(capp, READY, doc)["jobs"]["score"]["offsets"] == {"accepted": 0}
+    assert "offsets" not in make(capp, READY, driver_doc())["jobs"]["score"]

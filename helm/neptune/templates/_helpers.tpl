@@ -76,7 +76,7 @@ seccompProfile:
   resources: ["secrets"]
   verbs: ["get", "create"]
 - apiGroups: [""]
-  resources: ["configmaps", "services"]
+  resources: ["configmaps", "services", "persistentvolumeclaims"]
   verbs: ["get", "create", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
