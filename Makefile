@@ -5,8 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 DEMO_DURATION ?= 30s
-PY_PATHS := $(wildcard executor_image operator tests examples bench e2e/tests)
-MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operator tests examples e2e/tests)
+PY_PATHS := $(wildcard executor_image operator tests examples bench e2e/tests e2e/provisioner.py)
+MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operator tests examples e2e/tests e2e/provisioner.py)
 
 K8S_BIN := $(shell . e2e/versions.env && echo $$NEPTUNE_CACHE/$$K8S_VERSION/bin)
 export NEPTUNE_K8S_BIN ?= $(K8S_BIN)

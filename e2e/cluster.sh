@@ -3,7 +3,8 @@
 #
 #   e2e/cluster.sh up      idempotent: apt prerequisites, build (cached), control plane,
 #                          containerd, CNI bridge, kubelet, kube-proxy, CoreDNS, images,
-#                          Prometheus; waits for the node Ready and the default ServiceAccount
+#                          volume provisioner (default StorageClass neptune-local), Prometheus;
+#                          waits for the node Ready and the default ServiceAccount
 #   e2e/cluster.sh down    stops every process it started, removes containers, iptables rules,
 #                          the CNI bridge and the state directory ($NEPTUNE_STATE)
 #   e2e/cluster.sh env     prints the exports to use the cluster
@@ -15,10 +16,12 @@ set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
 APT_PACKAGES="containerd runc containernetworking-plugins buildah iptables conntrack prometheus debootstrap gcc libc6-dev openssl curl iproute2 fuse-overlayfs"
-NODE_COMPONENTS="prometheus coredns kube-proxy kubelet containerd"
+NODE_COMPONENTS="provisioner prometheus coredns kube-proxy kubelet containerd"
 CTR_SOCK="$RUN/containerd.sock"
 PAUSE_IMAGE="localhost/neptune/pause:$PAUSE_VERSION"
 CNI_CONF_DIR="$NEPTUNE_STATE/cni/net.d"
+VOLUMES="$NEPTUNE_STATE/volumes"
+STORAGE_CLASS=neptune-local
 export CTR_SOCK PAUSE_IMAGE
 
 apt_prereqs() {
@@ -180,6 +183,30 @@ COREFILE
     WATCH=coredns wait_for 60 "CoreDNS ready" curl -fsS --max-time 2 http://127.0.0.1:8182/ready
 }
 
+start_provisioner() {
+    # No CSI driver here: e2e/provisioner.py makes hostPath volumes (directories under
+    # $VOLUMES) for claims of the default StorageClass, and deletes them once released.
+    step "volume provisioner (default StorageClass $STORAGE_CLASS, volumes in $VOLUMES)"
+    mkdir -p "$VOLUMES"
+    kubectl_admin apply -f - >/dev/null <<YAML || die "could not apply StorageClass $STORAGE_CLASS"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $STORAGE_CLASS
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: neptune.dev/local-hostpath
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+YAML
+    # The interpreter itself, not a wrapper (pyenv's shim is a shell script): the pid file
+    # names the program that must be running under that pid.
+    local python; python=$(python3 -c 'import sys; print(sys.executable)') || die "no python3"
+    start_proc provisioner "$python" "$E2E_DIR/provisioner.py" --kubectl "$K8S_BIN/kubectl" \
+        --kubeconfig "$KUBECONFIG_ADMIN" --volumes "$VOLUMES" --node "$NODE_NAME"
+    # The log is appended to across restarts: wait for this process's own "ready" line.
+    WATCH=provisioner wait_for 30 "provisioner ready" grep -q "ready: .* pid $(pid_of provisioner)\$" "$LOGS/provisioner.log"
+}
+
 node_ready() {
     [ "$(kubectl_admin get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
@@ -214,6 +241,7 @@ cluster_up() {
     WATCH="kubelet containerd kube-apiserver" wait_for 180 "node $NODE_NAME Ready" node_ready
     step "waiting for the default ServiceAccount"
     WATCH="kube-controller-manager" wait_for 120 "serviceaccount default/default" kubectl_admin -n default get serviceaccount default
+    start_provisioner
     if [ "${SKIP_PROMETHEUS:-0}" != 1 ]; then "$E2E_DIR/prometheus.sh" up; fi
     if [ "${SKIP_IMAGE:-0}" != 1 ] && [ -f "$E2E_DIR/../Dockerfile" ]; then
         step "project image"
