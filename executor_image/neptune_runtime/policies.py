@@ -184,26 +184,32 @@ def _local(ex: ExecutorView, task: TaskView) -> bool:
     return (task.job, task.partition) in ex.partitions
 
 
-def _victims(snapshot: Snapshot, config: NeptuneConfig) -> list[ExecutorView]:
-    """Executors whose running task may be suspended, best first apart from locality:
-    fewest suspended tasks, least memory pressure, lowest priority (then executor order)."""
-    now, guard = snapshot.now, config.guard_seconds
+def _victims(snapshot: Snapshot,
+             config: NeptuneConfig) -> tuple[list[ExecutorView], int | None]:
+    """Executors whose running task may be suspended, best first apart from locality (fewest
+    suspended tasks, least memory pressure, lowest priority, then executor order), and the
+    lowest priority among their running tasks."""
+    now, guard, high = snapshot.now, config.guard_seconds, config.memory_high
     keyed = []
+    lowest: int | None = None
     # A plain loop over plain tuples, sorted in C: this is the cost of a 1000-executor call.
     for i, ex in enumerate(snapshot.executors):
         task = ex.running
         held = len(ex.suspended)
         if task is None or held >= config.max_suspended:
             continue
-        pressure = ex.memory_pressure
-        if pressure >= config.memory_high:
+        pressure = ex.memory_used / ex.memory_limit if ex.memory_limit else 0.0
+        if pressure >= high:
             continue
         # the guard's cheap half first: most tasks resumed longer ago than its window
         if now - task.resumed_at < guard and _protected(task, now, config):
             continue
-        keyed.append((held, pressure, task.priority, i, ex))
+        priority = task.priority
+        keyed.append((held, pressure, priority, i, ex))
+        if lowest is None or priority < lowest:
+            lowest = priority
     keyed.sort()  # the index keeps equal keys in executor order and `ex` out of comparisons
-    return [k[-1] for k in keyed]
+    return [k[4] for k in keyed], lowest
 
 
 def _usable(victim: ExecutorView, task: TaskView, busy: set[str]) -> bool:
@@ -247,7 +253,7 @@ def neptune(snapshot: Snapshot, config: NeptuneConfig = DEFAULT_NEPTUNE) -> list
             if ex.running is None]
     victims: list[ExecutorView] | None = None  # sorted on first need
     start = 0  # victims before it are busy or too high a priority for every later task
-    lowest = 0  # the lowest priority among victims, once they are known
+    lowest: int | None = None  # the lowest priority among victims, once they are known
 
     for task in _by_priority(snapshot.queue):
         idle = [ex for ex, top in free
@@ -259,10 +265,8 @@ def neptune(snapshot: Snapshot, config: NeptuneConfig = DEFAULT_NEPTUNE) -> list
             busy.add(best.id)
             continue
         if victims is None:
-            victims = _victims(snapshot, config)
-            lowest = min((ex.running.priority for ex in victims),  # type: ignore[union-attr]
-                         default=task.priority)
-        if task.priority <= lowest:
+            victims, lowest = _victims(snapshot, config)
+        if lowest is None or task.priority <= lowest:
             break  # no victim of lower priority, for this task or any later one
         # Tasks come in falling priority and `busy` only grows, so a victim skipped here is
         # skipped for good: the scan start only moves forward.
