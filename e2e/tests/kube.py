@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,28 @@ def tool(name: str) -> str:
         return str(Path(bindir) / name)
     found = shutil.which(name)
     if not found:
-        pytest.skip(f"{name} not found (set NEPTUNE_K8S_BIN or PATH)")
+        pytest.fail(f"{name} not found: `make cluster-up` builds it into NEPTUNE_K8S_BIN, or put "
+                    "it on PATH", pytrace=False)
     return found
+
+
+def prom_query(expr: str) -> list[dict[str, Any]]:
+    """An instant query to the Prometheus at NEPTUNE_PROMETHEUS_URL."""
+    url = f"{PROMETHEUS_URL}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        body = json.load(resp)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def require_prometheus() -> None:
+    try:
+        prom_query("up")
+    except OSError as exc:
+        pytest.fail(f"no Prometheus at {PROMETHEUS_URL} ({exc}): `make cluster-up` starts one "
+                    "on the local cluster (`e2e/prometheus.sh up` alone); on another cluster run "
+                    "one that scrapes pods by their prometheus.io annotations and set "
+                    "NEPTUNE_PROMETHEUS_URL", pytrace=False)
 
 
 class Kubectl:

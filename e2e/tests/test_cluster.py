@@ -6,13 +6,17 @@ documented in e2e/README.md."""
 from __future__ import annotations
 
 import json
-import urllib.parse
-import urllib.request
 from typing import Any
 
 import pytest
 
-from e2e.tests.kube import PROMETHEUS_URL, Kubectl, restricted_pod, wait_until
+from e2e.tests.kube import (
+    Kubectl,
+    prom_query,
+    require_prometheus,
+    restricted_pod,
+    wait_until,
+)
 
 
 def _phase(kubectl: Kubectl, ns: str, pod: str) -> str:
@@ -76,14 +80,6 @@ def test_pod_reaches_api_server_by_service_name(kubectl: Kubectl, restricted_ns:
     assert result["version"].startswith("v1.")
 
 
-def _prom_query(expr: str) -> list[dict[str, Any]]:
-    url = f"{PROMETHEUS_URL}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body = json.load(resp)
-    assert body["status"] == "success", body
-    return list(body["data"]["result"])
-
-
 EXPORTER = """
 import time
 from prometheus_client import Counter, start_http_server
@@ -98,10 +94,7 @@ while True:
 @pytest.mark.parametrize("style", ["annotation-port", "named-ports"])
 def test_prometheus_scrapes_annotated_pods(kubectl: Kubectl, restricted_ns: str,
                                           style: str) -> None:
-    try:
-        _prom_query("up")
-    except OSError as e:
-        pytest.skip(f"no Prometheus at {PROMETHEUS_URL}: {e}")
+    require_prometheus()
     annotations = {"prometheus.io/scrape": "true"}
     ports = [{"name": "metrics", "containerPort": 9400},
              {"name": "metrics-1", "containerPort": 9401}]
@@ -118,6 +111,6 @@ def test_prometheus_scrapes_annotated_pods(kubectl: Kubectl, restricted_ns: str,
     expr = f'neptune_e2e_probe_total{{namespace="{restricted_ns}",pod="exporter"}}'
     want = 1 if style == "annotation-port" else 2
     series = wait_until(f"{want} scraped series of {expr}",
-                        lambda: (r := _prom_query(expr)) and len(r) >= want and r, timeout=90)
+                        lambda: (r := prom_query(expr)) and len(r) >= want and r, timeout=90)
     assert len(series) == want
     assert series[0]["metric"]["app_kubernetes_io_name"] == "e2e-exporter"

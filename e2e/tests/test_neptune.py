@@ -9,8 +9,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from e2e.tests.kube import IMAGE, PROMETHEUS_URL, REPO_DIR, Kubectl, wait_until
+from e2e.tests.kube import (
+    IMAGE,
+    REPO_DIR,
+    Kubectl,
+    prom_query,
+    require_prometheus,
+    wait_until,
+)
 
 # Another name of the same image (e2e/image.sh tags it): changing spec.image to it rolls pods.
 IMAGE_ALT = os.environ.get("NEPTUNE_IMAGE_ALT", IMAGE.rpartition(":")[0] + ":dev-alt")
@@ -32,9 +37,6 @@ LABEL_ROLE = "neptune.dev/role"
 RELEASE = "neptune"
 OPERATOR_NS = "neptune-system"
 APP = "online-learning"
-
-if not CHART.is_dir():
-    pytest.skip("no chart in helm/neptune", allow_module_level=True)
 
 
 def _image_values() -> list[str]:
@@ -114,13 +116,6 @@ def condition(kubectl: Kubectl, ns: str, ctype: str) -> str:
     return ""
 
 
-def prom(expr: str) -> list[dict[str, Any]]:
-    url = f"{PROMETHEUS_URL}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body = json.load(resp)
-    return list(body["data"]["result"])
-
-
 def test_operator_ready(kubectl: Kubectl, release: str) -> None:
     dep = kubectl.json("-n", OPERATOR_NS, "get", "deployments", "-l",
                        f"app.kubernetes.io/instance={release}")["items"]
@@ -166,15 +161,12 @@ def test_printer_columns(kubectl: Kubectl, app_ns: str) -> None:
 
 
 def test_prometheus_scrapes_every_executor(kubectl: Kubectl, app_ns: str) -> None:
-    try:
-        prom("up")
-    except OSError as e:
-        pytest.skip(f"no Prometheus at {PROMETHEUS_URL}: {e}")
+    require_prometheus()
     executors = {p["metadata"]["name"] for p in pods(kubectl, app_ns, "executor")}
     expr = f'neptune_task_suspension_latency_seconds_count{{namespace="{app_ns}"}}'
 
     def scraped() -> set[str]:
-        got = {r["metric"].get("pod", "") for r in prom(expr)}
+        got = {r["metric"].get("pod", "") for r in prom_query(expr)}
         return got if executors <= got else set()
 
     wait_until(f"{expr} from every executor {sorted(executors)}", scraped, timeout=120)
@@ -199,19 +191,15 @@ def _dashboard_queries() -> list[tuple[str, str]]:
 
 def test_dashboard_queries_return_data(kubectl: Kubectl, app_ns: str) -> None:
     queries = _dashboard_queries()
-    if not queries:
-        pytest.skip(f"no queries in {DASHBOARD}")
-    try:
-        prom("up")
-    except OSError as e:
-        pytest.skip(f"no Prometheus at {PROMETHEUS_URL}: {e}")
+    assert queries, f"no queries in {DASHBOARD}"
+    require_prometheus()
 
     def empty() -> list[str]:
         missing = []
         for title, expr in queries:
             q = (expr.replace("$__rate_interval", "1m").replace("$__interval", "1m")
                  .replace("$namespace", app_ns))
-            if not prom(q):
+            if not prom_query(q):
                 missing.append(f"{title}: {q}")
         return missing
 
