@@ -379,6 +379,12 @@ NO_OFFSETS = ("the driver's /status has no jobs.echo.offsets: the image's runtim
               "once it does)")
 
 
+def _restarts(ps: list[dict[str, Any]]) -> dict[str, int]:
+    """Pod uid -> container restarts."""
+    return {p["metadata"]["uid"]: sum(c.get("restartCount", 0) for c in
+                                      p["status"].get("containerStatuses", [])) for p in ps}
+
+
 def test_driver_pod_deleted_resumes_from_committed_offsets(kubectl: Kubectl,
                                                            app_ns: str) -> None:
     """The driver keeps committed offsets and the log of ingested events on its
@@ -393,6 +399,7 @@ def test_driver_pod_deleted_resumes_from_committed_offsets(kubectl: Kubectl,
     volume = pvc["spec"]["volumeName"]
     assert "offsets" in wait_until("the driver's /status", app.figures), NO_OFFSETS
     old = {p["metadata"]["uid"] for p in app.pods("driver")}
+    executors_before = _restarts(app.pods("executor"))
 
     def delete_driver(batch_no: int) -> None:
         if batch_no != 4:
@@ -419,6 +426,8 @@ def test_driver_pod_deleted_resumes_from_committed_offsets(kubectl: Kubectl,
         f"the new driver started fresh instead of resuming from committed offsets: {fig}")
     st = kubectl.json("-n", app_ns, "get", "capp", app.name)["status"]
     assert st["driver"]["storage"]["claimName"] == claim, st["driver"]
+    # The executors reconnected to the new driver: same pods, no container restarted.
+    assert _restarts(app.pods("executor")) == executors_before, "executors restarted"
 
     app.delete()
 

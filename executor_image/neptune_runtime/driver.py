@@ -191,9 +191,12 @@ class Driver:
 
     async def stop(self) -> None:
         self.stopping = True
+        # Executors are not told to stop: a driver stops when its pod is replaced, and they
+        # reconnect to the next one (their own SIGTERM stops them). Exiting would restart their
+        # containers, with Kubernetes' growing back-off.
         for conn in list(self.executors.values()):
             with contextlib.suppress(Exception):
-                conn.send({"t": "stop"})
+                conn.writer.close()
         for task in list(self._background):
             task.cancel()
         self.server.close()

@@ -326,8 +326,6 @@ class Executor:
             self._kill(message["id"])
         elif kind == "state":
             self.states[message["name"]] = (message["version"], message["value"])
-        elif kind == "stop":
-            self.stopping = True
         else:
             log.warning("ignoring unknown message type %r", kind)
 

@@ -157,7 +157,8 @@ class LocalCluster:
         return {n: c for n, p in self.procs.items() if (c := p.poll()) is not None}
 
     def stop(self, timeout: float = 10.0) -> dict[str, int]:
-        """Stop every process: the driver first (it tells executors to stop), then the rest."""
+        """Stop every process: the driver first (its executors would reconnect to a new one),
+        then the rest."""
         order = ["driver"] + [n for n in self.procs if n != "driver"]
         for name in order:
             proc = self.procs[name]

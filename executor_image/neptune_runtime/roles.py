@@ -68,7 +68,7 @@ def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: i
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await driver.stop()
-        await asyncio.sleep(0.05)  # let the stop messages leave
+        await asyncio.sleep(0.05)  # let the connections' closing bytes leave
         await runner.cleanup()
 
     asyncio.run(main())
