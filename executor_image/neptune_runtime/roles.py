@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 
+from . import yieldpoint
 from .app import App
 from .driver import Driver
 from .durable import StateDirError
@@ -99,8 +100,13 @@ def executor_main(app_ref: str, secret: str, *, driver: str, name: str,
     if not host or not port.isdigit():
         print(f"neptunectl executor: --driver must be HOST:PORT, got {driver!r}", file=sys.stderr)
         return 2
+    try:
+        poll_interval_us = yieldpoint.interval_from_env()
+    except ValueError as exc:
+        print(f"neptunectl executor: {exc}", file=sys.stderr)
+        return 2
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     return run_executor(app, app_ref, (host, int(port)), secret, name,
                         yield_points=yield_points, metrics_port=metrics_port,
-                        poll_interval_us=int(os.environ.get("NEPTUNE_POLL_US", "50")))
+                        poll_interval_us=poll_interval_us)

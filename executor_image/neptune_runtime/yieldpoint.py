@@ -14,13 +14,16 @@ No thread and no signal handler ever switches greenlets.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
 
-DEFAULT_INTERVAL_US = 50
+# 100 us: on the VM we measured, a poll costs ~2 us, so polling every 50 us cost 4% of batch
+# throughput and every 100 us 2%, for 25 us more to notice a preemption on average.
+DEFAULT_INTERVAL_US = 100
 MAX_STRIDE = 1 << 20
 
 
@@ -35,6 +38,14 @@ class _YieldState:
 
 
 _state = _YieldState()
+
+
+def interval_from_env() -> int:
+    """The poll interval in microseconds: NEPTUNE_POLL_US, or the default."""
+    raw = os.environ.get("NEPTUNE_POLL_US", str(DEFAULT_INTERVAL_US))
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"NEPTUNE_POLL_US must be a positive number of microseconds, got {raw!r}")
+    return int(raw)
 
 
 def install(pending: Callable[[], bool], to_hub: Callable[[], object],

@@ -6,6 +6,7 @@ import select
 import socket
 
 import greenlet
+import pytest
 
 from neptune_runtime import yieldpoint
 
@@ -57,3 +58,14 @@ def test_outside_an_executor_checkpoint_is_harmless() -> None:
     for _ in range(1000):
         yieldpoint.checkpoint()
     assert list(yieldpoint.yielding([1, 2, 3])) == [1, 2, 3]
+
+
+def test_poll_interval_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEPTUNE_POLL_US", raising=False)
+    assert yieldpoint.interval_from_env() == yieldpoint.DEFAULT_INTERVAL_US
+    monkeypatch.setenv("NEPTUNE_POLL_US", "40")
+    assert yieldpoint.interval_from_env() == 40
+    for bad in ("0", "-5", "fast", ""):
+        monkeypatch.setenv("NEPTUNE_POLL_US", bad)
+        with pytest.raises(ValueError, match="NEPTUNE_POLL_US must be a positive number"):
+            yieldpoint.interval_from_env()

@@ -111,8 +111,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"p99 {local['p99']:.0f} us.",
         *_floor_lines(result.get("signal_floor_us", {})),
         f"Yield-point overhead: throughput with/without = {result['yield_overhead_rel']:.4f} "
-        f"(min {result['yield_overhead_spread']['min']:.4f}, "
-        f"max {result['yield_overhead_spread']['max']:.4f}).",
+        "(fastest runs of each); per alternating pair median "
+        f"{result['yield_overhead_spread'].get('median', 0.0):.4f}, "
+        f"min {result['yield_overhead_spread']['min']:.4f}, "
+        f"max {result['yield_overhead_spread']['max']:.4f}; polling every "
+        f"{result.get('config', {}).get('poll_interval_us', '?')} us.",
         "",
         "| target | value | bound | met |",
         "|---|---:|---:|---|",

