@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import metrics, protocol
+from . import hotpath, metrics, protocol
 from .app import App, BatchJob, StreamJob
+from .doorbell import Ringer
 from .durable import OffsetStore, open_state_dir
 from .offsets import OffsetTracker
 from .policies import (
@@ -56,9 +57,19 @@ class ExecutorConn:
     memory_limit: int = 0
     partitions: frozenset[tuple[str, int]] = frozenset()
     ready: bool = False
+    ringer: Ringer | None = None  # the executor's doorbell, when it runs on this host
 
     def send(self, message: dict[str, Any]) -> None:
         self.writer.write(protocol.encode(message))
+        if self.ringer is not None:
+            self.ringer.ring()
+
+    def attach_bell(self, offer: Any) -> None:
+        """Ring the doorbell the executor offered, if we can open it (same host)."""
+        if isinstance(offer, dict):
+            self.ringer = Ringer.attach(offer.get("path"), offer.get("token"))
+        if self.ringer is not None:
+            self.send({"t": "bell"})
 
 
 @dataclass
@@ -106,11 +117,14 @@ class Driver:
     def __init__(self, app: App, secret: str, *, policy: str = "neptune",
                  neptune_config: NeptuneConfig | None = None,
                  priorities_file: str | None = None,
-                 state_dir: str | os.PathLike[str] | None = None) -> None:
+                 state_dir: str | os.PathLike[str] | None = None,
+                 warm_us: int = hotpath.DEFAULT_WARM_US) -> None:
         """Raises durable.StateDirError if `state_dir` or what is in it cannot be used."""
         self.app = app
         self.secret = secret
         self.policy_name = policy
+        self.warm_us = warm_us
+        self.rehearsal: hotpath.Rehearsal | None = None
         self.policy = get_policy(policy, neptune_config)
         self.preempts = POLICIES[policy].preempts
         self.priorities_file = priorities_file
@@ -177,6 +191,9 @@ class Driver:
             self._spawn(self._reload_priorities_loop())
         if self._store is not None:
             self._saver = asyncio.ensure_future(self._save_offsets(self._store))
+        if self.warm_us:
+            self.rehearsal = hotpath.Rehearsal()
+            self._spawn(self._keep_warm(self.rehearsal))
         return bound
 
     def _start_sources(self) -> None:
@@ -199,12 +216,22 @@ class Driver:
                 conn.writer.close()
         for task in list(self._background):
             task.cancel()
+        if self.rehearsal is not None:
+            self.rehearsal.close()
         self.server.close()
         if self._saver is not None:
             await self._saver
         for job in self.app.stream_jobs():
             if job.sink is not None:
                 job.sink.close()
+
+    async def _keep_warm(self, rehearsal: hotpath.Rehearsal) -> None:
+        """Rehearse sending a `run` (hotpath.py) while any executor could be preempted."""
+        period = self.warm_us / 1e6
+        while True:
+            await asyncio.sleep(period)
+            if self.executors:
+                rehearsal.run()
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -331,6 +358,9 @@ class Driver:
         return conn
 
     def _lost(self, conn: ExecutorConn) -> None:
+        ringer, conn.ringer = conn.ringer, None
+        if ringer is not None:
+            ringer.close()
         if self.executors.pop(conn.id, None) is None or self.stopping:
             return
         metrics.EXECUTORS.set(len(self.executors))
@@ -356,6 +386,7 @@ class Driver:
             return
         if kind == "ready":
             conn.ready = True
+            conn.attach_bell(message.get("bell"))
             conn.memory_limit = int(message.get("memory_limit", 0))
             if not self.sources_started:
                 self._start_sources()

@@ -17,7 +17,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import sys
 import time
 import traceback
@@ -28,24 +27,14 @@ from typing import Any
 
 import greenlet
 
-from . import metrics, protocol, yieldpoint
+from . import hotpath, metrics, protocol, yieldpoint
 from .app import App, BatchJob, TaskContext
+from .doorbell import Bell
 
 log = logging.getLogger("neptune.executor")
 
 HEARTBEAT_SECONDS = 1.0
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-TIMESTAMP_CMSG_SPACE = socket.CMSG_SPACE(16)
-
-
-def _arrival_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
-    """The kernel's receive time of the bytes just read, on the monotonic clock."""
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-            seconds, nanos = struct.unpack("qq", data[:16])
-            realtime = int(seconds) * 1_000_000_000 + int(nanos)
-            return realtime - (time.time_ns() - time.monotonic_ns())
-    return time.monotonic_ns()
+RECEIVE_BYTES = 1 << 16
 
 
 class ExecutorError(Exception):
@@ -111,7 +100,7 @@ def _cgroup_memory_limit() -> int:
 class Executor:
     def __init__(self, app: App, app_ref: str, driver: tuple[str, int], secret: str, name: str,
                  *, yield_points: bool = True, connect_timeout: float = 30.0,
-                 poll_interval_us: int = yieldpoint.DEFAULT_INTERVAL_US) -> None:
+                 polling: yieldpoint.Settings = yieldpoint.DEFAULTS) -> None:
         self.app = app
         self.app_ref = app_ref
         self.driver = driver
@@ -133,7 +122,9 @@ class Executor:
         self.outbox: list[dict[str, Any] | bytes] = []  # messages, or frames encoded already
         self.suspension_samples: list[float] = []
         self.arrived_ns = 0
-        self.poll_interval_us = poll_interval_us
+        self.polling = polling
+        self.bell: Bell | None = None
+        self.bell_attached = False
 
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -228,7 +219,6 @@ class Executor:
 
             start_http_server(metrics_port)
         self.hub = greenlet.getcurrent()
-        yieldpoint.install(self._pending, self.hub.switch, self.poll_interval_us)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         try:
@@ -248,14 +238,39 @@ class Executor:
             return 2
         finally:
             self.sock.close()
+            self._drop_bell()
+
+    def _install_yield_points(self) -> None:
+        """Socket polls, or the cheaper doorbell checks once the driver rings it."""
+        if self.bell is not None and self.bell_attached:
+            # the socket too, now and then: the tail of a large message, which the driver's
+            # event loop wrote after the ring, rings nothing
+            yieldpoint.install(self.bell.checker(), self.hub.switch, self.polling.bell_us,
+                               slow_pending=self._pending)
+        else:
+            yieldpoint.install(self._pending, self.hub.switch, self.polling.poll_us)
+
+    def _drop_bell(self) -> None:
+        if self.bell is not None:
+            self.bell.close()
+        self.bell, self.bell_attached = None, False
 
     def _serve(self) -> None:
         """Run the driver's tasks on the connection we have, until told to stop."""
         self.sock.setblocking(False)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, hotpath.SO_TIMESTAMPNS, 1)
         self.poller = select.poll()
         self.poller.register(self.sock, select.POLLIN)
-        self.send({"t": "ready", "memory_limit": self.memory_limit, "pid": os.getpid()})
+        self._drop_bell()
+        self._install_yield_points()
+        ready: dict[str, Any] = {"t": "ready", "memory_limit": self.memory_limit,
+                                 "pid": os.getpid()}
+        try:
+            self.bell = Bell()
+            ready["bell"] = {"path": self.bell.path, "token": self.bell.token}
+        except OSError as exc:  # no shared memory here: the driver is polled for, as across hosts
+            log.debug("no doorbell: %s", exc)
+        self.send(ready)
         while not self.stopping:
             self._drain()
             if (self.current is None and not self.ready and self.suspended
@@ -297,9 +312,11 @@ class Executor:
 
     def _drain(self) -> None:
         """Read and handle everything the driver sent so far."""
+        if self.bell is not None:
+            self.bell.clear()  # before reading: a message sent after the read rings again
         while True:
             try:
-                data, ancdata, _, _ = self.sock.recvmsg(1 << 16, TIMESTAMP_CMSG_SPACE)
+                data, self.arrived_ns = hotpath.receive(self.sock, RECEIVE_BYTES)
             except BlockingIOError:
                 return
             except OSError as exc:  # a killed driver's kernel may reset the connection
@@ -308,10 +325,9 @@ class Executor:
                 if self.stopping:
                     return
                 raise DriverLost("lost the driver connection")
-            self.arrived_ns = _arrival_ns(ancdata)
             for message in self.frames.feed(data):
                 self._handle(message)
-            if not self.poller.poll(0):  # cheaper than a recvmsg that raises BlockingIOError
+            if len(data) < RECEIVE_BYTES:  # all there was: no system call to find nothing
                 return
 
     def _handle(self, message: dict[str, Any]) -> None:
@@ -326,6 +342,11 @@ class Executor:
             self._kill(message["id"])
         elif kind == "state":
             self.states[message["name"]] = (message["version"], message["value"])
+        elif kind == "bell":  # the driver rings our doorbell from now on
+            if self.bell is not None:
+                self.bell.unlink()
+                self.bell_attached = True
+                self._install_yield_points()
         else:
             log.warning("ignoring unknown message type %r", kind)
 
@@ -468,9 +489,9 @@ class Executor:
 def run_executor(app: App, app_ref: str, driver: tuple[str, int], secret: str, name: str,
                  *, yield_points: bool = True, metrics_port: int | None = None,
                  connect_timeout: float = 30.0,
-                 poll_interval_us: int = yieldpoint.DEFAULT_INTERVAL_US) -> int:
+                 polling: yieldpoint.Settings = yieldpoint.DEFAULTS) -> int:
     executor = Executor(app, app_ref, driver, secret, name, yield_points=yield_points,
-                        connect_timeout=connect_timeout, poll_interval_us=poll_interval_us)
+                        connect_timeout=connect_timeout, polling=polling)
     try:
         executor.connect()
     except (ExecutorError, protocol.ProtocolError, OSError) as exc:

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from . import yieldpoint
+from . import hotpath, yieldpoint
 from .app import App
 from .driver import Driver
 from .durable import StateDirError
@@ -46,9 +46,10 @@ def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: i
         return 3
     problems = _job_settings(app, jobs_file)
     try:
+        warm_us = hotpath.warm_from_env()
         driver = Driver(app, secret, policy=policy, neptune_config=neptune_config,
-                        priorities_file=priorities_file, state_dir=state_dir)
-    except StateDirError as exc:
+                        priorities_file=priorities_file, state_dir=state_dir, warm_us=warm_us)
+    except (StateDirError, ValueError) as exc:
         print(f"neptunectl driver: {exc}", file=sys.stderr)
         return 2
     driver.config_problems = problems
@@ -101,7 +102,7 @@ def executor_main(app_ref: str, secret: str, *, driver: str, name: str,
         print(f"neptunectl executor: --driver must be HOST:PORT, got {driver!r}", file=sys.stderr)
         return 2
     try:
-        poll_interval_us = yieldpoint.interval_from_env()
+        polling = yieldpoint.Settings.from_env()
     except ValueError as exc:
         print(f"neptunectl executor: {exc}", file=sys.stderr)
         return 2
@@ -109,4 +110,4 @@ def executor_main(app_ref: str, secret: str, *, driver: str, name: str,
         os.sched_setaffinity(0, {cpu})
     return run_executor(app, app_ref, (host, int(port)), secret, name,
                         yield_points=yield_points, metrics_port=metrics_port,
-                        poll_interval_us=poll_interval_us)
+                        polling=polling)

@@ -72,7 +72,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
             "lost": driver.executors_lost,
             "list": [
                 {"id": c.id, "running": c.running, "suspended": list(c.suspended),
-                 "memory_bytes": c.memory}
+                 "memory_bytes": c.memory, "doorbell": c.ringer is not None}
                 for c in driver.executors.values()
             ],
         },
@@ -81,6 +81,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
         "preemption": {
             "send_to_start_us": micros(driver.preempt_latency),
             "arrival_to_start_us": micros(driver.preempt_local),
+            "rehearsals": 0 if driver.rehearsal is None else driver.rehearsal.runs,
         },
         "wasted_task_seconds": driver.wasted_seconds,
         "reruns": driver.reruns,

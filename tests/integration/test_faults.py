@@ -128,6 +128,9 @@ def test_suspended_batch_tasks_lose_no_progress(faults_cluster: LocalCluster) ->
     expected = sum(r * r % 7 for r in range(6 * RECORDS))
     assert status["jobs"]["sums"]["state"] == "done"
     assert status["preemption"]["send_to_start_us"]["count"] > 0
+    # one host: the driver rings the executor's doorbell, and keeps its send path warm
+    assert [e["doorbell"] for e in status["executors"]["list"]] == [True]
+    assert status["preemption"]["rehearsals"] > 0
     with urllib.request.urlopen(faults_cluster.http + "/state/sums", timeout=5) as response:
         assert json.loads(response.read()) == {"name": "sums", "version": 1, "value": expected}
     assert 'neptune_shared_state_version{name="sums"} 1.0' in metrics_text(faults_cluster)

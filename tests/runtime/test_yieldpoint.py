@@ -8,7 +8,7 @@ import socket
 import greenlet
 import pytest
 
-from neptune_runtime import yieldpoint
+from neptune_runtime import hotpath, yieldpoint
 
 
 def test_task_suspends_at_a_yield_point_and_resumes_where_it_stopped() -> None:
@@ -60,12 +60,44 @@ def test_outside_an_executor_checkpoint_is_harmless() -> None:
     assert list(yieldpoint.yielding([1, 2, 3])) == [1, 2, 3]
 
 
-def test_poll_interval_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NEPTUNE_POLL_US", raising=False)
-    assert yieldpoint.interval_from_env() == yieldpoint.DEFAULT_INTERVAL_US
+def test_polling_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NEPTUNE_POLL_US", "NEPTUNE_BELL_POLL_US", "NEPTUNE_WARM_US"):
+        monkeypatch.delenv(name, raising=False)
+    assert yieldpoint.Settings.from_env() == yieldpoint.DEFAULTS
+    assert hotpath.warm_from_env() == hotpath.DEFAULT_WARM_US
     monkeypatch.setenv("NEPTUNE_POLL_US", "40")
-    assert yieldpoint.interval_from_env() == 40
-    for bad in ("0", "-5", "fast", ""):
-        monkeypatch.setenv("NEPTUNE_POLL_US", bad)
-        with pytest.raises(ValueError, match="NEPTUNE_POLL_US must be a positive number"):
-            yieldpoint.interval_from_env()
+    monkeypatch.setenv("NEPTUNE_BELL_POLL_US", "10")
+    monkeypatch.setenv("NEPTUNE_WARM_US", "0")
+    assert yieldpoint.Settings.from_env() == yieldpoint.Settings(40, 10)
+    assert hotpath.warm_from_env() == 0
+    for name in ("NEPTUNE_POLL_US", "NEPTUNE_BELL_POLL_US"):
+        for bad in ("0", "-5", "fast", ""):
+            monkeypatch.setenv(name, bad)
+            with pytest.raises(ValueError, match=f"{name} must be a positive number"):
+                yieldpoint.Settings.from_env()
+        monkeypatch.setenv(name, "40")
+    monkeypatch.setenv("NEPTUNE_WARM_US", "-1")
+    with pytest.raises(ValueError, match=r"NEPTUNE_WARM_US must be a number \(0: off\)"):
+        hotpath.warm_from_env()
+
+
+def test_the_slow_check_runs_once_per_tune_and_reaches_the_hub() -> None:
+    # With a doorbell the socket is still polled now and then: a message's tail written after
+    # the ring must not wait for the next message.
+    fast: list[int] = []
+    slow: list[int] = []
+    hub_calls: list[int] = []
+
+    def count(calls: list[int], answer: bool) -> bool:
+        calls.append(1)
+        return answer
+
+    yieldpoint.install(lambda: count(fast, False), lambda: hub_calls.append(len(fast)),
+                       interval_us=1, slow_pending=lambda: count(slow, True))
+    yieldpoint.task_switched_in()
+    for _ in range(3 * yieldpoint.CHECKS_PER_TUNE):
+        yieldpoint.checkpoint()
+    yieldpoint.install(lambda: False, lambda: None)
+    assert len(fast) == 3 * yieldpoint.CHECKS_PER_TUNE  # stride 1: every checkpoint checks
+    assert len(slow) == 3
+    assert hub_calls == [yieldpoint.CHECKS_PER_TUNE * k for k in (1, 2, 3)]

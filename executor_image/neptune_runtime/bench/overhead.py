@@ -1,6 +1,7 @@
 """Yield-point overhead, measured in one process by alternating the same batch task with and
-without the yield-point wrapper. The wrapper polls a real socket, as in an executor, so the
-figure includes the poll(2) calls; alternating spreads drift of the machine's speed over both."""
+without the yield-point wrapper. The wrapper checks what an executor on the driver's host
+checks (a real doorbell, and a real socket now and then), so the figure includes all of it;
+alternating spreads drift of the machine's speed over both."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 
 from .. import yieldpoint
+from ..doorbell import Bell
 from . import work as workload
 
 
@@ -24,14 +26,16 @@ def _run(records: Iterator[int], loops: int) -> float:
 
 
 def yield_overhead(loops: int, records: int, repetitions: int = 21, cpu: int | None = None,
-                   interval_us: int = yieldpoint.DEFAULT_INTERVAL_US) -> dict[str, float]:
+                   polling: yieldpoint.Settings = yieldpoint.DEFAULTS) -> dict[str, float]:
     """Throughput with/without yield points: `best`, the ratio of each variant's fastest run
     (noise only ever adds time, so the fastest run is the closest to the code's own cost), and
     the median and spread of the per-pair ratios. On `cpu` when given, as an executor is."""
     left, right = socket.socketpair()
     poller = select.poll()
     poller.register(left, select.POLLIN)
-    yieldpoint.install(lambda: bool(poller.poll(0)), lambda: None, interval_us)
+    bell = Bell()
+    yieldpoint.install(bell.checker(), lambda: None, polling.bell_us,
+                       slow_pending=lambda: bool(poller.poll(0)))
     affinity = os.sched_getaffinity(0)
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
@@ -46,6 +50,7 @@ def yield_overhead(loops: int, records: int, repetitions: int = 21, cpu: int | N
         yieldpoint.install(lambda: False, lambda: None)
         left.close()
         right.close()
+        bell.close()
     ratios = sorted(p / w for p, w in zip(plain_s, wrapped_s, strict=True))
     return {"best": min(plain_s) / min(wrapped_s), "median": statistics.median(ratios),
             "min": ratios[0], "max": ratios[-1], "pairs": float(len(ratios))}

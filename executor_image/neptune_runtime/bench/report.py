@@ -82,6 +82,15 @@ def _records_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _polling(result: dict[str, Any]) -> str:
+    polling = result.get("config", {}).get("polling_us")
+    if not polling:
+        return "polling settings not recorded"
+    return (f"doorbell checks every {polling['bell_us']} us (socket polls every "
+            f"{polling['poll_us']} us without one), the preemption path rehearsed every "
+            f"{polling['warm_us']} us")
+
+
 def markdown(result: dict[str, Any]) -> str:
     alone = result["stream_alone"]
     susp = result["suspension_latency_us"]
@@ -114,8 +123,7 @@ def markdown(result: dict[str, Any]) -> str:
         "(fastest runs of each); per alternating pair median "
         f"{result['yield_overhead_spread'].get('median', 0.0):.4f}, "
         f"min {result['yield_overhead_spread']['min']:.4f}, "
-        f"max {result['yield_overhead_spread']['max']:.4f}; polling every "
-        f"{result.get('config', {}).get('poll_interval_us', '?')} us.",
+        f"max {result['yield_overhead_spread']['max']:.4f}; {_polling(result)}.",
         "",
         "| target | value | bound | met |",
         "|---|---:|---:|---|",

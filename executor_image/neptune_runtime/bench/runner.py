@@ -8,6 +8,7 @@ driver's live figures are reset and read again at the end of the measured window
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -149,7 +150,7 @@ def run(quick: bool, peers: bool = False) -> dict[str, Any]:
     scenarios = run_runtime(point, loops, warmup, measure)
     print("  yield-point overhead (in-process A/B) ...", end="", file=sys.stderr, flush=True)
     yield_cost = overhead.yield_overhead(loops, workload.BATCH_RECORDS,
-                                         cpu=_cpus()[1], interval_us=yieldpoint.interval_from_env())
+                                         cpu=_cpus()[1], polling=yieldpoint.Settings.from_env())
     print(" done", file=sys.stderr)
     driver_cpu, executor_cpu = _cpus()
     floor_us: dict[str, Any] = {}
@@ -189,7 +190,7 @@ def run(quick: bool, peers: bool = False) -> dict[str, Any]:
                    "batch_records_per_task": records_for(point.batch_ms),
                    "stream_records_per_task": records_for(point.stream_ms),
                    "executor_cpu": _cpus()[1], "driver_cpu": _cpus()[0],
-                   "poll_interval_us": yieldpoint.interval_from_env()},
+                   "polling_us": dataclasses.asdict(yieldpoint.Settings.from_env())},
         "machine": machine(),
         "elapsed_s": round(time.monotonic() - started, 1),
     })
