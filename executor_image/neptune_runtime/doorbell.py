@@ -3,14 +3,19 @@
 The executor creates a small file in /dev/shm and names it, with a random token, in its `ready`
 message. A driver that can open that file and finds the token there sets byte 0 after each
 message it sends; the executor's yield points read that byte (~40 ns) instead of calling
-poll(2) on the socket (~0.5-2 us), so they can afford to look several times as often. Across
-hosts (Kubernetes pods) the driver cannot open the file and nothing changes: yield points poll
-the socket.
+poll(2) on the socket (~0.5-2 us), so they can afford to look more often. Across hosts
+(Kubernetes pods) the driver cannot open the file and nothing changes: yield points poll the
+socket.
 
 Protocol: the driver writes a message to the socket, then sets the byte; the executor clears the
 byte, then reads the socket. A message written after that read sets the byte after the clear, so
-none is missed (x86 and ARM keep these stores in order for another process's loads of one byte:
-the socket write is a system call, a full barrier).
+none is missed (the socket write is a system call, a full barrier).
+
+Express slot: a preempting `run` is also copied into the file, with the stream offset at which
+its frame starts on the socket. If every frame before that offset has been handled, the
+executor acts on the copy and drops the frame when it reads it later; so the preemption path
+has no socket read (20-100 us run cold on the VMs we measured). The copy carries a CRC and is
+bracketed by a version counter; a torn or stale copy is ignored and the socket serves.
 """
 
 from __future__ import annotations
@@ -21,23 +26,42 @@ import mmap
 import operator
 import os
 import secrets
+import struct
 import tempfile
+import time
+import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 log = logging.getLogger("neptune.doorbell")
 
 PREFIX = "neptune-bell-"
-SIZE = 64
 TOKEN = slice(8, 40)
+# version (odd while being written), stream offset, driver's send time, length, crc32
+SLOT = struct.Struct("<QQQII")
+VERSION = struct.Struct("<Q")
+SLOT_AT = 64
+BODY_AT = 128
+EXPRESS_MAX = 4096 - BODY_AT
+SIZE = 4096
 
 
 def _directory() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
+@dataclass(frozen=True)
+class Express:
+    """A message copied into the slot: its frame starts at `offset` on the socket."""
+
+    offset: int
+    sent_ns: int
+    body: bytes
+
+
 class Bell:
-    """The executor's side: a flag the driver sets."""
+    """The executor's side: a flag the driver sets, and the express slot."""
 
     def __init__(self) -> None:
         fd, self.path = tempfile.mkstemp(prefix=PREFIX, dir=_directory())
@@ -48,6 +72,7 @@ class Bell:
             os.close(fd)
         self.token = secrets.token_bytes(TOKEN.stop - TOKEN.start)
         self._map[TOKEN] = self.token
+        self._seen = 0
 
     def checker(self) -> Callable[[], object]:
         """A check for yield points, truthy once rung: no Python frame, ~40 ns."""
@@ -55,6 +80,19 @@ class Bell:
 
     def clear(self) -> None:
         self._map[0] = 0
+
+    def take_express(self) -> Express | None:
+        """The slot's message if it is new and whole, once."""
+        version = VERSION.unpack_from(self._map, SLOT_AT)[0]
+        if version == self._seen or version & 1:
+            return None
+        _, offset, sent_ns, length, crc = SLOT.unpack_from(self._map, SLOT_AT)
+        body = self._map[BODY_AT:BODY_AT + min(length, EXPRESS_MAX)]
+        if VERSION.unpack_from(self._map, SLOT_AT)[0] != version or not body \
+                or zlib.crc32(body) != crc:
+            return None  # rewritten while we read: the socket has it
+        self._seen = version
+        return Express(offset, sent_ns, body)
 
     def unlink(self) -> None:
         """Once a driver has it mapped, the name is no longer needed (nothing is left behind)."""
@@ -71,6 +109,7 @@ class Ringer:
 
     def __init__(self, mapped: mmap.mmap) -> None:
         self._map = mapped
+        self._version = 0
 
     @classmethod
     def attach(cls, path: object, token: object) -> Ringer | None:
@@ -97,6 +136,21 @@ class Ringer:
             return None
         log.debug("attached the doorbell %s", path)
         return cls(mapped)
+
+    def express(self, body: bytes, offset: int) -> bool:
+        """Copy a message whose frame starts at stream `offset` into the slot and ring (before
+        the frame is written to the socket); False if it does not fit."""
+        if len(body) > EXPRESS_MAX:
+            return False
+        self._version += 1  # odd while the fields and the body change
+        VERSION.pack_into(self._map, SLOT_AT, self._version)
+        self._map[BODY_AT:BODY_AT + len(body)] = body
+        SLOT.pack_into(self._map, SLOT_AT, self._version, offset, time.monotonic_ns(),
+                       len(body), zlib.crc32(body))
+        self._version += 1
+        VERSION.pack_into(self._map, SLOT_AT, self._version)
+        self.ring()
+        return True
 
     def ring(self) -> None:
         self._map[0] = 1

@@ -58,10 +58,18 @@ class ExecutorConn:
     partitions: frozenset[tuple[str, int]] = frozenset()
     ready: bool = False
     ringer: Ringer | None = None  # the executor's doorbell, when it runs on this host
+    sent_bytes: int = 0  # after the welcome: where the executor's stream offsets start
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.writer.write(protocol.encode(message))
-        if self.ringer is not None:
+    def send(self, message: dict[str, Any], express: bool = False) -> None:
+        """Send; `express` also copies it into the executor's doorbell slot, if we ring one."""
+        frame = protocol.encode(message)
+        rung = False
+        if express and self.ringer is not None:
+            # ring before the socket write (~20 us): the executor needs only the copy now
+            rung = self.ringer.express(frame[protocol.HEADER.size:], self.sent_bytes)
+        self.writer.write(frame)
+        self.sent_bytes += len(frame)
+        if self.ringer is not None and not rung:
             self.ringer.ring()
 
     def attach_bell(self, offer: Any) -> None:
@@ -353,8 +361,9 @@ class Driver:
             return None
         executor_id = name if name not in self.executors else f"{name}-{next(self._names)}"
         conn = ExecutorConn(executor_id, writer)
-        conn.send({"t": "welcome", "executor_id": executor_id, "preempts": self.preempts,
-                   "states": {k: list(v) for k, v in self.states.items()}})
+        writer.write(protocol.encode({
+            "t": "welcome", "executor_id": executor_id, "preempts": self.preempts,
+            "states": {k: list(v) for k, v in self.states.items()}}))
         return conn
 
     def _lost(self, conn: ExecutorConn) -> None:
@@ -652,7 +661,7 @@ class Driver:
                 if victim is not None:
                     message["victim"], message["action"] = victim
                 task.sent_at = time.monotonic()
-                conn.send(message)
+                conn.send(message, express=task.preempting)
         self._update_gauges()
 
     def _update_gauges(self) -> None:

@@ -149,14 +149,15 @@ class Executor:
         self.sock.settimeout(None)
 
     def _recv_message(self) -> dict[str, Any]:
-        buffer = protocol.FrameBuffer(protocol.MAX_FRAME)
+        """The next handshake message; what came with it stays buffered for `_serve`."""
+        data = b""
         while True:
+            for message in self.frames.feed(data):
+                return message
             data = self.sock.recv(1 << 16)
             if not data:
                 raise ExecutorError("driver closed the connection during the handshake "
                                     "(wrong secret or app name?)")
-            for message in buffer.feed(data):
-                return message
 
     def _handshake(self) -> None:
         nonce = protocol.new_nonce()
@@ -175,6 +176,7 @@ class Executor:
         if welcome.get("t") != "welcome":
             raise ExecutorError("driver rejected this executor's authentication")
         self.id = welcome["executor_id"]
+        self.frames.consumed = 0  # the driver counts stream offsets from after the welcome
         # Under a suspending policy the executor resumes its own suspended tasks as soon as its
         # slot frees, without waiting a round trip for the driver's `resume`.
         self.resumes_locally = welcome.get("preempts") == "suspend"
@@ -271,6 +273,8 @@ class Executor:
         except OSError as exc:  # no shared memory here: the driver is polled for, as across hosts
             log.debug("no doorbell: %s", exc)
         self.send(ready)
+        for message in self.frames.feed(b""):  # sent with the welcome, read with it
+            self._handle(message)
         while not self.stopping:
             self._drain()
             if (self.current is None and not self.ready and self.suspended
@@ -311,9 +315,17 @@ class Executor:
         self.stopping = True
 
     def _drain(self) -> None:
-        """Read and handle everything the driver sent so far."""
+        """Read and handle everything the driver sent so far (or, if it rang with a preempting
+        `run` in the express slot and we have handled every frame before it, just that: what
+        came after it is read at the next drain)."""
         if self.bell is not None:
             self.bell.clear()  # before reading: a message sent after the read rings again
+            express = self.bell.take_express()
+            if express is not None and express.offset == self.frames.consumed:
+                self.frames.skip_at = express.offset
+                self.arrived_ns = express.sent_ns  # one host: the driver's clock is ours
+                self._handle(protocol.decode_body(express.body))
+                return
         while True:
             try:
                 data, self.arrived_ns = hotpath.receive(self.sock, RECEIVE_BYTES)

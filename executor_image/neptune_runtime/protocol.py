@@ -47,11 +47,16 @@ def decode_body(body: bytes) -> dict[str, Any]:
 
 
 class FrameBuffer:
-    """Accumulate a byte stream and split it into messages."""
+    """Accumulate a byte stream and split it into messages.
+
+    `consumed` is the stream offset where the next frame starts; a frame starting at `skip_at`
+    is dropped undecoded (the executor already took it from its doorbell's express slot)."""
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
         self.max_frame = max_frame
+        self.consumed = 0
+        self.skip_at = -1
 
     def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
         self._buffer += data
@@ -64,7 +69,9 @@ class FrameBuffer:
                 return
             body = bytes(self._buffer[HEADER.size:end])
             del self._buffer[:end]
-            yield decode_body(body)
+            start, self.consumed = self.consumed, self.consumed + end
+            if start != self.skip_at:
+                yield decode_body(body)
 
 
 def new_nonce() -> bytes:

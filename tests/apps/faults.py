@@ -2,7 +2,8 @@
 
 Environment: FAULTS_SINK (JSON-lines output path), FAULTS_BAD_JOB=1 adds a batch job whose
 tasks always raise, FAULTS_EVENT_MS (work per event), FAULTS_EPOCHS (batch epochs, 0 = forever),
-FAULTS_PARTITION_RECORDS (records per batch partition).
+FAULTS_PARTITION_RECORDS (records per batch partition), FAULTS_RUN_LOG (a file to which each
+stream task appends its id when it starts, on the executor).
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from typing import Any
 from neptune_runtime import App, TaskContext, checkpoint, sinks, sources
 
 EVENT_MS = float(os.environ.get("FAULTS_EVENT_MS", "1"))
+RUN_LOG = os.environ.get("FAULTS_RUN_LOG")
 PARTITION_RECORDS = int(os.environ.get("FAULTS_PARTITION_RECORDS", "20000"))
 
 
 def handle(ctx: TaskContext, events: Iterator[Any]) -> list[dict[str, Any]]:
+    if RUN_LOG:
+        with open(RUN_LOG, "a") as log:
+            log.write(f"{ctx.task_id}/{ctx.attempt}\n")
     out = []
     for event in events:
         deadline = time.perf_counter() + EVENT_MS / 1000

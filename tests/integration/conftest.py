@@ -60,7 +60,8 @@ def marker() -> str:
 @pytest.fixture
 def faults_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     params: dict[str, Any] = getattr(request, "param", {})
-    env = {"FAULTS_SINK": str(tmp_path / "sink.jsonl"), **params.get("env", {})}
+    env = {"FAULTS_SINK": str(tmp_path / "sink.jsonl"),
+           "FAULTS_RUN_LOG": str(tmp_path / "runs.log"), **params.get("env", {})}
     cluster = LocalCluster(str(APPS / "faults.py"), executors=params.get("executors", 2),
                            policy=params.get("policy", "neptune"), env=env)
     with cluster:

@@ -112,7 +112,8 @@ RECORDS = 300_000
 
 @pytest.mark.parametrize("faults_cluster", [{"executors": 1, "env": {
     "FAULTS_EPOCHS": "1", "FAULTS_PARTITION_RECORDS": str(RECORDS)}}], indirect=True)
-def test_suspended_batch_tasks_lose_no_progress(faults_cluster: LocalCluster) -> None:
+def test_suspended_batch_tasks_lose_no_progress(faults_cluster: LocalCluster,
+                                                tmp_path: Path) -> None:
     # Stream tasks arrive while the batch job runs on the only executor: they must suspend
     # batch tasks, and the batch result must still be exact.
     def published() -> dict[str, Any] | None:
@@ -131,6 +132,9 @@ def test_suspended_batch_tasks_lose_no_progress(faults_cluster: LocalCluster) ->
     # one host: the driver rings the executor's doorbell, and keeps its send path warm
     assert [e["doorbell"] for e in status["executors"]["list"]] == [True]
     assert status["preemption"]["rehearsals"] > 0
+    # preempting runs came through the doorbell's express slot and the socket: each ran once
+    runs = (tmp_path / "runs.log").read_text().split()
+    assert runs and len(runs) == len(set(runs)), "a stream task attempt started twice"
     with urllib.request.urlopen(faults_cluster.http + "/state/sums", timeout=5) as response:
         assert json.loads(response.read()) == {"name": "sums", "version": 1, "value": expected}
     assert 'neptune_shared_state_version{name="sums"} 1.0' in metrics_text(faults_cluster)

@@ -14,6 +14,17 @@ def test_frames_split_across_reads() -> None:
     assert got == [{"t": "a", "n": 1}, {"t": "b", "blob": b"\x00" * 10}]
 
 
+def test_a_frame_taken_from_the_express_slot_is_skipped_by_its_offset() -> None:
+    first, second, third = (protocol.encode({"t": t}) for t in ("a", "run", "c"))
+    buffer = protocol.FrameBuffer()
+    assert list(buffer.feed(first)) == [{"t": "a"}]
+    assert buffer.consumed == len(first)  # where the express copy of `second` says it starts
+    buffer.skip_at = buffer.consumed
+    assert list(buffer.feed(second[:3])) == []
+    assert list(buffer.feed(second[3:] + third)) == [{"t": "c"}]
+    assert buffer.consumed == len(first + second + third)
+
+
 def test_oversized_frame_is_refused() -> None:
     buffer = protocol.FrameBuffer(max_frame=16)
     with pytest.raises(protocol.ProtocolError, match="exceeds 16"):
