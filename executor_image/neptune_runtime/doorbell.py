@@ -31,8 +31,8 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 log = logging.getLogger("neptune.doorbell")
 
@@ -51,8 +51,7 @@ def _directory() -> str:
     return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
-@dataclass(frozen=True)
-class Express:
+class Express(NamedTuple):  # a tuple: cheaper to build, cold, than a dataclass
     """A message copied into the slot: its frame starts at `offset` on the socket."""
 
     offset: int
@@ -83,10 +82,9 @@ class Bell:
 
     def take_express(self) -> Express | None:
         """The slot's message if it is new and whole, once."""
-        version = VERSION.unpack_from(self._map, SLOT_AT)[0]
+        version, offset, sent_ns, length, crc = SLOT.unpack_from(self._map, SLOT_AT)
         if version == self._seen or version & 1:
             return None
-        _, offset, sent_ns, length, crc = SLOT.unpack_from(self._map, SLOT_AT)
         body = self._map[BODY_AT:BODY_AT + min(length, EXPRESS_MAX)]
         if VERSION.unpack_from(self._map, SLOT_AT)[0] != version or not body \
                 or zlib.crc32(body) != crc:

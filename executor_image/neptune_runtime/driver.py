@@ -234,11 +234,14 @@ class Driver:
                 job.sink.close()
 
     async def _keep_warm(self, rehearsal: hotpath.Rehearsal) -> None:
-        """Rehearse sending a `run` (hotpath.py) while any executor could be preempted."""
+        """Rehearse sending a `run` (hotpath.py) while a running task could be preempted."""
         period = self.warm_us / 1e6
+        busy = False
         while True:
-            await asyncio.sleep(period)
-            if self.executors:
+            # an idle application is looked at 10 times a second, not 1000
+            await asyncio.sleep(period if busy else max(period, 0.1))
+            busy = any(conn.running for conn in self.executors.values())
+            if busy:
                 rehearsal.run()
 
     def _spawn(self, coro: Any) -> None:

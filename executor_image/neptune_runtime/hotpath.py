@@ -4,13 +4,15 @@ On the VMs we measured, code that has not run for a few milliseconds runs 10-30x
 warm: a msgpack encode of a `run` message takes 0.7 us right after another one, 3 us after 3 ms
 and 20-50 us after the 50 ms between two stream events; a loopback TCP send goes from 6 us to
 60 us (caches and TLBs refilled after the host ran something else). A preemption is rare by
-design, so its path is always cold: ~100 us on each side.
+design, so its path is always cold.
 
-The driver rehearses its part: every NEPTUNE_WARM_US (default 1 ms; 0: never) it encodes a
-`run` message and sends it through a loopback TCP connection of its own, which took its send
-step from ~100 us to ~20 us, for ~2% of the driver's core. The executor does not: the same
-rehearsal there halved its ~100 us but cost 7% of batch throughput at 1 ms (10x what it saved).
-Nothing rehearsed reaches a peer.
+The driver rehearses its part: while any executor runs a task, every NEPTUNE_WARM_US (default
+1 ms; 0: never) it encodes a `run` message and sends it through a loopback TCP connection of its
+own. That took encode+send from ~100 us to ~20 us when the socket carried the preemption, and
+the encode from ~40 to ~20 us now that a same-host executor takes it from the doorbell. It costs
+~50 us of the driver's CPU per rehearsal (~5% of its core while tasks run). The executor does
+not rehearse: there the same thing halved its ~100 us but cost 7% of batch throughput at 1 ms,
+and even a decode-only rehearsal cost 2%. Nothing rehearsed reaches a peer.
 """
 
 from __future__ import annotations
