@@ -83,12 +83,13 @@ def _records_lines(result: dict[str, Any]) -> list[str]:
 
 
 def _polling(result: dict[str, Any]) -> str:
-    polling = result.get("config", {}).get("polling_us")
+    config = result.get("config", {})
+    polling = config.get("polling_us")
     if not polling:
         return "polling settings not recorded"
     return (f"doorbell checks every {polling['bell_us']} us (socket polls every "
-            f"{polling['poll_us']} us without one), the preemption path rehearsed every "
-            f"{polling['warm_us']} us")
+            f"{polling['poll_us']} us without one); the driver rehearsed its send every "
+            f"{config.get('warm_us', '?')} us")
 
 
 def markdown(result: dict[str, Any]) -> str:

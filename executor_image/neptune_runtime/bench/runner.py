@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from .. import yieldpoint
+from .. import hotpath, yieldpoint
 from ..policies import POLICIES
 from ..processes import LocalCluster
 from . import floor, overhead, workload
@@ -190,7 +190,8 @@ def run(quick: bool, peers: bool = False) -> dict[str, Any]:
                    "batch_records_per_task": records_for(point.batch_ms),
                    "stream_records_per_task": records_for(point.stream_ms),
                    "executor_cpu": _cpus()[1], "driver_cpu": _cpus()[0],
-                   "polling_us": dataclasses.asdict(yieldpoint.Settings.from_env())},
+                   "polling_us": dataclasses.asdict(yieldpoint.Settings.from_env()),
+                   "warm_us": hotpath.warm_from_env()},
         "machine": machine(),
         "elapsed_s": round(time.monotonic() - started, 1),
     })
