@@ -313,6 +313,8 @@ class Driver:
         except (ConnectionError, protocol.ProtocolError) as exc:
             if not self.stopping:
                 log.warning("executor %s: %s", conn.id, exc)
+        except Exception:  # a bug of ours: say so, and re-run the executor's tasks elsewhere
+            log.exception("executor %s: dropped after an internal error", conn.id)
         finally:
             self._lost(conn)
             writer.close()
