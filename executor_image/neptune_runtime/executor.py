@@ -132,12 +132,15 @@ class Executor:
         delay = 0.05
         while True:
             sock: socket.socket | None = None
+            self.frames = protocol.FrameBuffer()  # nothing of an earlier attempt carries over
             try:
                 sock = self.sock = socket.create_connection(self.driver, timeout=5.0)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self._handshake()
                 break
-            except OSError as exc:  # not up yet, or a killed driver's socket reset us
+            # Not up yet, or a killed driver's socket reset us: even after connecting, since a
+            # dying driver's listening socket may accept before it closes.
+            except (OSError, DriverLost) as exc:
                 if sock is not None:
                     sock.close()
                 if self.stopping or time.monotonic() > deadline:
@@ -302,7 +305,6 @@ class Executor:
         self.ready.clear()
         self.suspended.clear()
         self.outbox.clear()
-        self.frames = protocol.FrameBuffer()
         self._last_heartbeat = 0.0  # the new connection hears our memory and partitions soon
         self.sock.close()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import struct
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +17,8 @@ from typing import Any
 import pytest
 
 from neptune_runtime import protocol
+from neptune_runtime.app import App
+from neptune_runtime.executor import Executor, ExecutorError
 from neptune_runtime.processes import LocalCluster
 
 from .conftest import APPS, read_jsonl, wait_for
@@ -178,3 +182,38 @@ def test_driver_applies_job_settings_from_the_resource(tmp_path: Path) -> None:
     assert status["phase"] == "Degraded"
     assert status["config_problems"] == [
         "job 'ghost' is in the resource but the app module declares only events, sums"]
+
+
+def test_an_executor_retries_a_driver_that_resets_it_until_its_deadline() -> None:
+    # A dying driver's listening socket can accept, even answer, and then reset: to the
+    # executor that is "not up yet", whichever of its reads or writes meets the reset.
+    listener = socket.create_server(("127.0.0.1", 0))
+    attempts: list[int] = []
+
+    def challenge_then_reset() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            attempts.append(1)
+            frames = protocol.FrameBuffer()
+            hello = None
+            while hello is None:
+                hello = next(frames.feed(conn.recv(4096)), None)
+            nonce = protocol.new_nonce()
+            conn.sendall(protocol.encode({
+                "t": "challenge", "v": protocol.VERSION, "nonce": nonce,
+                "mac": protocol.driver_mac("secret", hello["nonce"], nonce)}))
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # RST, before the executor's `auth`
+
+    threading.Thread(target=challenge_then_reset, daemon=True).start()
+    executor = Executor(App("resets"), "resets", listener.getsockname(), "secret", "exec-0",
+                        connect_timeout=1.0)
+    try:
+        with pytest.raises(ExecutorError, match="cannot reach driver"):
+            executor.connect()
+    finally:
+        listener.close()
+    assert len(attempts) >= 2, "the executor did not try again after a reset"
