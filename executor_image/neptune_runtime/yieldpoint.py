@@ -1,9 +1,11 @@
 """Yield points: where a running task may be suspended.
 
-A yield point counts down; every `stride` records it polls the executor's socket (one poll(2)
-with a zero timeout, ~0.5 us) and, if the driver sent something, switches to the executor's hub
+A yield point counts down; every `stride` records it checks whether the driver sent something:
+a poll(2) of the executor's socket with a zero timeout (~0.5 us), or, when the driver runs on
+the same host and rings a doorbell (doorbell.py), a read of one shared byte (~40 ns), with the
+socket polled once per CHECKS_PER_TUNE checks as well. If so it switches to the executor's hub
 greenlet, which handles the message (maybe suspending this task for a stream task) and switches
-back later. `stride` adapts so that polls happen every `interval_ns` of task time.
+back later. `stride` adapts so that checks happen every `interval_ns` of task time.
 
 Why polling and not a notification: on the machines we measured, every cross-CPU wake-up (a
 helper process blocked on the socket, SIGIO, a thread after a lowered GIL switch interval) took
