@@ -64,7 +64,8 @@ def test_failed_peer_fails_its_target_and_shows_in_the_table() -> None:
 
 
 def _run(neptune_p99: float, spark: dict[str, Any]) -> dict[str, Any]:
-    scenario = {"stream_p50_ms": 1.0, "stream_p99_ms": neptune_p99, "batch_records_per_s": 90.0}
+    scenario = {"stream_p50_ms": 1.0, "stream_p99_ms": neptune_p99, "batch_records_per_s": 90.0,
+                "send_to_start_us": {"p50": 40 * neptune_p99, "p99": 80 * neptune_p99}}
     return {"runtime": {"batch_alone": {"batch_records_per_s": 100.0},
                         "stream_alone": {"stream_p50_ms": 1.0, "stream_p99_ms": 1.0},
                         "neptune": scenario},
@@ -86,7 +87,7 @@ def test_run_rows_and_aggregate_over_repetitions() -> None:
 def test_suite_markdown_has_point_tables_and_sweeps() -> None:
     points = []
     for batch_ms, rate in ((10.0, 20.0), (100.0, 20.0), (100.0, 50.0)):
-        runs = [_run(2.0, _peer(300.0))]
+        runs = [_run(2.0, _peer(300.0)), _run(3.0, _peer(300.0)), _run(4.0, _peer(300.0))]
         points.append({"point": {"batch_ms": batch_ms, "rate": rate, "stream_ms": 1.0},
                        "aggregate": aggregate(runs), "runs": runs})
     result = {"config": {"executor_cpu": 1, "driver_cpu": 0, "loops_per_record": 60,
@@ -99,3 +100,4 @@ def test_suite_markdown_has_point_tables_and_sweeps() -> None:
     assert "Stream p99 (ms) against batch task length" in text
     assert "| 10 ms | 100 ms |" in text
     assert "Skipped for the time budget: batch 1000 ms" in text
+    assert "| batch 100 ms, 50/s | 120 [80-160] | 240 [160-320] |" in text

@@ -89,11 +89,26 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{_cell(row['stream_p99_ms'])} | "
                          f"{_cell(row['batch_throughput_rel'], 3)} |")
         lines.append("")
+    lines += _suspension_table(result)
     lines += _sweep_table(result, "batch_ms", "Stream p99 (ms) against batch task length "
                           f"(stream rate {cfg['headline_rate']:g}/s)")
     lines += _sweep_table(result, "rate", "Stream p99 (ms) against stream arrival rate "
                           f"(batch tasks {cfg['headline_batch_ms']:g} ms)")
     return "\n".join(lines) + "\n"
+
+
+def _suspension_table(result: dict[str, Any]) -> list[str]:
+    """neptune's send-to-start latency of preempting stream tasks, per point."""
+    lines = ["## Suspension latency (neptune; driver send to stream task start, preempting)", "",
+             "| point | p50 us | p99 us |", "|---|---:|---:|"]
+    for point in result["points"]:
+        figures = [run["runtime"]["neptune"]["send_to_start_us"] for run in point["runs"]
+                   if "neptune" in run.get("runtime", {})]
+        if figures:
+            lines.append(f"| {point_key(point['point'])} | "
+                         f"{_cell(spread(f['p50'] for f in figures), 0)} | "
+                         f"{_cell(spread(f['p99'] for f in figures), 0)} |")
+    return [*lines, ""]
 
 
 def sweep(result: dict[str, Any], axis: str) -> list[dict[str, Any]]:
