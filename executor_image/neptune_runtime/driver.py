@@ -59,6 +59,7 @@ class ExecutorConn:
     ready: bool = False
     ringer: Ringer | None = None  # the executor's doorbell, when it runs on this host
     sent_bytes: int = 0  # after the welcome: where the executor's stream offsets start
+    leaving: bool = False  # it said `bye`: a planned exit, not a loss
 
     def send(self, message: dict[str, Any], express: bool = False) -> None:
         """Send; `express` also copies it into the executor's doorbell slot, if we ring one."""
@@ -311,7 +312,7 @@ class Driver:
                 for message in buffer.feed(data):
                     self._on_message(conn, message)
         except (ConnectionError, protocol.ProtocolError) as exc:
-            if not self.stopping:
+            if not (self.stopping or conn.leaving):
                 log.warning("executor %s: %s", conn.id, exc)
         except Exception:  # a bug of ours: say so, and re-run the executor's tasks elsewhere
             log.exception("executor %s: dropped after an internal error", conn.id)
@@ -380,7 +381,9 @@ class Driver:
         metrics.EXECUTORS.set(len(self.executors))
         orphans = [t for t in self.table.tasks.values()
                    if t.executor == conn.id and t.state in ("running", "suspended", "killed")]
-        if orphans:
+        if conn.leaving:
+            log.info("executor %s left: re-running %d task(s)", conn.id, len(orphans))
+        elif orphans:
             self.executors_lost += 1
             metrics.EXECUTORS_LOST.inc()
             log.warning("executor %s lost: re-running %d task(s)", conn.id, len(orphans))
@@ -397,6 +400,9 @@ class Driver:
             conn.memory = int(message.get("memory", 0))
             conn.memory_limit = int(message.get("memory_limit", 0))
             conn.partitions = frozenset((str(j), int(p)) for j, p in message.get("partitions", []))
+            return
+        if kind == "bye":
+            conn.leaving = True
             return
         if kind == "ready":
             conn.ready = True

@@ -12,6 +12,7 @@ driver re-runs or, restarted, never knew, and connects again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -292,6 +293,10 @@ class Executor:
                 self._heartbeat()
                 self.flush()
                 self.poller.poll(HEARTBEAT_SECONDS * 1000)
+        # A planned exit (a scale-down, Ctrl-C): the driver re-runs our tasks without calling
+        # it a loss. Best effort: the driver may be gone already.
+        with contextlib.suppress(DriverLost):
+            self.send({"t": "bye"})
 
     def _forget_tasks(self) -> None:
         """After losing the driver: end every task and drop what was meant for that driver."""

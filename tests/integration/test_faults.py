@@ -111,6 +111,20 @@ def test_killed_executor_tasks_rerun_and_every_event_is_processed(
     assert status["jobs"]["events"]["uncommitted"] == 0
 
 
+def test_an_executor_stopped_on_purpose_leaves_without_being_lost(
+        faults_cluster: LocalCluster) -> None:
+    # SIGTERM (a scale-down): its running batch task re-runs elsewhere, but it is no loss.
+    wait_for(lambda: all(e["running"] for e in faults_cluster.status()["executors"]["list"]),
+             20, "a task running on each executor")
+    leaving = faults_cluster.procs["exec-1"]
+    leaving.send_signal(signal.SIGTERM)
+    assert leaving.wait(10) == 0
+    status = wait_for(lambda: (s := faults_cluster.status())["executors"]["registered"] == 1
+                      and s, 10, "the executor to leave")
+    assert status["executors"]["lost"] == 0
+    assert status["reruns"] >= 1  # what it was running runs again on exec-0
+
+
 RECORDS = 300_000
 
 
