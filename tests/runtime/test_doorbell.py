@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
+
+import pytest
 
 from neptune_runtime import hotpath, protocol
 from neptune_runtime.doorbell import BODY_AT, EXPRESS_MAX, SLOT_AT, VERSION, Bell, Ringer
@@ -53,45 +56,44 @@ def test_the_rehearsal_sends_through_the_kernel_and_nothing_piles_up() -> None:
         rehearsal.close()
 
 
-def test_the_express_slot_hands_over_a_message_once() -> None:
+@pytest.fixture
+def attached() -> Iterator[tuple[Bell, Ringer]]:
+    """An executor's bell and the driver's side of it, in one process."""
     bell = Bell()
     ringer = Ringer.attach(bell.path, bell.token)
     assert ringer is not None
-    try:
-        assert bell.take_express() is None  # nothing written yet
-        body = protocol.encode({"t": "run", "id": "s-1"})[protocol.HEADER.size:]
-        before = time.monotonic_ns()
-        assert ringer.express(body, offset=1234)
-        assert bell.checker()()  # the copy rings by itself
-        taken = bell.take_express()
-        assert taken is not None
-        assert (taken.offset, taken.body) == (1234, body)
-        assert before <= taken.sent_ns <= time.monotonic_ns()
-        assert bell.take_express() is None  # once
-        assert not ringer.express(b"x" * (EXPRESS_MAX + 1), offset=0)  # the socket carries it
-        assert bell.take_express() is None
-    finally:
-        ringer.close()
-        bell.close()
+    yield bell, ringer
+    ringer.close()
+    bell.close()
 
 
-def test_a_torn_or_corrupt_express_copy_is_ignored() -> None:
-    bell = Bell()
-    ringer = Ringer.attach(bell.path, bell.token)
-    assert ringer is not None
-    try:
-        ringer.express(b"\x81\xa1t\xa3run", offset=0)
-        with open(bell.path, "r+b", buffering=0) as raw:  # a writer half-way: odd version
-            raw.seek(SLOT_AT)
-            version = VERSION.unpack(raw.read(VERSION.size))[0]
-            raw.seek(SLOT_AT)
-            raw.write(VERSION.pack(version + 1))
-        assert bell.take_express() is None
-        ringer.express(b"\x81\xa1t\xa3run", offset=0)
-        with open(bell.path, "r+b", buffering=0) as raw:  # a body that does not match its CRC
-            raw.seek(BODY_AT)
-            raw.write(b"\x80")
-        assert bell.take_express() is None
-    finally:
-        ringer.close()
-        bell.close()
+def test_the_express_slot_hands_over_a_message_once(attached: tuple[Bell, Ringer]) -> None:
+    bell, ringer = attached
+    assert bell.take_express() is None  # nothing written yet
+    body = protocol.encode({"t": "run", "id": "s-1"})[protocol.HEADER.size:]
+    before = time.monotonic_ns()
+    assert ringer.express(body, offset=1234)
+    assert bell.checker()()  # the copy rings by itself
+    taken = bell.take_express()
+    assert taken is not None
+    assert (taken.offset, taken.body) == (1234, body)
+    assert before <= taken.sent_ns <= time.monotonic_ns()
+    assert bell.take_express() is None  # once
+    assert not ringer.express(b"x" * (EXPRESS_MAX + 1), offset=0)  # the socket carries it
+    assert bell.take_express() is None
+
+
+def test_a_torn_or_corrupt_express_copy_is_ignored(attached: tuple[Bell, Ringer]) -> None:
+    bell, ringer = attached
+    ringer.express(b"\x81\xa1t\xa3run", offset=0)
+    with open(bell.path, "r+b", buffering=0) as raw:  # a writer half-way: odd version
+        raw.seek(SLOT_AT)
+        version = VERSION.unpack(raw.read(VERSION.size))[0]
+        raw.seek(SLOT_AT)
+        raw.write(VERSION.pack(version + 1))
+    assert bell.take_express() is None
+    ringer.express(b"\x81\xa1t\xa3run", offset=0)
+    with open(bell.path, "r+b", buffering=0) as raw:  # a body that does not match its CRC
+        raw.seek(BODY_AT)
+        raw.write(b"\x80")
+    assert bell.take_express() is None
