@@ -92,6 +92,9 @@ wait_for() { # wait_for SECONDS DESCRIPTION CMD...: poll CMD every second
 
 check_alive() { # check_alive NAME: fail with the tail of its log when it died
     is_running "$1" && return 0
+    # just started, it may not have exec'd its program yet (is_running checks the command line)
+    sleep 1
+    is_running "$1" && return 0
     log "$1 is not running; last lines of $LOGS/$1.log:"
     tail -n 25 "$LOGS/$1.log" >&2 || true
     die "$1 exited"
