@@ -18,6 +18,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 import traceback
@@ -28,7 +29,7 @@ from typing import Any
 
 import greenlet
 
-from . import hotpath, metrics, protocol, yieldpoint
+from . import metrics, protocol, yieldpoint
 from .app import App, BatchJob, TaskContext
 from .doorbell import Bell
 
@@ -36,6 +37,24 @@ log = logging.getLogger("neptune.executor")
 
 HEARTBEAT_SECONDS = 1.0
 RECEIVE_BYTES = 1 << 16
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESTAMP_CMSG_SPACE = socket.CMSG_SPACE(16)
+
+
+def _arrival_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
+    """The kernel's receive time of the bytes just read, on the monotonic clock."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanos = struct.unpack("qq", data[:16])
+            realtime = int(seconds) * 1_000_000_000 + int(nanos)
+            return realtime - (time.time_ns() - time.monotonic_ns())
+    return time.monotonic_ns()
+
+
+def _receive(sock: socket.socket, size: int) -> tuple[bytes, int]:
+    """Read up to `size` bytes, with their arrival time; BlockingIOError if nothing is there."""
+    data, ancdata, _, _ = sock.recvmsg(size, TIMESTAMP_CMSG_SPACE)
+    return data, _arrival_ns(ancdata)
 
 
 class ExecutorError(Exception):
@@ -264,7 +283,7 @@ class Executor:
     def _serve(self) -> None:
         """Run the driver's tasks on the connection we have, until told to stop."""
         self.sock.setblocking(False)
-        self.sock.setsockopt(socket.SOL_SOCKET, hotpath.SO_TIMESTAMPNS, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.poller = select.poll()
         self.poller.register(self.sock, select.POLLIN)
         self._drop_bell()
@@ -335,7 +354,7 @@ class Executor:
                 return
         while True:
             try:
-                data, self.arrived_ns = hotpath.receive(self.sock, RECEIVE_BYTES)
+                data, self.arrived_ns = _receive(self.sock, RECEIVE_BYTES)
             except BlockingIOError:
                 return
             except OSError as exc:  # a killed driver's kernel may reset the connection

@@ -1,4 +1,4 @@
-"""The preemption path's receive step, and keeping the driver's send step warm.
+"""Keeping the driver's part of the preemption path warm.
 
 On the VMs we measured, code that has not run for a few milliseconds runs 10-30x slower than
 warm: a msgpack encode of a `run` message takes 0.7 us right after another one, 3 us after 3 ms
@@ -19,14 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
-import time
 
 from . import protocol, yieldpoint
 
 DEFAULT_WARM_US = 1000
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-TIMESTAMP_CMSG_SPACE = socket.CMSG_SPACE(16)
 
 # shaped like the driver's preempting `run` messages
 _CANNED_RUN = {"t": "run", "id": "warm-stream-0-0", "job": "warm", "kind": "stream",
@@ -37,22 +33,6 @@ _CANNED_RUN = {"t": "run", "id": "warm-stream-0-0", "job": "warm", "kind": "stre
 def warm_from_env() -> int:
     """The driver's rehearsal period in microseconds: NEPTUNE_WARM_US (0: never)."""
     return yieldpoint.microseconds_from_env("NEPTUNE_WARM_US", DEFAULT_WARM_US, 0)
-
-
-def arrival_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
-    """The kernel's receive time of the bytes just read, on the monotonic clock."""
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-            seconds, nanos = struct.unpack("qq", data[:16])
-            realtime = int(seconds) * 1_000_000_000 + int(nanos)
-            return realtime - (time.time_ns() - time.monotonic_ns())
-    return time.monotonic_ns()
-
-
-def receive(sock: socket.socket, size: int) -> tuple[bytes, int]:
-    """Read up to `size` bytes, with their arrival time; BlockingIOError if nothing is there."""
-    data, ancdata, _, _ = sock.recvmsg(size, TIMESTAMP_CMSG_SPACE)
-    return data, arrival_ns(ancdata)
 
 
 class Rehearsal:
