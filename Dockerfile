@@ -12,6 +12,14 @@ FROM ${BASE_IMAGE} AS build
 ARG PIP_CERT=""
 ARG PIP_INDEX_URL=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+# A C compiler and the interpreter's headers, for the runtime's C module (_yieldcore.c), in this
+# stage only. python:*-slim has the headers; Debian's python3 needs python3-dev.
+RUN headers=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
+    dev=""; [ -f "$headers/Python.h" ] || dev=python3-dev; \
+    if ! command -v cc >/dev/null || [ -n "$dev" ]; then \
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends gcc libc6-dev $dev >/dev/null && rm -rf /var/lib/apt/lists/*; \
+    fi
 RUN python3 -m venv /opt/neptune
 WORKDIR /src
 COPY pyproject.toml ./

@@ -3,7 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+# the C module is built at install: a change to it installs again
+NATIVE := executor_image/neptune_runtime/_yieldcore.c
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(NATIVE) | md5sum | cut -c1-12)
+HAS_HEADERS := import os, sysconfig, sys; \
+	sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
 DEMO_DURATION ?= 30s
 PY_PATHS := $(wildcard executor_image operator tests examples bench e2e/tests e2e/provisioner.py)
 MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operator tests examples e2e/tests e2e/provisioner.py)
@@ -15,10 +19,15 @@ export NEPTUNE_K8S_BIN ?= $(K8S_BIN)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(NATIVE)
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
 		echo "setup: installing python3-venv from Debian"; \
 		apt-get update -qq && apt-get install -y -qq python3-venv; fi
+	@if ! command -v cc >/dev/null || ! $(PYTHON) -c '$(HAS_HEADERS)'; then \
+		echo "setup: installing a C compiler and Python's headers from Debian (for $(NATIVE))"; \
+		apt-get update -qq && apt-get install -y -qq gcc libc6-dev python3-dev; fi
+	@$(PYTHON) -c '$(HAS_HEADERS)' || { echo "setup: no Python.h for $(PYTHON);" \
+		"install its headers (python3-dev for Debian's python3)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "setup: installing the project and its tools into $(VENV)"
 	@$(PY) -m pip install -q --upgrade pip

@@ -79,7 +79,7 @@ build_pause() {
 
 source_hash() { # hash of everything the Dockerfile copies
     (cd "$REPO_DIR" && find Dockerfile .dockerignore pyproject.toml executor_image operator \
-        -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -path '*.egg-info*' 2>/dev/null \
+        -type f ! -path '*/__pycache__/*' ! -name '*.pyc' ! -name '*.so' ! -path '*.egg-info*' 2>/dev/null \
         | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
 }
 

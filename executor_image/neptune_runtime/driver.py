@@ -534,7 +534,18 @@ class Driver:
         task = Task(id=f"{job.name}-{next(self._ids)}", job=job.name, kind=job.kind,
                     priority=self.priority_of(job), ready_at=time.monotonic(), **fields)
         self.table.add(task)
+        if task.kind == "stream" and self.preempts == "suspend":
+            self._forewarn(task.priority)
         return task
+
+    def _forewarn(self, priority: int) -> None:
+        """Before the policy runs (~100-200 us here), tell the same-host executors whose task
+        the new one may suspend: they warm their preemption path meanwhile (doorbell.py)."""
+        tasks = self.table.tasks
+        for conn in self.executors.values():
+            running = tasks.get(conn.running) if conn.running is not None else None
+            if conn.ringer is not None and running is not None and running.priority < priority:
+                conn.ringer.forewarn()
 
     def on_events(self, job: StreamJob, events: list[tuple[Any, Any]]) -> None:
         """Events from a source, in order; one scheduling pass for all of them."""

@@ -25,7 +25,7 @@ from . import protocol, yieldpoint
 DEFAULT_WARM_US = 1000
 
 # shaped like the driver's preempting `run` messages
-_CANNED_RUN = {"t": "run", "id": "warm-stream-0-0", "job": "warm", "kind": "stream",
+CANNED_RUN = {"t": "run", "id": "warm-stream-0-0", "job": "warm", "kind": "stream",
                "priority": 10, "partition": 0, "epoch": 0, "attempt": 0, "records": [0] * 4,
                "victim": "warm-batch-0-0", "action": "suspend"}
 
@@ -48,7 +48,7 @@ class Rehearsal:
 
     def run(self) -> None:
         """Encode and send (and take it back, so that nothing piles up)."""
-        self._tx.send(protocol.encode(_CANNED_RUN))
+        self._tx.send(protocol.encode(CANNED_RUN))
         self.runs += 1
         with contextlib.suppress(BlockingIOError):  # not there yet: the next read takes it
             self._rx.recv(1 << 16)

@@ -1,52 +1,47 @@
 """Yield points: where a running task may be suspended.
 
-A yield point counts down; every `stride` records it checks whether the driver sent something:
-a poll(2) of the executor's socket with a zero timeout (~0.5 us), or, when the driver runs on
-the same host and rings a doorbell (doorbell.py), a read of one shared byte (~40 ns), with the
-socket polled once per CHECKS_PER_TUNE checks as well. If so it switches to the executor's hub
-greenlet, which handles the message (maybe suspending this task for a stream task) and switches
-back later. `stride` adapts so that checks happen every `interval_ns` of task time.
+Every `next()` on a task's records (and every `checkpoint()`) is a yield point, implemented in C
+(`_yieldcore.c`). When the driver runs on the same host and rings the executor's doorbell
+(doorbell.py), each yield point reads that shared byte (one load, no system call); besides,
+every `stride` records, it adapts `stride` so that this happens every `interval_us` of task
+time and polls the executor's socket with a zero-timeout poll(2) (with a doorbell, once per
+eight of those). When the driver sent something, it calls the executor's `on_signal`, in the
+task's greenlet; that may suspend the task and return only when the task is resumed.
 
 Why polling and not a notification: on the machines we measured, every cross-CPU wake-up (a
 helper process blocked on the socket, SIGIO, a thread after a lowered GIL switch interval) took
 80-200 us before the task could even notice; a poll finds the bytes the sender's CPU already
-queued, so detection waits at most one interval. See docs/architecture.md for the figures.
-No thread and no signal handler ever switches greenlets.
+queued. No thread and no signal handler ever switches greenlets: a signal handler calls
+`request()`, and the next yield point signals. See docs/architecture.md for the figures.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
+
+from . import _yieldcore
 
 T = TypeVar("T")
 
-# 100 us: on the VM we measured, a poll costs ~2 us, so polling every 50 us cost 4% of batch
-# throughput and every 100 us 2%, for 25 us more to notice a preemption on average.
+# 100 us: a socket poll costs ~0.5-2 us on the VMs we measured, so polling every 100 us costs
+# at most 2% of batch throughput; with a doorbell the check at every record is what matters.
 DEFAULT_INTERVAL_US = 100
-# A doorbell check is a shared-memory read (~40 ns, no system call): 2.5x as often, same cost.
-DEFAULT_BELL_INTERVAL_US = 40
-MAX_STRIDE = 1 << 20
-# The clock, the stride and the slower checks once per this many checks (~0.5 us together).
-CHECKS_PER_TUNE = 8
 
+checkpoint: Callable[[], None] = _yieldcore.checkpoint
+"""An explicit yield point, for loops that do not iterate over task records."""
 
-class _YieldState:
-    def __init__(self) -> None:
-        self.stride = MAX_STRIDE  # outside an executor yield points (almost) never poll
-        self.countdown = MAX_STRIDE
-        self.interval_ns = DEFAULT_INTERVAL_US * 1000
-        self.checks = CHECKS_PER_TUNE
-        self.last_tune_ns = 0
-        self.pending: Callable[[], object] = lambda: False
-        self.slow_pending: Callable[[], object] = lambda: False
-        self.to_hub: Callable[[], object] = lambda: None
+task_switched_in: Callable[[], None] = _yieldcore.switched_in
+"""The executor calls this before it switches into a task, so suspended time is not counted."""
 
+request: Callable[[], None] = _yieldcore.request
+"""Make the next yield point signal (safe in a signal handler: it only sets a flag)."""
 
-_state = _YieldState()
+stride: Callable[[], int] = _yieldcore.stride
+"""Records between two tunes, as adapted to the interval."""
 
 
 def microseconds_from_env(name: str, default: int, minimum: int) -> int:
@@ -59,78 +54,30 @@ def microseconds_from_env(name: str, default: int, minimum: int) -> int:
 
 @dataclass(frozen=True)
 class Settings:
-    """How often a running task looks for the driver's messages, in microseconds of task time:
-    `poll_us` with poll(2) on the socket, `bell_us` when the driver rings a doorbell
-    (doorbell.py)."""
+    """How often a running task adapts its stride and polls the socket, in microseconds of
+    task time (a doorbell, when there is one, is checked at every yield point)."""
 
     poll_us: int = DEFAULT_INTERVAL_US
-    bell_us: int = DEFAULT_BELL_INTERVAL_US
 
     @classmethod
     def from_env(cls) -> Settings:
-        """NEPTUNE_POLL_US, NEPTUNE_BELL_POLL_US, or the defaults."""
-        return cls(microseconds_from_env("NEPTUNE_POLL_US", DEFAULT_INTERVAL_US, 1),
-                   microseconds_from_env("NEPTUNE_BELL_POLL_US", DEFAULT_BELL_INTERVAL_US, 1))
+        """NEPTUNE_POLL_US, or the default."""
+        return cls(microseconds_from_env("NEPTUNE_POLL_US", DEFAULT_INTERVAL_US, 1))
 
 
 DEFAULTS = Settings()
 
 
-def install(pending: Callable[[], object], to_hub: Callable[[], object],
-            interval_us: int = DEFAULT_INTERVAL_US, *,
-            slow_pending: Callable[[], object] | None = None) -> None:
-    """Called by the executor: how to tell that the hub has work (`pending` at every check,
-    `slow_pending` too once per CHECKS_PER_TUNE checks) and how to reach the hub."""
-    state = _state
-    state.pending = pending
-    state.slow_pending = slow_pending or (lambda: False)
-    state.to_hub = to_hub
-    state.interval_ns = interval_us * 1000
-    state.stride = state.countdown = state.checks = 1
-
-
-def task_switched_in() -> None:
-    """The hub calls this before it switches into a task, so suspended time is not counted."""
-    _state.last_tune_ns = time.monotonic_ns()
-    _state.checks = CHECKS_PER_TUNE
-
-
-def _poll() -> None:
-    state = _state
-    if state.pending():
-        state.to_hub()
-        return
-    state.checks -= 1
-    if state.checks > 0:
-        return
-    state.checks = CHECKS_PER_TUNE
-    now = time.monotonic_ns()
-    elapsed = now - state.last_tune_ns
-    state.last_tune_ns = now
-    # records per interval, moving at most 2x per tune so one slow record does not swing it
-    if elapsed > 0:
-        wanted = state.stride * CHECKS_PER_TUNE * state.interval_ns // elapsed
-        state.stride = max(1, min(MAX_STRIDE, state.stride * 2, max(state.stride // 2, wanted)))
-    if state.slow_pending():
-        state.to_hub()
-
-
-def checkpoint() -> None:
-    """An explicit yield point, for loops that do not iterate over task records."""
-    state = _state
-    state.countdown -= 1
-    if state.countdown <= 0:
-        _poll()
-        state.countdown = state.stride
+def install(on_signal: Callable[[], object] | None, *, fd: int = -1,
+            interval_us: int = DEFAULT_INTERVAL_US, bell: mmap.mmap | None = None,
+            on_forewarn: Callable[[], object] | None = None) -> None:
+    """Called by the executor: what to call when the driver sent something (None: nothing,
+    outside an executor), the socket to poll, the doorbell's mapping (held until the next
+    install: install without it before closing the mapping), and what to call when the driver
+    forewarns (the doorbell's second byte: a preemption may follow)."""
+    _yieldcore.install(on_signal, fd, interval_us, bell, on_forewarn)
 
 
 def yielding(records: Iterable[T]) -> Iterator[T]:
     """Wrap `records` so that every `next()` is a yield point."""
-    state = _state
-    countdown = state.stride
-    for record in records:
-        countdown -= 1
-        if countdown <= 0:
-            _poll()
-            countdown = state.stride
-        yield record
+    return cast(Iterator[T], _yieldcore.yielding(records))

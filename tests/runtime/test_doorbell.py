@@ -7,6 +7,7 @@ import shutil
 import time
 from collections.abc import Iterator
 
+import msgpack
 import pytest
 
 from neptune_runtime import hotpath, protocol
@@ -16,7 +17,7 @@ from neptune_runtime.doorbell import BODY_AT, EXPRESS_MAX, SLOT_AT, VERSION, Bel
 def test_a_driver_rings_the_bell_it_was_offered() -> None:
     bell = Bell()
     try:
-        check = bell.checker()
+        check = bell.rung
         ringer = Ringer.attach(bell.path, bell.token)
         assert ringer is not None
         bell.unlink()  # the mapping outlives the name: nothing is left in /dev/shm
@@ -73,11 +74,12 @@ def test_the_express_slot_hands_over_a_message_once(attached: tuple[Bell, Ringer
     body = protocol.encode({"t": "run", "id": "s-1"})[protocol.HEADER.size:]
     before = time.monotonic_ns()
     assert ringer.express(body, offset=1234)
-    assert bell.checker()()  # the copy rings by itself
+    assert bell.rung()  # the copy rings by itself
     taken = bell.take_express()
     assert taken is not None
-    assert (taken.offset, taken.body) == (1234, body)
-    assert before <= taken.sent_ns <= time.monotonic_ns()
+    offset, sent_ns, message = taken
+    assert (offset, message) == (1234, {"t": "run", "id": "s-1"})
+    assert before <= sent_ns <= time.monotonic_ns()
     assert bell.take_express() is None  # once
     assert not ringer.express(b"x" * (EXPRESS_MAX + 1), offset=0)  # the socket carries it
     assert bell.take_express() is None
@@ -93,7 +95,45 @@ def test_a_torn_or_corrupt_express_copy_is_ignored(attached: tuple[Bell, Ringer]
         raw.write(VERSION.pack(version + 1))
     assert bell.take_express() is None
     ringer.express(b"\x81\xa1t\xa3run", offset=0)
-    with open(bell.path, "r+b", buffering=0) as raw:  # a body that does not match its CRC
+    with open(bell.path, "r+b", buffering=0) as raw:  # a body that does not match its checksum
         raw.seek(BODY_AT)
         raw.write(b"\x80")
     assert bell.take_express() is None
+
+
+VALUES = [
+    None, True, False, 0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1,
+    -1, -32, -33, -128, -129, -32768, -32769, -2**31, -2**31 - 1, -2**63,
+    0.5, -1e300, float("inf"), "", "é", "x" * 31, "x" * 32, "y" * 255, "z" * 256,
+    b"", b"\x00\xff", b"b" * 300, [], [1, [2, [3]]], list(range(20)), {}, {"a": {"b": [None]}},
+    {str(i): i for i in range(20)}, {1: "int keys", 2: b"too"},
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=repr)
+def test_the_express_decoder_reads_what_msgpack_writes(attached: tuple[Bell, Ringer],
+                                                       value: object) -> None:
+    # the C decoder (a msgpack subset) must agree with msgpack for everything JSON-like
+    bell, ringer = attached
+    message = {"t": "run", "records": [value]}
+    body = protocol.encode(message)[protocol.HEADER.size:]
+    assert ringer.express(body, offset=7)
+    taken = bell.take_express()
+    assert taken is not None
+    assert taken[2] == protocol.decode_body(body) == message
+
+
+def test_what_the_express_decoder_cannot_read_is_left_to_the_socket(
+        attached: tuple[Bell, Ringer]) -> None:
+    bell, ringer = attached
+    ext = msgpack.packb({"t": "run", "x": msgpack.ExtType(5, b"e")})
+    for body in (ext, b"\x81\xa1t", b"\x92\x01\x02", b"\x81\xa1t\xa3run\xc0"):
+        # an ext type, a truncated map, not a map, a trailing byte
+        assert ringer.express(body, offset=0)
+        assert bell.take_express() is None
+    deep = b"\x81\xa1t" + b"\x91" * 40 + b"\xc0"  # nesting deeper than the decoder goes
+    assert ringer.express(deep, offset=0)
+    assert bell.take_express() is None
+    assert ringer.express(protocol.encode({"t": "run"})[protocol.HEADER.size:], offset=0)
+    taken = bell.take_express()  # and the slot still works
+    assert taken is not None and (taken[0], taken[2]) == (0, {"t": "run"})

@@ -1,22 +1,28 @@
-"""Yield points with real greenlets and a real socket: suspension keeps progress."""
+"""Yield points (C, _yieldcore.c) with real greenlets, a real socket and a real doorbell."""
 
 from __future__ import annotations
 
-import select
 import socket
+import time
+from collections.abc import Iterator
 
 import greenlet
 import pytest
 
 from neptune_runtime import hotpath, yieldpoint
+from neptune_runtime.doorbell import Bell, Ringer
+
+
+@pytest.fixture(autouse=True)
+def _outside_an_executor() -> Iterator[None]:
+    yield
+    yieldpoint.install(None)  # the state is the process's: leave none behind
 
 
 def test_task_suspends_at_a_yield_point_and_resumes_where_it_stopped() -> None:
     left, right = socket.socketpair()
-    poller = select.poll()
-    poller.register(left, select.POLLIN)
     hub = greenlet.getcurrent()
-    yieldpoint.install(lambda: bool(poller.poll(0)), hub.switch, interval_us=1)
+    yieldpoint.install(hub.switch, fd=left.fileno(), interval_us=1)
     seen: list[int] = []
 
     def task() -> int:
@@ -38,66 +44,121 @@ def test_task_suspends_at_a_yield_point_and_resumes_where_it_stopped() -> None:
         assert glet.switch() == 200_000
         assert seen == list(range(200_000)), "progress was lost or repeated"
     finally:
-        yieldpoint.install(lambda: False, lambda: None)
         left.close()
         right.close()
 
 
 def test_stride_adapts_to_the_interval() -> None:
-    yieldpoint.install(lambda: False, lambda: None, interval_us=50)
-    try:
-        yieldpoint.task_switched_in()
-        for _ in yieldpoint.yielding(range(100_000)):
-            sum(range(20))  # a record of some work
-        assert 1 < yieldpoint._state.stride < 100_000
-    finally:
-        yieldpoint.install(lambda: False, lambda: None)
+    yieldpoint.install(lambda: None, interval_us=50)
+    yieldpoint.task_switched_in()
+    for _ in yieldpoint.yielding(range(100_000)):
+        sum(range(20))  # a record of some work
+    assert 1 < yieldpoint.stride() < 100_000
 
 
 def test_outside_an_executor_checkpoint_is_harmless() -> None:
     for _ in range(1000):
         yieldpoint.checkpoint()
     assert list(yieldpoint.yielding([1, 2, 3])) == [1, 2, 3]
+    assert yieldpoint.stride() > 1000  # it (almost) never even reads the clock
 
 
-def test_polling_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("NEPTUNE_POLL_US", "NEPTUNE_BELL_POLL_US", "NEPTUNE_WARM_US"):
+def test_an_exception_from_the_handler_reaches_the_task() -> None:
+    def handler() -> None:
+        raise KeyError("from the hub")  # as GreenletExit does when a task is killed
+
+    yieldpoint.install(handler, interval_us=1)
+    yieldpoint.request()
+    with pytest.raises(KeyError, match="from the hub"):
+        for _ in yieldpoint.yielding(range(10)):
+            pass
+
+
+def test_a_request_signals_at_the_next_yield_point() -> None:
+    calls: list[int] = []
+    yieldpoint.install(lambda: calls.append(1))  # the default interval: no tune soon
+    yieldpoint.task_switched_in()
+    for _ in range(100):
+        yieldpoint.checkpoint()
+    assert calls == []
+    yieldpoint.request()  # what the SIGTERM handler does
+    yieldpoint.checkpoint()
+    assert calls == [1]
+
+
+def test_the_polling_interval_comes_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NEPTUNE_POLL_US", "NEPTUNE_WARM_US"):
         monkeypatch.delenv(name, raising=False)
     assert yieldpoint.Settings.from_env() == yieldpoint.DEFAULTS
     assert hotpath.warm_from_env() == hotpath.DEFAULT_WARM_US
     monkeypatch.setenv("NEPTUNE_POLL_US", "40")
-    monkeypatch.setenv("NEPTUNE_BELL_POLL_US", "10")
     monkeypatch.setenv("NEPTUNE_WARM_US", "0")
-    assert yieldpoint.Settings.from_env() == yieldpoint.Settings(40, 10)
+    assert yieldpoint.Settings.from_env() == yieldpoint.Settings(40)
     assert hotpath.warm_from_env() == 0
-    for name in ("NEPTUNE_POLL_US", "NEPTUNE_BELL_POLL_US"):
-        for bad in ("0", "-5", "fast", ""):
-            monkeypatch.setenv(name, bad)
-            with pytest.raises(ValueError, match=f"{name} must be a positive number"):
-                yieldpoint.Settings.from_env()
-        monkeypatch.setenv(name, "40")
+    for bad in ("0", "-5", "fast", ""):
+        monkeypatch.setenv("NEPTUNE_POLL_US", bad)
+        with pytest.raises(ValueError, match="NEPTUNE_POLL_US must be a positive number"):
+            yieldpoint.Settings.from_env()
     monkeypatch.setenv("NEPTUNE_WARM_US", "-1")
     with pytest.raises(ValueError, match=r"NEPTUNE_WARM_US must be a number \(0: off\)"):
         hotpath.warm_from_env()
 
 
-def test_the_slow_check_runs_once_per_tune_and_reaches_the_hub() -> None:
-    # With a doorbell the socket is still polled now and then: a message's tail written after
-    # the ring must not wait for the next message.
-    fast: list[int] = []
-    slow: list[int] = []
-    hub_calls: list[int] = []
+@pytest.fixture
+def rung() -> Iterator[tuple[Bell, Ringer]]:
+    bell = Bell()
+    ringer = Ringer.attach(bell.path, bell.token)
+    assert ringer is not None
+    yield bell, ringer
+    yieldpoint.install(None)  # let go of the mapping first
+    ringer.close()
+    bell.close()
 
-    def count(calls: list[int], answer: bool) -> bool:
-        calls.append(1)
-        return answer
 
-    yieldpoint.install(lambda: count(fast, False), lambda: hub_calls.append(len(fast)),
-                       interval_us=1, slow_pending=lambda: count(slow, True))
+def test_a_doorbell_is_checked_at_every_yield_point(rung: tuple[Bell, Ringer]) -> None:
+    bell, ringer = rung
+    signals: list[int] = []
+    forewarnings: list[int] = []
+    yieldpoint.install(lambda: signals.append(1), bell=bell.mapping,
+                       on_forewarn=lambda: forewarnings.append(1))
     yieldpoint.task_switched_in()
-    for _ in range(3 * yieldpoint.CHECKS_PER_TUNE):
-        yieldpoint.checkpoint()
-    yieldpoint.install(lambda: False, lambda: None)
-    assert len(fast) == 3 * yieldpoint.CHECKS_PER_TUNE  # stride 1: every checkpoint checks
-    assert len(slow) == 3
-    assert hub_calls == [yieldpoint.CHECKS_PER_TUNE * k for k in (1, 2, 3)]
+    yieldpoint.checkpoint()  # the first tune after install: nothing there
+    assert (signals, forewarnings) == ([], [])
+    ringer.forewarn()
+    yieldpoint.checkpoint()
+    assert (signals, forewarnings) == ([], [1])
+    yieldpoint.checkpoint()  # the warning is taken once
+    assert forewarnings == [1]
+    ringer.forewarn()
+    ringer.ring()  # a message as well: that is what counts, and both are cleared
+    yieldpoint.checkpoint()
+    assert (signals, forewarnings) == ([1], [1])
+    assert not bell.rung()
+    yieldpoint.checkpoint()
+    assert (signals, forewarnings) == ([1], [1])
+
+
+def test_with_a_doorbell_the_socket_is_still_polled_now_and_then(
+        rung: tuple[Bell, Ringer]) -> None:
+    # the tail of a large message, written after the ring, rings nothing
+    bell, _ = rung
+    left, right = socket.socketpair()
+    right.sendall(b"x")  # left unread: every socket poll finds it
+    checks: list[int] = []
+    signals: list[int] = []
+    try:
+        yieldpoint.install(lambda: signals.append(len(checks)), fd=left.fileno(),
+                           interval_us=1, bell=bell.mapping)
+        yieldpoint.task_switched_in()
+        for _ in range(24):  # records of 5 us at a 1 us interval: stride 1, every one tunes
+            started = time.perf_counter_ns()
+            while time.perf_counter_ns() - started < 5000:
+                pass
+            checks.append(1)
+            yieldpoint.checkpoint()
+        assert yieldpoint.stride() == 1
+        assert signals == [1, 9, 17]  # once per eight tunes
+    finally:
+        left.close()
+        right.close()

@@ -6,7 +6,6 @@ alternating spreads drift of the machine's speed over both."""
 from __future__ import annotations
 
 import os
-import select
 import socket
 import statistics
 import time
@@ -31,11 +30,9 @@ def yield_overhead(loops: int, records: int, repetitions: int = 21, cpu: int | N
     (noise only ever adds time, so the fastest run is the closest to the code's own cost), and
     the median and spread of the per-pair ratios. On `cpu` when given, as an executor is."""
     left, right = socket.socketpair()
-    poller = select.poll()
-    poller.register(left, select.POLLIN)
     bell = Bell()
-    yieldpoint.install(bell.checker(), lambda: None, polling.bell_us,
-                       slow_pending=lambda: bool(poller.poll(0)))
+    yieldpoint.install(lambda: None, fd=left.fileno(), interval_us=polling.poll_us,
+                       bell=bell.mapping)
     affinity = os.sched_getaffinity(0)
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
@@ -47,7 +44,7 @@ def yield_overhead(loops: int, records: int, repetitions: int = 21, cpu: int | N
             wrapped_s.append(_run(yieldpoint.yielding(range(records)), loops))
     finally:
         os.sched_setaffinity(0, affinity)
-        yieldpoint.install(lambda: False, lambda: None)
+        yieldpoint.install(None)
         left.close()
         right.close()
         bell.close()
