@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Iterator
 
 import msgpack
 import pytest
@@ -55,17 +54,6 @@ def test_the_rehearsal_sends_through_the_kernel_and_nothing_piles_up() -> None:
         assert rehearsal.runs == 2000
     finally:
         rehearsal.close()
-
-
-@pytest.fixture
-def attached() -> Iterator[tuple[Bell, Ringer]]:
-    """An executor's bell and the driver's side of it, in one process."""
-    bell = Bell()
-    ringer = Ringer.attach(bell.path, bell.token)
-    assert ringer is not None
-    yield bell, ringer
-    ringer.close()
-    bell.close()
 
 
 def test_the_express_slot_hands_over_a_message_once(attached: tuple[Bell, Ringer]) -> None:

@@ -105,19 +105,8 @@ def test_the_polling_interval_comes_from_the_environment(
         hotpath.warm_from_env()
 
 
-@pytest.fixture
-def rung() -> Iterator[tuple[Bell, Ringer]]:
-    bell = Bell()
-    ringer = Ringer.attach(bell.path, bell.token)
-    assert ringer is not None
-    yield bell, ringer
-    yieldpoint.install(None)  # let go of the mapping first
-    ringer.close()
-    bell.close()
-
-
-def test_a_doorbell_is_checked_at_every_yield_point(rung: tuple[Bell, Ringer]) -> None:
-    bell, ringer = rung
+def test_a_doorbell_is_checked_at_every_yield_point(attached: tuple[Bell, Ringer]) -> None:
+    bell, ringer = attached
     signals: list[int] = []
     forewarnings: list[int] = []
     yieldpoint.install(lambda: signals.append(1), bell=bell.mapping,
@@ -140,9 +129,9 @@ def test_a_doorbell_is_checked_at_every_yield_point(rung: tuple[Bell, Ringer]) -
 
 
 def test_with_a_doorbell_the_socket_is_still_polled_now_and_then(
-        rung: tuple[Bell, Ringer]) -> None:
+        attached: tuple[Bell, Ringer]) -> None:
     # the tail of a large message, written after the ring, rings nothing
-    bell, _ = rung
+    bell, _ = attached
     left, right = socket.socketpair()
     right.sendall(b"x")  # left unread: every socket poll finds it
     checks: list[int] = []
