@@ -85,6 +85,7 @@ class _Task:
     received_ns: int = 0
     consumed: int = 0
     outcome: tuple[str, Any] | None = None  # set by the task's greenlet as it ends
+    preempting: bool = False  # started from the greenlet of the task it preempted
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -153,9 +154,13 @@ class Executor:
         self.bell_attached = False
         # the express slot's message, taken by a task's greenlet and left for the hub
         self.express: tuple[int, int, dict[str, Any]] | None = None
-        # a task greenlet parked for the next task: a new one's first switch costs ~90 us
-        # cold (its interpreter frame stack is mapped and faulted in)
+        # Task greenlets parked for reuse (a new one's first switch costs ~90 us cold: its
+        # interpreter frame stack is mapped and faulted in): `spare` for the hub's next task,
+        # `standby` for the next preemption. The forewarned rehearsal starts `standby` from the
+        # running task's yield point, so its stack lies below that task's and the preempting
+        # switch copies none of it; a task the hub starts never takes it.
         self.spare: greenlet.greenlet | None = None
+        self.standby: greenlet.greenlet | None = None
         self.canned = mmap.mmap(-1, SIZE)  # a preempting `run` in an express slot, to rehearse
         Ringer(self.canned).express(protocol.encode(CANNED_RUN)[protocol.HEADER.size:], 0)
 
@@ -319,8 +324,8 @@ class Executor:
                 self.ready.append(self.suspended.pop(first))
             if self.current is None and self.ready:
                 self._start(self.ready.popleft())
-            if self.spare is None:
-                self.spare = greenlet.greenlet(self._worker, parent=self.hub)
+            if self.standby is None:
+                self.standby = greenlet.greenlet(self._worker, parent=self.hub)
             if self.current is not None:
                 self._step(self.current)
             else:
@@ -361,7 +366,7 @@ class Executor:
                 self._take(express)
                 started = self.current
                 if started is not None and started.glet is None:
-                    self._launch(started)  # returns when this task is resumed
+                    self._launch(started, preempting=True)  # returns when this one resumes
                     return
             else:
                 self.express = express
@@ -375,8 +380,8 @@ class Executor:
         taken = _yieldcore.take_express(self.canned)
         if taken is not None:
             self._new_task(taken[2])
-        if self.spare is not None:
-            self.spare.switch(greenlet.getcurrent())
+        if self.standby is not None:
+            self.standby.switch(greenlet.getcurrent())
 
     def _on_term(self, signum: int, frame: Any) -> None:
         # Never switch greenlets here: set the flag; the next yield point sees it.
@@ -503,11 +508,14 @@ class Executor:
             self.post({"t": "resumed", "id": task.id})
         self.current = task
 
-    def _launch(self, task: _Task) -> None:
+    def _launch(self, task: _Task, preempting: bool = False) -> None:
         """Switch into a new task's greenlet, from the hub or from the task it preempts."""
-        if self.spare is None:
-            self.spare = greenlet.greenlet(self._worker, parent=self.hub)
-        task.glet, self.spare = self.spare, None
+        if preempting:
+            glet, self.standby = self.standby, None
+        else:
+            glet, self.spare = self.spare, None
+        task.glet = glet or greenlet.greenlet(self._worker, parent=self.hub)
+        task.preempting = preempting
         yieldpoint.task_switched_in()
         task.glet.switch(task)
 
@@ -522,8 +530,10 @@ class Executor:
         ran = self.current
         if ran is not None and ran.outcome is not None:
             self.current = None
-            if self.spare is None:
-                self.spare = ran.glet  # parked, for the next task
+            if ran.preempting:  # parked, for the next task of its kind
+                self.standby = self.standby or ran.glet
+            else:
+                self.spare = self.spare or ran.glet
             self._finish(ran, *ran.outcome)
 
     def _finish(self, task: _Task, status: str, value: Any) -> None:
