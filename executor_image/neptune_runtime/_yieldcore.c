@@ -3,9 +3,11 @@
  * Why C: a preemption is rare, so its path always runs cold, and on the VMs we measured every
  * distinct piece of interpreter code a cold path touches costs 5-50 us (a `len()` call 8 us, a
  * msgpack decode of a `run` 50 us after 20 ms of batch work). Here the per-record check is one
- * load of the doorbell byte, and taking a preempting `run` from the slot is one call that reads
- * the slot, checks it and decodes it, touching a few cache lines instead of the interpreter's
- * paths.
+ * load of the doorbell bytes; the driver's copy of a preempting `run` into the slot (encode,
+ * write, ring) and the executor's taking it (read, check, decode) are one call each, touching
+ * a few cache lines instead of the interpreter's paths. The encoder and the decoder handle the
+ * msgpack subset that JSON-like messages use, byte for byte as msgpack (tests compare them);
+ * anything else is left to the socket, which msgpack itself encodes and decodes.
  *
  * One slot per process, so the state is global: the task running is the one at a yield point.
  */
@@ -68,7 +70,9 @@ static int ring(void) {
     if (S.bell_byte[0] || S.requested)
         return fire();
     S.bell_byte[1] = 0;
-    return call(S.on_forewarn);
+    if (call(S.on_forewarn) < 0)
+        return -1;
+    return S.bell_byte[0] ? fire() : 0; /* rung meanwhile: the handler stopped for it */
 }
 
 /* Every `stride` records: adapt the stride to the interval, poll the socket. */
@@ -351,7 +355,121 @@ static PyObject *decode(Reader *r, int depth) {
     }
 }
 
-/* zlib's adler32, which the driver computes with zlib.adler32 */
+/* A msgpack encoder for the same subset, making the bytes msgpack.packb(use_bin_type=True)
+ * makes. 0: done; -1: not encodable here (no exception set) or too big. */
+typedef struct {
+    uint8_t *p, *end;
+} Writer;
+
+static int put(Writer *w, const void *data, size_t n) {
+    if ((size_t)(w->end - w->p) < n)
+        return -1;
+    memcpy(w->p, data, n);
+    w->p += n;
+    return 0;
+}
+
+static int put_head(Writer *w, uint8_t code, uint64_t value, int width) {
+    uint8_t head[9];
+    head[0] = code;
+    for (int i = 0; i < width; i++)
+        head[1 + i] = (uint8_t)(value >> (8 * (width - 1 - i)));
+    return put(w, head, (size_t)width + 1);
+}
+
+/* fixed (a fix* code with the size in it) below `small`, else 8-, 16- or 32-bit sizes */
+static int put_sized(Writer *w, uint64_t n, uint8_t fixed, uint64_t small, uint8_t code8,
+                     uint8_t code16, uint8_t code32) {
+    if (n < small)
+        return put_head(w, (uint8_t)(fixed | n), 0, 0);
+    if (code8 && n <= 0xff)
+        return put_head(w, code8, n, 1);
+    if (n <= 0xffff)
+        return put_head(w, code16, n, 2);
+    return n <= 0xffffffffULL ? put_head(w, code32, n, 4) : -1;
+}
+
+static int encode(Writer *w, PyObject *o, int depth) {
+    if (depth > MAX_DEPTH)
+        return -1;
+    if (o == Py_None)
+        return put_head(w, 0xc0, 0, 0);
+    if (o == Py_True || o == Py_False)
+        return put_head(w, o == Py_True ? 0xc3 : 0xc2, 0, 0);
+    if (PyLong_Check(o)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (overflow > 0) {
+            unsigned long long u = PyLong_AsUnsignedLongLong(o);
+            if (u == (unsigned long long)-1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return -1;
+            }
+            return put_head(w, 0xcf, u, 8);
+        }
+        if (overflow < 0 || (v == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return -1;
+        }
+        if (v >= 0) {
+            if (v < 128) return put_head(w, (uint8_t)v, 0, 0);
+            if (v <= 0xff) return put_head(w, 0xcc, (uint64_t)v, 1);
+            if (v <= 0xffff) return put_head(w, 0xcd, (uint64_t)v, 2);
+            if (v <= 0xffffffffLL) return put_head(w, 0xce, (uint64_t)v, 4);
+            return put_head(w, 0xcf, (uint64_t)v, 8);
+        }
+        if (v >= -32) return put_head(w, (uint8_t)(int8_t)v, 0, 0);
+        if (v >= -128) return put_head(w, 0xd0, (uint64_t)v & 0xff, 1);
+        if (v >= -32768) return put_head(w, 0xd1, (uint64_t)v & 0xffff, 2);
+        if (v >= -2147483648LL) return put_head(w, 0xd2, (uint64_t)v & 0xffffffff, 4);
+        return put_head(w, 0xd3, (uint64_t)v, 8);
+    }
+    if (PyFloat_Check(o)) {
+        double d = PyFloat_AS_DOUBLE(o);
+        uint64_t bits;
+        memcpy(&bits, &d, 8);
+        return put_head(w, 0xcb, bits, 8);
+    }
+    if (PyUnicode_Check(o)) {
+        Py_ssize_t n;
+        const char *text = PyUnicode_AsUTF8AndSize(o, &n);
+        if (text == NULL) {
+            PyErr_Clear();
+            return -1;
+        }
+        if (put_sized(w, (uint64_t)n, 0xa0, 32, 0xd9, 0xda, 0xdb) < 0)
+            return -1;
+        return put(w, text, (size_t)n);
+    }
+    if (PyBytes_Check(o)) {
+        Py_ssize_t n = PyBytes_GET_SIZE(o);
+        if (put_sized(w, (uint64_t)n, 0, 0, 0xc4, 0xc5, 0xc6) < 0)
+            return -1;
+        return put(w, PyBytes_AS_STRING(o), (size_t)n);
+    }
+    if (PyList_Check(o) || PyTuple_Check(o)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(o);
+        if (put_sized(w, (uint64_t)n, 0x90, 16, 0, 0xdc, 0xdd) < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (encode(w, PySequence_Fast_GET_ITEM(o, i), depth + 1) < 0)
+                return -1;
+        return 0;
+    }
+    if (PyDict_Check(o)) {
+        if (put_sized(w, (uint64_t)PyDict_GET_SIZE(o), 0x80, 16, 0, 0xde, 0xdf) < 0)
+            return -1;
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(o, &pos, &key, &value))
+            if (encode(w, key, depth + 1) < 0 || encode(w, value, depth + 1) < 0)
+                return -1;
+        return 0;
+    }
+    return -1;
+}
+
+/* zlib's adler32 (tests compare it with zlib.adler32) */
 static uint32_t adler32(const uint8_t *p, size_t n) {
     uint32_t a = 1, b = 0;
     while (n > 0) {
@@ -415,6 +533,47 @@ done:
     return result;
 }
 
+/* express(mapping, message, offset): encode `message` into the slot as the frame that starts
+ * at stream `offset`, stamp it and ring; False if it cannot be encoded here or does not fit
+ * (then the socket alone carries it). The driver is the slot's only writer. */
+static PyObject *express(PyObject *module, PyObject *args) {
+    PyObject *mapping, *message;
+    unsigned long long offset;
+    if (!PyArg_ParseTuple(args, "OO!K:express", &mapping, &PyDict_Type, &message, &offset))
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(mapping, &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (view.len < SIZE) {
+        PyErr_SetString(PyExc_ValueError, "the doorbell mapping is too small");
+        goto done;
+    }
+    uint8_t *base = view.buf, body[SIZE - BODY_AT];
+    Writer writer = {body, body + sizeof body};
+    if (encode(&writer, message, 0) < 0) {
+        result = Py_NewRef(Py_False);
+        goto done;
+    }
+    uint64_t *version = (uint64_t *)(base + SLOT_AT);
+    Slot slot = {*version + 2, offset, 0, (uint32_t)(writer.p - body), 0};
+    slot.checksum = adler32(body, slot.length);
+    __atomic_store_n(version, slot.version - 1, __ATOMIC_RELAXED); /* odd: being written */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(base + BODY_AT, body, slot.length);
+    slot.sent_ns = (uint64_t)now_ns();
+    memcpy(base + SLOT_AT + sizeof slot.version, (uint8_t *)&slot + sizeof slot.version,
+           sizeof slot - sizeof slot.version);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    __atomic_store_n(version, slot.version, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    base[0] = 1; /* ring */
+    result = Py_NewRef(Py_True);
+done:
+    PyBuffer_Release(&view);
+    return result;
+}
+
 /* -- the module --------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -427,6 +586,7 @@ static PyMethodDef methods[] = {
     {"stride", stride, METH_NOARGS, "records between two tunes, as adapted"},
     {"yielding", yielding, METH_O, "yielding(records): every next() is a yield point"},
     {"take_express", take_express, METH_O, "take_express(mapping): the express slot's message"},
+    {"express", express, METH_VARARGS, "express(mapping, message, offset): copy into the slot"},
     {NULL, NULL, 0, NULL},
 };
 

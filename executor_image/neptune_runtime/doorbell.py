@@ -2,23 +2,24 @@
 
 The executor creates a small file in /dev/shm and names it, with a random token, in its `ready`
 message. A driver that can open that file and finds the token there sets byte 0 after each
-message it sends; the executor's yield points read that byte (~40 ns) instead of calling
-poll(2) on the socket (~0.5-2 us), so they can afford to look more often. Across hosts
-(Kubernetes pods) the driver cannot open the file and nothing changes: yield points poll the
-socket.
+message it sends, and byte 1 when it has a new stream task that may preempt the executor's
+(a forewarning: the executor warms its preemption path while the driver decides). The
+executor's yield points read those bytes at every record (one load) instead of calling poll(2)
+on the socket. Across hosts (Kubernetes pods) the driver cannot open the file and nothing
+changes: yield points poll the socket.
 
 Protocol: the driver writes a message to the socket, then sets the byte; the executor clears the
 byte, then reads the socket. A message written after that read sets the byte after the clear, so
 none is missed (the socket write is a system call, a full barrier).
 
-Express slot: a preempting `run` is also copied into the file, with the stream offset at which
-its frame starts on the socket. If every frame before that offset has been handled, the
-executor acts on the copy and drops the frame when it reads it later; so the preemption path
-has no socket read (20-100 us run cold on the VMs we measured). The copy carries a CRC and is
-bracketed by a version counter; a torn or stale copy is ignored and the socket serves. The
-executor's side (the check and taking the copy) is C, in _yieldcore.c: it runs cold, and there
-one call touches a few cache lines where the interpreter's paths touch hundreds. The last
-version taken lives in the page too (SEEN_AT), where that C code keeps it.
+Express slot: a preempting `run` is also copied into the file, before its frame is written to
+the socket, with the stream offset at which that frame starts. If every frame before that
+offset has been handled, the executor acts on the copy and drops the frame when it reads it
+later; so the preemption path has no socket read (20-100 us run cold on the VMs we measured).
+The copy carries an adler32 and is bracketed by a version counter; a torn or stale copy is
+ignored and the socket serves. Both sides of the slot are C (_yieldcore.c): they run cold, and
+there one call touches a few cache lines where the interpreter's paths touch hundreds. The
+last version taken lives in the page too (SEEN_AT), where the executor's side keeps it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ import os
 import secrets
 import struct
 import tempfile
-import time
-import zlib
 from typing import Any
 
 from . import _yieldcore
@@ -40,8 +39,8 @@ log = logging.getLogger("neptune.doorbell")
 
 PREFIX = "neptune-bell-"
 TOKEN = slice(8, 40)
-# version (odd while being written), stream offset, driver's send time, length, adler32;
-# _yieldcore.c reads this layout
+# The slot: version (odd while being written), stream offset, driver's send time (monotonic),
+# body length, adler32 of the body. _yieldcore.c writes and reads it.
 SLOT = struct.Struct("<QQQII")
 VERSION = struct.Struct("<Q")
 SLOT_AT = 64
@@ -99,7 +98,6 @@ class Ringer:
 
     def __init__(self, mapped: mmap.mmap) -> None:
         self._map = mapped
-        self._version = 0
 
     @classmethod
     def attach(cls, path: object, token: object) -> Ringer | None:
@@ -127,20 +125,11 @@ class Ringer:
         log.debug("attached the doorbell %s", path)
         return cls(mapped)
 
-    def express(self, body: bytes, offset: int) -> bool:
-        """Copy a message whose frame starts at stream `offset` into the slot and ring (before
-        the frame is written to the socket); False if it does not fit."""
-        if len(body) > EXPRESS_MAX:
-            return False
-        self._version += 1  # odd while the fields and the body change
-        VERSION.pack_into(self._map, SLOT_AT, self._version)
-        self._map[BODY_AT:BODY_AT + len(body)] = body
-        SLOT.pack_into(self._map, SLOT_AT, self._version, offset, time.monotonic_ns(),
-                       len(body), zlib.adler32(body))
-        self._version += 1
-        VERSION.pack_into(self._map, SLOT_AT, self._version)
-        self.ring()
-        return True
+    def express(self, message: dict[str, Any], offset: int) -> bool:
+        """Copy a message whose frame starts at stream `offset` into the slot, stamped, and
+        ring (before the frame is encoded and written to the socket: the executor needs only
+        the copy); False if it does not fit or has what the slot's encoder does not handle."""
+        return _yieldcore.express(self._map, message, offset)
 
     def ring(self) -> None:
         self._map[0] = 1

@@ -63,11 +63,11 @@ class ExecutorConn:
 
     def send(self, message: dict[str, Any], express: bool = False) -> None:
         """Send; `express` also copies it into the executor's doorbell slot, if we ring one."""
-        frame = protocol.encode(message)
         rung = False
         if express and self.ringer is not None:
-            # ring before the socket write (~20 us): the executor needs only the copy now
-            rung = self.ringer.express(frame[protocol.HEADER.size:], self.sent_bytes)
+            # the copy rings before the frame is even encoded: the executor needs only the copy
+            rung = self.ringer.express(message, self.sent_bytes)
+        frame = protocol.encode(message)
         self.writer.write(frame)
         self.sent_bytes += len(frame)
         if self.ringer is not None and not rung:
