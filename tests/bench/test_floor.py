@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from neptune_runtime.bench.floor import signal_floor
+from neptune_runtime.bench.floor import record_times, signal_floor
 
 
 def test_signal_floor_measures_every_message_on_both_carriers() -> None:
@@ -16,3 +16,12 @@ def test_signal_floor_measures_every_message_on_both_carriers() -> None:
         # a one-way delay is positive, and on any machine far below a scheduler tick
         assert 0 < figures["p50"] <= figures["p99"] <= figures["max"] < 1e5, figures
     assert os.sched_getaffinity(0) == set(cpus)  # the caller's affinity is given back
+
+
+def test_record_times_are_measured_on_the_given_core() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    times = record_times(cpus[-1], loops=10, count=2000)
+    assert times["samples"] == 2000
+    assert 0 < times["p50"] <= times["p99"] <= times["p999"] <= times["max"], times
+    assert times["over_30us_per_s"] >= 0
+    assert os.sched_getaffinity(0) == set(cpus)

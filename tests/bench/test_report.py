@@ -56,6 +56,11 @@ def test_failed_peer_fails_its_target_and_shows_in_the_table() -> None:
     result["signal_floor_us"] = {"tcp": {"p50": 21.6, "p99": 52.0, "max": 80.0},
                                  "shm": {"p50": 4.0, "p99": 23.0, "max": 60.0}}
     assert "tcp p50 22 us, p99 52 us; shm p50 4 us, p99 23 us." in markdown(result)
+    assert "Batch records on the executor's core" not in markdown(result)
+    result["record_times_us"] = {"p50": 9.0, "p99": 24.0, "p999": 53.5, "max": 358.0,
+                                 "over_30us_per_s": 641.0}
+    assert ("Batch records on the executor's core with no runtime: p50 9 us, p99 24 us, p99.9 "
+            "54 us, max 358 us (641 a second over 30 us)") in markdown(result)
     assert "polling settings not recorded" in table
     result["config"]["polling_us"] = {"poll_us": 100}
     result["config"]["warm_us"] = 1000

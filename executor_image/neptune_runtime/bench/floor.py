@@ -9,6 +9,7 @@ stamp `time.perf_counter_ns()`, CLOCK_MONOTONIC, which is one clock for every CP
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import random
@@ -20,6 +21,7 @@ import time
 from typing import Any
 
 from ..stats import percentile
+from .work import work
 
 STAMP = struct.Struct("=qq")  # sequence number, send time (ns)
 ACK = struct.Struct("=q")
@@ -119,8 +121,31 @@ def _pair(carrier: str, count: int, gap_s: tuple[float, float], cpus: tuple[int,
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
 
 
-def signal_floor(cpus: tuple[int, int], count: int = 1000,
+def signal_floor(cpus: tuple[int, int], count: int = 500,
                  gap_s: tuple[float, float] = (0.5e-3, 2e-3)) -> dict[str, Any]:
     """One-way delay percentiles (us) per carrier, the receiver busy-polling."""
     return {carrier: _summary(_pair(carrier, count, gap_s, cpus, seed))
             for seed, carrier in enumerate(("tcp", "shm"))}
+
+
+def record_times(cpu: int | None, loops: int, count: int = 50_000) -> dict[str, float]:
+    """How long the benchmark's batch records take on `cpu` with no runtime at all: a yield
+    point is reached once per record, so a record the machine stretches (an interrupt, the host
+    running something else) delays a preemption by as much, whatever the runtime does."""
+    affinity = os.sched_getaffinity(0)
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    try:
+        stamps = [0] * (count + 1)
+        clock = time.perf_counter_ns
+        stamps[0] = clock()
+        for i in range(1, count + 1):
+            work(i, loops)
+            stamps[i] = clock()
+    finally:
+        os.sched_setaffinity(0, affinity)
+    us = sorted((b - a) / 1e3 for a, b in itertools.pairwise(stamps))
+    total_s = sum(us) / 1e6
+    return {"p50": percentile(us, 50), "p99": percentile(us, 99), "p999": percentile(us, 99.9),
+            "max": us[-1], "over_30us_per_s": sum(1 for u in us if u > 30) / total_s,
+            "samples": float(count)}

@@ -55,6 +55,16 @@ def _floor_lines(floor: dict[str, Any]) -> list[str]:
                 for carrier, f in floor.items()) + "."]
 
 
+def _record_time_lines(times: dict[str, Any]) -> list[str]:
+    """How long a batch record takes here, no runtime: a preemption waits for the one running."""
+    if not times:
+        return []
+    return [f"Batch records on the executor's core with no runtime: p50 {times['p50']:.0f} us, "
+            f"p99 {times['p99']:.0f} us, p99.9 {times['p999']:.0f} us, max {times['max']:.0f} us "
+            f"({times['over_30us_per_s']:.0f} a second over 30 us); a yield point comes once per "
+            "record."]
+
+
 def _records_lines(result: dict[str, Any]) -> list[str]:
     """The honesty rule in the report: the records each system's tasks processed."""
     peers = result.get("peers", {})
@@ -120,6 +130,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"of which on the executor (kernel arrival to start): p50 {local['p50']:.0f} us, "
         f"p99 {local['p99']:.0f} us.",
         *_floor_lines(result.get("signal_floor_us", {})),
+        *_record_time_lines(result.get("record_times_us", {})),
         f"Yield-point overhead: throughput with/without = {result['yield_overhead_rel']:.4f} "
         "(fastest runs of each); per alternating pair median "
         f"{result['yield_overhead_spread'].get('median', 0.0):.4f}, "

@@ -166,6 +166,9 @@ def run(quick: bool, peers: bool = False) -> dict[str, Any]:
         print("  signal floor (busy-polling receiver) ...", end="", file=sys.stderr, flush=True)
         floor_us = floor.signal_floor((driver_cpu, executor_cpu))
         print(" done", file=sys.stderr)
+    print("  record times, no runtime ...", end="", file=sys.stderr, flush=True)
+    record_us = floor.record_times(executor_cpu, loops)
+    print(" done", file=sys.stderr)
     alone = scenarios["batch_alone"]["batch_records_per_s"] or 1.0
     neptune = scenarios["neptune"]
     result: dict[str, Any] = {
@@ -177,6 +180,7 @@ def run(quick: bool, peers: bool = False) -> dict[str, Any]:
         "yield_overhead_rel": yield_cost["best"],
         "yield_overhead_spread": yield_cost,
         "signal_floor_us": floor_us,
+        "record_times_us": record_us,
         "policies": {
             policy: {
                 "stream_p50_ms": scenarios[policy]["stream_p50_ms"],
