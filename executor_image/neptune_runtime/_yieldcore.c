@@ -181,12 +181,25 @@ typedef struct {
     PyObject *it;
 } Yielding;
 
+static int yielding_traverse(Yielding *self, visitproc visit, void *arg) {
+    Py_VISIT(self->it);
+    return 0;
+}
+
+static int yielding_clear(Yielding *self) {
+    Py_CLEAR(self->it);
+    return 0;
+}
+
 static void yielding_dealloc(Yielding *self) {
-    Py_XDECREF(self->it);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    PyObject_GC_UnTrack(self);
+    yielding_clear(self);
+    PyObject_GC_Del(self);
 }
 
 static PyObject *yielding_next(Yielding *self) {
+    if (self->it == NULL)
+        return NULL;
     PyObject *item = Py_TYPE(self->it)->tp_iternext(self->it);
     if (item == NULL)
         return NULL;
@@ -201,9 +214,11 @@ static PyTypeObject YieldingType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "neptune_runtime._yieldcore.yielding",
     .tp_basicsize = sizeof(Yielding),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "yielding(records): iterate over records; every next() is a yield point",
     .tp_dealloc = (destructor)yielding_dealloc,
+    .tp_traverse = (traverseproc)yielding_traverse,
+    .tp_clear = (inquiry)yielding_clear,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)yielding_next,
 };
@@ -212,12 +227,13 @@ static PyObject *yielding(PyObject *module, PyObject *records) {
     PyObject *it = PyObject_GetIter(records);
     if (it == NULL)
         return NULL;
-    Yielding *self = PyObject_New(Yielding, &YieldingType);
+    Yielding *self = PyObject_GC_New(Yielding, &YieldingType);
     if (self == NULL) {
         Py_DECREF(it);
         return NULL;
     }
     self->it = it;
+    PyObject_GC_Track(self);
     return (PyObject *)self;
 }
 
@@ -506,8 +522,10 @@ static PyObject *take_express(PyObject *module, PyObject *mapping) {
     uint64_t *seen = (uint64_t *)(base + SEEN_AT);
     Slot slot;
     uint8_t body[SIZE - BODY_AT];
-    memcpy(&slot, base + SLOT_AT, sizeof slot);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    /* a seqlock read: the version first, then the rest, then the version again */
+    slot.version = __atomic_load_n((uint64_t *)(base + SLOT_AT), __ATOMIC_ACQUIRE);
+    memcpy((uint8_t *)&slot + sizeof slot.version, base + SLOT_AT + sizeof slot.version,
+           sizeof slot - sizeof slot.version);
     if (slot.version == *seen || slot.version & 1 || slot.length > sizeof body)
         goto none;
     memcpy(body, base + BODY_AT, slot.length);

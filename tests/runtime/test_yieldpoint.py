@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import time
+import weakref
 from collections.abc import Iterator
 
 import greenlet
@@ -151,3 +153,15 @@ def test_with_a_doorbell_the_socket_is_still_polled_now_and_then(
     finally:
         left.close()
         right.close()
+
+
+def test_a_cycle_through_yielding_records_is_collected() -> None:
+    class Holder:
+        records: object = None
+
+    holder = Holder()
+    holder.records = yieldpoint.yielding([holder])  # holder -> iterator -> list -> holder
+    alive = weakref.ref(holder)
+    del holder
+    gc.collect()
+    assert alive() is None
