@@ -341,6 +341,20 @@ class Executor:
         # it a loss. Best effort: the driver may be gone already.
         with contextlib.suppress(DriverLost):
             self.send({"t": "bye"})
+            self._linger()
+
+    def _linger(self, seconds: float = 1.0) -> None:
+        """After `bye`: end our side and read what the driver still sends until it closes. A
+        socket closed with bytes unread (a frame taken from the express slot, a message sent
+        since the last drain) resets the connection, and the reset can destroy the `bye` before
+        the driver reads it: a planned exit would count as a loss."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0 \
+                    and select.select([self.sock], [], [], left)[0]:
+                if not self.sock.recv(RECEIVE_BYTES):
+                    return  # the driver closed its side
 
     def _forget_tasks(self) -> None:
         """After losing the driver: end every task and drop what was meant for that driver."""

@@ -111,6 +111,9 @@ def test_killed_executor_tasks_rerun_and_every_event_is_processed(
     assert status["jobs"]["events"]["uncommitted"] == 0
 
 
+# batch tasks of ~0.5 s: a task is surely still running when the signal comes
+@pytest.mark.parametrize("faults_cluster", [{"env": {"FAULTS_PARTITION_RECORDS": "2000000"}}],
+                         indirect=True)
 def test_an_executor_stopped_on_purpose_leaves_without_being_lost(
         faults_cluster: LocalCluster) -> None:
     # SIGTERM (a scale-down): its running batch task re-runs elsewhere, but it is no loss.
