@@ -8,11 +8,13 @@ design, so its path is always cold.
 
 The driver rehearses its part: while any executor runs a task, every NEPTUNE_WARM_US (default
 1 ms; 0: never) it encodes a `run` message and sends it through a loopback TCP connection of its
-own. That took encode+send from ~100 us to ~20 us when the socket carried the preemption, and
-the encode from ~40 to ~20 us now that a same-host executor takes it from the doorbell. It costs
-~50 us of the driver's CPU per rehearsal (~5% of its core while tasks run). The executor does
-not rehearse: there the same thing halved its ~100 us but cost 7% of batch throughput at 1 ms,
-and even a decode-only rehearsal cost 2%. Nothing rehearsed reaches a peer.
+own. That took encode+send from ~100 us to ~20 us when the socket carries the preemption (across
+hosts). On one host the driver's C copy into the executor's express slot comes first and the
+frame after it, so there this only keeps the rest of the send warm. It costs ~50 us of the
+driver's CPU per rehearsal (~5% of its core while tasks run). The executor does not rehearse on
+a timer (that halved its path but cost 7% of batch throughput at 1 ms): it rehearses once per
+forewarning, when the driver has a stream task that may preempt it (Executor._rehearse).
+Nothing rehearsed reaches a peer.
 """
 
 from __future__ import annotations
