@@ -28,7 +28,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import greenlet
@@ -73,7 +73,7 @@ class DriverLost(ExecutorError):
     """The connection to the driver broke."""
 
 
-@dataclass
+@dataclass(slots=True)  # slots: cheaper to make and to read, cold, on the preemption path
 class _Task:
     id: str
     job: str
@@ -89,7 +89,6 @@ class _Task:
     consumed: int = 0
     outcome: tuple[str, Any] | None = None  # set by the task's greenlet as it ends
     preempting: bool = False  # started from the greenlet of the task it preempted
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Counted:

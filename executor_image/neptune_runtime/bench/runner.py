@@ -30,9 +30,9 @@ from .work import calibrate, records_for
 
 WORKLOAD = "neptune_runtime.bench.workload"
 # The suspension latency's p99 is a target, so the quick run measures neptune longer than the
-# rest: at 20 events/s 5 s hold ~100 preemptions, whose p99 is their maximum; 12 s hold ~240,
+# rest: at 20 events/s 5 s hold ~100 preemptions, whose p99 is their maximum; 10 s hold ~200,
 # whose p99 is the third largest.
-QUICK_NEPTUNE_MEASURE_S = 12.0
+QUICK_NEPTUNE_MEASURE_S = 10.0
 
 
 def _cpus() -> tuple[int | None, int | None]:
