@@ -106,6 +106,18 @@ static inline int yield_point(void) {
     return tune();
 }
 
+/* The doorbell's page, writable and whole: 0, or -1 with an exception set. */
+static int get_page(PyObject *mapping, Py_buffer *view) {
+    if (PyObject_GetBuffer(mapping, view, PyBUF_WRITABLE) < 0)
+        return -1;
+    if (view->len < SIZE) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "the doorbell mapping is too small");
+        return -1;
+    }
+    return 0;
+}
+
 /* -- install, checkpoint, switched_in, request ------------------------------------------- */
 
 static PyObject *install(PyObject *module, PyObject *args, PyObject *kwargs) {
@@ -126,15 +138,8 @@ static PyObject *install(PyObject *module, PyObject *args, PyObject *kwargs) {
         return NULL;
     }
     Py_buffer view = {0};
-    if (bell != Py_None) {
-        if (PyObject_GetBuffer(bell, &view, PyBUF_WRITABLE) < 0)
-            return NULL;
-        if (view.len < SIZE) {
-            PyBuffer_Release(&view);
-            PyErr_SetString(PyExc_ValueError, "the doorbell mapping is too small");
-            return NULL;
-        }
-    }
+    if (bell != Py_None && get_page(bell, &view) < 0)
+        return NULL;
     if (S.bell_byte != NULL)
         PyBuffer_Release(&S.bell);
     S.bell = view;
@@ -511,13 +516,9 @@ typedef struct {
  * here: the socket has the same message). */
 static PyObject *take_express(PyObject *module, PyObject *mapping) {
     Py_buffer view;
-    if (PyObject_GetBuffer(mapping, &view, PyBUF_WRITABLE) < 0)
+    if (get_page(mapping, &view) < 0)
         return NULL;
     PyObject *result = NULL;
-    if (view.len < SIZE) {
-        PyErr_SetString(PyExc_ValueError, "the doorbell mapping is too small");
-        goto done;
-    }
     uint8_t *base = view.buf;
     uint64_t *seen = (uint64_t *)(base + SEEN_AT);
     Slot slot;
@@ -560,13 +561,9 @@ static PyObject *express(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OO!K:express", &mapping, &PyDict_Type, &message, &offset))
         return NULL;
     Py_buffer view;
-    if (PyObject_GetBuffer(mapping, &view, PyBUF_WRITABLE) < 0)
+    if (get_page(mapping, &view) < 0)
         return NULL;
     PyObject *result = NULL;
-    if (view.len < SIZE) {
-        PyErr_SetString(PyExc_ValueError, "the doorbell mapping is too small");
-        goto done;
-    }
     uint8_t *base = view.buf, body[SIZE - BODY_AT];
     Writer writer = {body, body + sizeof body};
     if (encode(&writer, message, 0) < 0) {

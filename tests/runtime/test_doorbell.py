@@ -10,7 +10,7 @@ import zlib
 import msgpack
 import pytest
 
-from neptune_runtime import hotpath, protocol
+from neptune_runtime import _yieldcore, hotpath, protocol
 from neptune_runtime.doorbell import BODY_AT, EXPRESS_MAX, SLOT, SLOT_AT, VERSION, Bell, Ringer
 
 
@@ -137,3 +137,13 @@ def test_what_the_express_decoder_cannot_read_is_left_to_the_socket(
     assert ringer.express({"t": "run"}, offset=0)
     taken = bell.take_express()  # and the slot still works
     assert taken is not None and (taken[0], taken[2]) == (0, {"t": "run"})
+
+
+def test_a_mapping_smaller_than_a_doorbell_is_refused() -> None:
+    small = bytearray(100)
+    with pytest.raises(ValueError, match="the doorbell mapping is too small"):
+        _yieldcore.take_express(small)
+    with pytest.raises(ValueError, match="the doorbell mapping is too small"):
+        _yieldcore.express(small, {"t": "run"}, 0)
+    with pytest.raises(ValueError, match="the doorbell mapping is too small"):
+        _yieldcore.install(None, bell=small)
