@@ -39,7 +39,8 @@ from .doorbell import SEEN_AT, SIZE, Bell, Ringer
 from .hotpath import CANNED_RUN
 
 # the task that hotpath.CANNED_RUN preempts, running on a rehearsal executor
-CANNED_VICTIM = {"id": CANNED_RUN["victim"], "job": "warm", "kind": "batch", "priority": 0}
+CANNED_VICTIM: dict[str, Any] = {"id": CANNED_RUN["victim"], "job": "warm", "kind": "batch",
+                                 "priority": 0}
 
 log = logging.getLogger("neptune.executor")
 
@@ -166,7 +167,6 @@ class Executor:
         self.canned = mmap.mmap(-1, SIZE)  # a preempting `run` in an express slot, to rehearse
         Ringer(self.canned).express(CANNED_RUN, 0)
         self.rehearsal: Executor | None = None
-        self.victim: _Task | None = None  # the running task the rehearsal's `run` preempts
 
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -403,9 +403,8 @@ class Executor:
         if taken is None or bell.rung():
             return
         rehearsal = self.rehearsal or self._rehearsal()  # an executor that runs nothing
-        rehearsal.current = rehearsal.victim
-        rehearsal._take(taken)  # the hub's handling of it
-        rehearsal.suspended.clear()
+        rehearsal._take(taken)  # the hub's handling of it: the victim goes to `suspended`
+        rehearsal.current = rehearsal.suspended.pop(CANNED_VICTIM["id"])  # as it was
         rehearsal.outbox.clear()
         rehearsal.suspension_samples.clear()
         if self.standby is not None and not bell.rung():
@@ -415,7 +414,7 @@ class Executor:
         """An executor of the same app that never connects: its state is the rehearsal's."""
         self.rehearsal = Executor(self.app, self.app_ref, self.driver, self.secret,
                                   f"{self.name}-rehearsal")
-        self.rehearsal.victim = self._new_task(CANNED_VICTIM)
+        self.rehearsal.current = self._new_task(CANNED_VICTIM)
         return self.rehearsal
 
     def _on_term(self, signum: int, frame: Any) -> None:
