@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.operator.op_controlplane import (  # noqa: E402
+from e2e.controlplane import (  # noqa: E402
     ControlPlane,
     find_binaries,
     free_port,

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from .op_controlplane import ControlPlane, ControlPlaneMissing, cleanup_dir, find_binaries
+from e2e.controlplane import ControlPlane, ControlPlaneMissing, cleanup_dir, find_binaries
+
 from .op_helpers import BASE
 
 

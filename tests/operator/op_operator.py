@@ -12,9 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from e2e.controlplane import ControlPlane
 from neptune_runtime.processes import free_port
-
-from .op_controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

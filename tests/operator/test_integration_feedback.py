@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e.controlplane import ControlPlane
 from neptune_runtime.processes import free_port
 
-from .op_controlplane import ControlPlane
 from .op_helpers import BASE
 from .op_operator import Operator, wait_for
 

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from .op_controlplane import ControlPlane
+from e2e.controlplane import ControlPlane
+
 from .op_helpers import BASE
 from .op_operator import Operator, wait_for
 
