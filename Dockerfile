@@ -22,6 +22,7 @@ RUN headers=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include
     fi
 RUN python3 -m venv /opt/neptune
 WORKDIR /src
+# Not bench/: the benchmarks (neptune_bench) stay out of the image; setuptools finds no package there.
 COPY pyproject.toml ./
 COPY executor_image/ executor_image/
 COPY operator/ operator/

@@ -10,7 +10,7 @@ HAS_HEADERS := import os, sysconfig, sys; \
 	sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
 DEMO_DURATION ?= 30s
 PY_PATHS := $(wildcard executor_image operator tests examples bench e2e/tests e2e/provisioner.py e2e/controlplane.py)
-MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operator tests examples e2e/tests e2e/provisioner.py e2e/controlplane.py)
+MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operator bench/neptune_bench tests examples e2e/tests e2e/provisioner.py e2e/controlplane.py)
 
 K8S_BIN := $(shell . e2e/versions.env && echo $$NEPTUNE_CACHE/$$K8S_VERSION/bin)
 export NEPTUNE_K8S_BIN ?= $(K8S_BIN)
@@ -67,7 +67,7 @@ test: lint tools
 	$(MAKE) e2e
 
 bench-setup: setup
-	@$(PY) -c 'import pyspark, distributed, matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
+	@$(PY) -c 'import neptune_bench, pyspark, distributed, matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
 
 bench-quick: bench-setup
 	$(VENV)/bin/neptunectl bench --quick --peers --json bench/results/quick.json --markdown bench/results/quick.md
@@ -75,9 +75,9 @@ bench-quick: bench-setup
 # The full suite (progress output; stops starting runs after the budget), then the simulator.
 bench: bench-setup
 	$(VENV)/bin/neptunectl bench --full --out bench/results --repetitions 3 --budget 50m
-	$(PY) -m neptune_runtime.sim validate --out bench/results
-	$(PY) -m neptune_runtime.sim scenarios --out bench/results
-	$(PY) -m neptune_runtime.sim decisions --out bench/results
+	$(PY) -m neptune_bench.sim validate --out bench/results
+	$(PY) -m neptune_bench.sim scenarios --out bench/results
+	$(PY) -m neptune_bench.sim decisions --out bench/results
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

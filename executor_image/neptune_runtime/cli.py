@@ -125,8 +125,15 @@ def cmd_executor(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench.runner import main as bench_main
-
+    # The benchmarks are a separate package (bench/neptune_bench), left out of the image.
+    try:
+        from neptune_bench.runner import main as bench_main
+    except ModuleNotFoundError as exc:
+        if exc.name != "neptune_bench":
+            raise
+        print("neptunectl bench: the benchmark package neptune_bench is not installed; in a "
+              "checkout, run `make bench-setup` (pip install -e '.[bench]')", file=sys.stderr)
+        return 2
     return bench_main(args)
 
 

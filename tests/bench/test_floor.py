@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from neptune_runtime.bench.floor import record_times, signal_floor
+from neptune_bench.floor import record_times, signal_floor
 
 
 def test_signal_floor_measures_every_message_on_both_carriers() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from neptune_runtime.bench.report import check_targets, markdown
-from neptune_runtime.bench.suite_report import aggregate, run_rows
-from neptune_runtime.bench.suite_report import markdown as suite_markdown
+from neptune_bench.report import check_targets, markdown
+from neptune_bench.suite_report import aggregate, run_rows
+from neptune_bench.suite_report import markdown as suite_markdown
 
 
 def _policy(p99: float, rel: float = 0.95) -> dict[str, Any]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from neptune_runtime.bench.suite import (
+from neptune_bench.suite import (
     BATCH_LENGTHS,
     HEADLINE_BATCH_MS,
     HEADLINE_RATE,
     points,
     windows,
 )
-from neptune_runtime.bench.work import records_for
+from neptune_bench.work import records_for
 
 
 def test_points_cover_both_sweeps_once() -> None:

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from neptune_runtime.bench.peers.common import PeerConfig, poisson_arrivals, read_batch_log
-from neptune_runtime.bench.summary import (
+from neptune_bench.peers.common import PeerConfig, poisson_arrivals, read_batch_log
+from neptune_bench.summary import (
     bucket_cdf,
     empirical_cdf,
     histogram_buckets,

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from neptune_bench.sim.engine import Simulation, simulate, summarise
+from neptune_bench.sim.model import MIB, AppSpec, Costs, Scenario
 from neptune_runtime.policies import POLICIES
-from neptune_runtime.sim.engine import Simulation, simulate, summarise
-from neptune_runtime.sim.model import MIB, AppSpec, Costs, Scenario
 
 COSTS = Costs(dispatch_s=150e-6, suspend_s=100e-6, report_s=100e-6, kill_s=100e-6)
 

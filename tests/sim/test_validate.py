@@ -6,11 +6,11 @@ import math
 
 import pytest
 
+from neptune_bench.sim.decision_bench import snapshot
+from neptune_bench.sim.engine import simulate
+from neptune_bench.sim.model import AppSpec, Costs, Scenario
+from neptune_bench.sim.validate import calibrate, compare, error, partitions, service_time
 from neptune_runtime.policies import fifo
-from neptune_runtime.sim.decision_bench import snapshot
-from neptune_runtime.sim.engine import simulate
-from neptune_runtime.sim.model import AppSpec, Costs, Scenario
-from neptune_runtime.sim.validate import calibrate, compare, error, partitions, service_time
 
 
 def test_calibration_subtracts_the_messages_from_the_alone_figures() -> None:

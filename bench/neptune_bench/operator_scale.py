@@ -4,9 +4,12 @@ Measures the time until every app has all its children and a status for its gene
 operator's peak RSS (VmHWM; target <= 200 MB) and its reconcile errors (target 0).
 
     # against a running control plane (make controlplane-up; KUBECONFIG exported):
-    python bench/operator_scale.py --apps 500
+    python -m neptune_bench.operator_scale --apps 500
     # or with a throw-away control plane from NEPTUNE_K8S_BIN:
-    python bench/operator_scale.py --apps 500 --start-controlplane
+    python -m neptune_bench.operator_scale --apps 500 --start-controlplane
+
+It runs from a checkout (an editable install): it reads the CRD from crds/, starts the operator
+from operator/ and the control plane with e2e/controlplane.py.
 """
 
 from __future__ import annotations
@@ -24,14 +27,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from neptune_runtime.processes import free_port
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: bench/neptune_bench/ is two below
 sys.path.insert(0, str(ROOT))
 
-from e2e.controlplane import (  # noqa: E402
-    ControlPlane,
-    find_binaries,
-    free_port,
-)
+from e2e.controlplane import ControlPlane, find_binaries  # noqa: E402
 
 CHILD_KINDS = "deploy,sts,svc,secret,cm,networkpolicy"
 CHILDREN_PER_APP = 7

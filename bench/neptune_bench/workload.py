@@ -18,8 +18,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from neptune_bench.work import RECORD_US, calibrate, records_for, work
 from neptune_runtime import App, TaskContext, sources
-from neptune_runtime.bench.work import RECORD_US, calibrate, records_for, work
 
 MODE = os.environ.get("BENCH_MODE", "both")
 BATCH_MS = float(os.environ.get("BENCH_BATCH_MS", "100"))

@@ -1,6 +1,6 @@
 """What every peer shares: its configuration, the task functions, pinning and the phase timing.
 
-A peer runs in its own process (`python -m neptune_runtime.bench.peers.NAME CONFIG_JSON`) and
+A peer runs in its own process (`python -m neptune_bench.peers.NAME CONFIG_JSON`) and
 prints one JSON document on its last stdout line. Each phase (batch alone, both, optionally
 stream alone) has a warm-up that is excluded, then a measured window:
 - stream latency: from the event's scheduled Poisson arrival time (not the time the submitter

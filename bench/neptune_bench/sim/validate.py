@@ -18,8 +18,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ..bench.runner import run_scenario
-from ..policies import POLICIES
+from neptune_runtime.policies import POLICIES
+
+from ..runner import run_scenario
 from .engine import simulate
 from .model import AppSpec, Costs, Scenario
 
@@ -103,7 +104,7 @@ def real_figures(run: dict[str, Any], alone: dict[str, Any]) -> dict[str, Any]:
 
 def run(sizes: tuple[int, ...] = (1, 2, 4), warmup: float = 2.0, measure: float = 15.0,
         workload: Workload = Workload(), sim_factor: float = 10.0) -> dict[str, Any]:
-    from ..bench.work import records_for
+    from ..work import records_for
 
     batch_records = records_for(workload.batch_ms, workload.sleep_us)
     rows: list[dict[str, Any]] = []

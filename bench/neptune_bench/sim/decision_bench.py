@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from ..policies import POLICIES, ExecutorView, Snapshot, TaskView
+from neptune_runtime.policies import POLICIES, ExecutorView, Snapshot, TaskView
 
 
 def snapshot(executors: int, stream: int, batch: int, seed: int = 3) -> Snapshot:

@@ -19,7 +19,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..policies import (
+from neptune_runtime.policies import (
     AttemptClock,
     ExecutorView,
     Kill,
@@ -31,7 +31,8 @@ from ..policies import (
     Suspend,
     TaskView,
 )
-from ..stats import percentile
+from neptune_runtime.stats import percentile
+
 from .model import Scenario
 
 MIB = 1 << 20

@@ -11,8 +11,9 @@ import statistics
 import time
 from collections.abc import Iterator
 
-from .. import yieldpoint
-from ..doorbell import Bell
+from neptune_runtime import yieldpoint
+from neptune_runtime.doorbell import Bell
+
 from . import work as workload
 
 

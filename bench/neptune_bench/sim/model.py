@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..app import BATCH_PRIORITY, STREAM_PRIORITY
+from neptune_runtime.app import BATCH_PRIORITY, STREAM_PRIORITY
 
 MIB = 1 << 20
 

@@ -1,4 +1,4 @@
-"""`python -m neptune_runtime.sim`: cluster-scale scenarios, validation, the decision benchmark.
+"""`python -m neptune_bench.sim`: cluster-scale scenarios, validation, the decision benchmark.
 
   scenarios  [--only paper75|large1000] [--out DIR]   every policy at 75 and 1000 executors
   validate   [--sizes 1,2,4] [--measure 15] [--out DIR] against the real runtime (takes minutes)
@@ -42,7 +42,7 @@ def scenarios_markdown(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m neptune_runtime.sim", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m neptune_bench.sim", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("scenarios", "validate", "decisions"))
     parser.add_argument("--out", default="bench/results")

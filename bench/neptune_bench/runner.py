@@ -18,9 +18,10 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from .. import hotpath, yieldpoint
-from ..policies import POLICIES
-from ..processes import LocalCluster
+from neptune_runtime import hotpath, yieldpoint
+from neptune_runtime.policies import POLICIES
+from neptune_runtime.processes import LocalCluster
+
 from . import floor, overhead, workload
 from .peers import PEERS, run_peer
 from .peers.common import PeerConfig
@@ -28,7 +29,7 @@ from .report import check_targets, markdown
 from .summary import bucket_cdf, histogram_buckets, peer_figures
 from .work import calibrate, records_for
 
-WORKLOAD = "neptune_runtime.bench.workload"
+WORKLOAD = "neptune_bench.workload"
 # The suspension latency's p99 is a target, so the quick run measures neptune longer than the
 # rest: at 20 events/s 5 s hold ~100 preemptions, whose p99 is their maximum; 10 s hold ~200,
 # whose p99 is the third largest.

@@ -20,7 +20,8 @@ import struct
 import time
 from typing import Any
 
-from ..stats import percentile
+from neptune_runtime.stats import percentile
+
 from .work import work
 
 STAMP = struct.Struct("=qq")  # sequence number, send time (ns)

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..stats import percentile
+from neptune_runtime.stats import percentile
 
 
 def phase_summary(stream: Sequence[tuple[float, float | None, int]],

@@ -48,7 +48,7 @@ def run_peer(name: str, cfg: PeerConfig) -> dict[str, Any]:
         try:
             with open(errors, "w") as err:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", f"neptune_runtime.bench.peers.{name}", cfg.to_json()],
+                    [sys.executable, "-m", f"neptune_bench.peers.{name}", cfg.to_json()],
                     stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp,
                     start_new_session=True)
         except OSError as exc:

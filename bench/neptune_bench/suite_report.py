@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..policies import POLICIES
+from neptune_runtime.policies import POLICIES
+
 from .summary import ratio, spread
 
 OURS = tuple(POLICIES)

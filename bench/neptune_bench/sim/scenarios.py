@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..policies import POLICIES
+from neptune_runtime.policies import POLICIES
+
 from .engine import Simulation, simulate, summarise
 from .model import MIB, AppSpec, Scenario
 
