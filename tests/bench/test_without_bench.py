@@ -10,9 +10,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# -S: no site module, so no .pth file runs and the editable install's finder, which maps
-# neptune_bench to bench/, is not there; the runtime and its dependencies are put on the path
-# as plain directories, as in the image.
+# -I -S: no PYTHON* variables and no site module, so no .pth file runs and the editable
+# install's finder, which maps neptune_bench to bench/, is not there; the runtime and its
+# dependencies are put on the path as plain directories, as in the image.
 PROGRAM = """
 import sys
 sys.path[:0] = sys.argv[1:]
@@ -29,7 +29,7 @@ sys.exit(main(["bench", "--quick"]))
 
 def test_bench_without_the_package_exits_2_and_says_how_to_install() -> None:
     proc = subprocess.run(
-        [sys.executable, "-S", "-c", PROGRAM, str(ROOT / "executor_image"),
+        [sys.executable, "-I", "-S", "-c", PROGRAM, str(ROOT / "executor_image"),
          sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]],
         capture_output=True, text=True, timeout=60, cwd="/")
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
