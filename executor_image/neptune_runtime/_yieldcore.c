@@ -10,6 +10,21 @@
  * anything else is left to the socket, which msgpack itself encodes and decodes.
  *
  * One slot per process, so the state is global: the task running is the one at a yield point.
+ *
+ * The doorbell's page (4 KiB, shared with the driver's process on the same host; doorbell.py
+ * has the same offsets):
+ *   0       byte: a message was sent (the driver sets it, the executor clears it)
+ *   1       byte: forewarned, a preempting `run` may follow (same)
+ *   8..40   the executor's random token (doorbell.py)
+ *   64..96  the express slot's header, struct Slot below: version (odd while being written),
+ *           stream offset, send time (CLOCK_MONOTONIC ns), body length, adler32 of the body
+ *   104     uint64: the last version the executor took
+ *   128..   the body: msgpack, whose own integers are big-endian
+ * Byte order: the header and the seen mark are in the host's native order (the C struct, no
+ * padding), since both sides run on this host: doorbell.SLOT is struct "=QQQII" to match. Bytes
+ * 0 and 1 are read together in one 16-bit load whose value is only compared with zero, so
+ * their order does not matter. The page must be 8-byte aligned (an mmap is page-aligned): the
+ * version, the seen mark and the bell word are accessed with atomic builtins.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -20,6 +35,8 @@
 #include <time.h>
 
 #define MAX_STRIDE (1LL << 20)
+/* 1000 s: interval_ns (at most 1e12) times a stride (at most 2^20) stays far below 2^63 */
+#define MAX_INTERVAL_US 1000000000LL
 #define POLLS_PER_BELL_POLL 8 /* with a doorbell, the socket is polled once per this many */
 
 /* The slot's layout, shared with doorbell.py (SLOT, SLOT_AT, BODY_AT, SEEN_AT, SIZE). */
@@ -28,6 +45,7 @@
 #define BODY_AT 128
 #define SIZE 4096
 #define MAX_DEPTH 32
+#define ALIGN 8
 
 static struct {
     PyObject *on_signal;          /* called when the driver sent something */
@@ -48,10 +66,14 @@ static long long now_ns(void) {
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+/* The handler is held for the call: it may install() another (or suspend the task, and the
+ * hub install another meanwhile), which drops the state's reference while it runs. */
 static int call(PyObject *handler) {
     if (handler == NULL)
         return 0;
+    Py_INCREF(handler);
     PyObject *result = PyObject_CallNoArgs(handler);
+    Py_DECREF(handler);
     if (result == NULL)
         return -1;
     Py_DECREF(result);
@@ -72,7 +94,9 @@ static int ring(void) {
     S.bell_byte[1] = 0;
     if (call(S.on_forewarn) < 0)
         return -1;
-    return S.bell_byte[0] ? fire() : 0; /* rung meanwhile: the handler stopped for it */
+    /* rung meanwhile: the handler stopped for it. The handler may have installed another
+     * doorbell, or none: read the state's pointer again. */
+    return S.bell_byte != NULL && S.bell_byte[0] ? fire() : 0;
 }
 
 /* Every `stride` records: adapt the stride to the interval, poll the socket. */
@@ -98,8 +122,14 @@ static int tune(void) {
     return 0;
 }
 
+/* Bytes 0 and 1 in one load (relaxed: it only has to be a fresh, whole read of the word that
+ * the driver's process writes; on x86-64 a plain 16-bit load). */
+static inline uint16_t bell_word(void) {
+    return __atomic_load_n((const uint16_t *)(const void *)S.bell_byte, __ATOMIC_RELAXED);
+}
+
 static inline int yield_point(void) {
-    if (S.bell_byte != NULL && *(volatile uint16_t *)S.bell_byte)
+    if (S.bell_byte != NULL && bell_word())
         return ring();
     if (--S.countdown > 0)
         return 0;
@@ -115,6 +145,11 @@ static int get_page(PyObject *mapping, Py_buffer *view) {
         PyErr_SetString(PyExc_ValueError, "the doorbell mapping is too small");
         return -1;
     }
+    if ((uintptr_t)view->buf % ALIGN != 0) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_ValueError, "the doorbell mapping is not 8-byte aligned");
+        return -1;
+    }
     return 0;
 }
 
@@ -122,31 +157,41 @@ static int get_page(PyObject *mapping, Py_buffer *view) {
 
 static PyObject *install(PyObject *module, PyObject *args, PyObject *kwargs) {
     static char *names[] = {"on_signal", "fd", "interval_us", "bell", "on_forewarn", NULL};
-    PyObject *on_signal = Py_None, *bell = Py_None, *on_forewarn = Py_None;
+    PyObject *on_signal = Py_None, *bell = Py_None, *on_forewarn = Py_None, *interval = NULL;
     int fd = -1;
     long long interval_us = 100;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OiLOO:install", names, &on_signal, &fd,
-                                     &interval_us, &bell, &on_forewarn))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OiOOO:install", names, &on_signal, &fd,
+                                     &interval, &bell, &on_forewarn))
         return NULL;
     if ((on_signal != Py_None && !PyCallable_Check(on_signal)) ||
         (on_forewarn != Py_None && !PyCallable_Check(on_forewarn))) {
         PyErr_SetString(PyExc_TypeError, "on_signal and on_forewarn must be callable or None");
         return NULL;
     }
-    if (interval_us < 1) {
-        PyErr_SetString(PyExc_ValueError, "interval_us must be at least 1");
+    if (interval != NULL) {
+        int overflow;
+        interval_us = PyLong_AsLongLongAndOverflow(interval, &overflow);
+        if (interval_us == -1 && PyErr_Occurred())
+            return NULL;
+        if (overflow)
+            interval_us = -1; /* out of range either way */
+    }
+    if (interval_us < 1 || interval_us > MAX_INTERVAL_US) {
+        /* bounded before it becomes nanoseconds and is multiplied by a stride */
+        PyErr_Format(PyExc_ValueError, "interval_us must be between 1 and %lld (%lld s)",
+                     MAX_INTERVAL_US, MAX_INTERVAL_US / 1000000);
         return NULL;
     }
     Py_buffer view = {0};
     if (bell != Py_None && get_page(bell, &view) < 0)
         return NULL;
-    if (S.bell_byte != NULL)
-        PyBuffer_Release(&S.bell);
+    /* the new state first, then the old one let go: releasing or dropping it may run code */
+    Py_buffer old_bell = S.bell;
+    int had_bell = S.bell_byte != NULL;
+    PyObject *old_signal = S.on_signal, *old_forewarn = S.on_forewarn;
     S.bell = view;
     S.bell_byte = bell != Py_None ? (volatile uint8_t *)view.buf : NULL;
-    Py_XDECREF(S.on_signal);
     S.on_signal = on_signal == Py_None ? NULL : Py_NewRef(on_signal);
-    Py_XDECREF(S.on_forewarn);
     S.on_forewarn = on_forewarn == Py_None ? NULL : Py_NewRef(on_forewarn);
     S.fd = fd;
     S.interval_ns = interval_us * 1000;
@@ -155,6 +200,10 @@ static PyObject *install(PyObject *module, PyObject *args, PyObject *kwargs) {
     S.polls_left = 1;
     S.requested = 0;
     S.last_tune_ns = now_ns();
+    if (had_bell)
+        PyBuffer_Release(&old_bell);
+    Py_XDECREF(old_signal);
+    Py_XDECREF(old_forewarn);
     Py_RETURN_NONE;
 }
 
@@ -506,10 +555,14 @@ static uint32_t adler32(const uint8_t *p, size_t n) {
     return b << 16 | a;
 }
 
+/* The slot's header at SLOT_AT, in native byte order (see the top of this file). */
 typedef struct {
     uint64_t version, offset, sent_ns;
     uint32_t length, checksum;
 } Slot;
+_Static_assert(sizeof(Slot) == 32, "the slot header is doorbell.SLOT, without padding");
+_Static_assert(SLOT_AT + sizeof(Slot) <= SEEN_AT && SEEN_AT + 8 <= BODY_AT, "the page layout");
+_Static_assert(SLOT_AT % ALIGN == 0 && SEEN_AT % ALIGN == 0, "aligned for the atomic builtins");
 
 /* take_express(mapping): (offset, sent_ns, message) if the slot holds a new, whole message
  * that decodes, once; None otherwise (nothing new, rewritten while read, or not decodable
@@ -594,7 +647,7 @@ done:
 static PyMethodDef methods[] = {
     {"install", (PyCFunction)(void (*)(void))install, METH_VARARGS | METH_KEYWORDS,
      "install(on_signal=None, fd=-1, interval_us=100, bell=None, on_forewarn=None): what yield "
-     "points check and call"},
+     "points check and call (interval_us: 1 to 10**9; bell: a 4 KiB, 8-byte aligned mapping)"},
     {"checkpoint", checkpoint, METH_NOARGS, "an explicit yield point"},
     {"switched_in", switched_in, METH_NOARGS, "a task is switched in: restart the tune clock"},
     {"request", request, METH_NOARGS, "make the next yield point signal (signal-safe)"},

@@ -39,10 +39,15 @@ log = logging.getLogger("neptune.doorbell")
 
 PREFIX = "neptune-bell-"
 TOKEN = slice(8, 40)
-# The slot: version (odd while being written), stream offset, driver's send time (monotonic),
-# body length, adler32 of the body. _yieldcore.c writes and reads it.
-SLOT = struct.Struct("<QQQII")
-VERSION = struct.Struct("<Q")
+# The page (the same offsets as _yieldcore.c, whose opening comment draws it): byte 0 rung,
+# byte 1 forewarned, the token, the slot's header at SLOT_AT, the executor's seen mark at SEEN_AT,
+# the body (msgpack) at BODY_AT.
+# The slot's header: version (odd while being written), stream offset, driver's send time
+# (monotonic), body length, adler32 of the body. _yieldcore.c writes and reads it as a C struct,
+# so in the host's native byte order ("=": native order, standard sizes, no padding): the page
+# never leaves this host. The seen mark is a native uint64 as well.
+SLOT = struct.Struct("=QQQII")
+VERSION = struct.Struct("=Q")
 SLOT_AT = 64
 SEEN_AT = 104  # the executor's: the last version it took
 BODY_AT = 128

@@ -11,7 +11,16 @@ import msgpack
 import pytest
 
 from neptune_runtime import _yieldcore, hotpath, protocol
-from neptune_runtime.doorbell import BODY_AT, EXPRESS_MAX, SLOT, SLOT_AT, VERSION, Bell, Ringer
+from neptune_runtime.doorbell import (
+    BODY_AT,
+    EXPRESS_MAX,
+    SEEN_AT,
+    SLOT,
+    SLOT_AT,
+    VERSION,
+    Bell,
+    Ringer,
+)
 
 
 def test_a_driver_rings_the_bell_it_was_offered() -> None:
@@ -83,6 +92,23 @@ def test_the_express_slot_hands_over_a_message_once(attached: tuple[Bell, Ringer
     assert not ringer.express({"t": "run", "records": ["x" * EXPRESS_MAX]}, offset=0)
     assert not ringer.express({"t": "run", "x": {1, 2}}, offset=0)  # not msgpack's subset
     assert bell.take_express() is None  # the socket carries those
+
+
+def test_the_slot_header_is_the_c_struct_in_native_byte_order(
+        attached: tuple[Bell, Ringer]) -> None:
+    # C writes the header as its struct (native order: the slot never leaves this host);
+    # doorbell.SLOT is how Python reads and writes the same bytes
+    bell, ringer = attached
+    assert SLOT.size == 32 and SLOT_AT + SLOT.size <= SEEN_AT and SEEN_AT + 8 <= BODY_AT
+    before = VERSION.unpack_from(bell.mapping, SLOT_AT)[0]
+    assert ringer.express({"t": "run"}, offset=0x0102030405060708)
+    version, offset, sent_ns, length, checksum = SLOT.unpack_from(bell.mapping, SLOT_AT)
+    body = bell.mapping[BODY_AT:BODY_AT + length]
+    assert (version, offset, checksum) == (before + 2, 0x0102030405060708, zlib.adler32(body))
+    assert 0 < sent_ns <= time.monotonic_ns()
+    taken = bell.take_express()
+    assert taken is not None
+    assert VERSION.unpack_from(bell.mapping, SEEN_AT)[0] == version  # the executor's mark
 
 
 def test_a_torn_or_corrupt_express_copy_is_ignored(attached: tuple[Bell, Ringer]) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import gc
+import os
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 import weakref
 from collections.abc import Iterator
@@ -11,8 +15,8 @@ from collections.abc import Iterator
 import greenlet
 import pytest
 
-from neptune_runtime import hotpath, yieldpoint
-from neptune_runtime.doorbell import Bell, Ringer
+from neptune_runtime import _yieldcore, hotpath, yieldpoint
+from neptune_runtime.doorbell import SIZE, Bell, Ringer
 
 
 @pytest.fixture(autouse=True)
@@ -165,3 +169,91 @@ def test_a_cycle_through_yielding_records_is_collected() -> None:
     del holder
     gc.collect()
     assert alive() is None
+
+
+def test_an_absurd_interval_is_refused_before_it_overflows() -> None:
+    # interval_us * 1000 ns, times a stride, must stay far inside 64 bits
+    for bad in (10**16, 2**63 - 1, 2**64, 10**30, 0, -1):
+        with pytest.raises(ValueError, match=r"interval_us must be between 1 and 1000000000"):
+            yieldpoint.install(lambda: None, interval_us=bad)
+    yieldpoint.install(lambda: None, interval_us=10**9)  # 1000 s: the largest accepted
+    yieldpoint.task_switched_in()
+    for _ in range(64):
+        yieldpoint.checkpoint()
+    assert yieldpoint.stride() > 1  # it grows towards the interval, it does not collapse
+
+
+def test_a_doorbell_mapping_must_be_aligned_for_its_atomic_reads() -> None:
+    misaligned = memoryview(bytearray(SIZE + 8))[1:SIZE + 1]
+    with pytest.raises(ValueError, match="the doorbell mapping is not 8-byte aligned"):
+        yieldpoint.install(lambda: None, bell=misaligned)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="the doorbell mapping is not 8-byte aligned"):
+        _yieldcore.take_express(misaligned)
+
+
+def _isolated(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in its own interpreter with the debug allocator, which fills freed memory, so
+    that a use after free crashes that process and not this one."""
+    env = {**os.environ, "PYTHONMALLOC": "debug", "PYTHONFAULTHANDLER": "1"}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+# A handler whose only owner is the yield point: a method-wrapper that holds its iterator, and
+# the iterator's __next__ reads the iterator again after the call returns.
+HANDLER_REPLACED = """
+    import mmap
+    from neptune_runtime import _yieldcore
+    calls = []
+    bell = mmap.mmap(-1, 4096)
+
+    def then() -> None:
+        calls.append("then")
+
+    def replace_me() -> int:
+        calls.append(WHO)
+        _yieldcore.install(then, bell=bell)  # drops the yield point's reference to the handler
+        return 1
+
+    handler = iter(replace_me, None).__next__
+    if WHO == "on_signal":
+        _yieldcore.install(handler, bell=bell)
+        _yieldcore.request()
+    else:
+        _yieldcore.install(None, bell=bell, on_forewarn=handler)
+        bell[1] = 1  # the driver forewarns
+    del handler
+    _yieldcore.checkpoint()
+    _yieldcore.request()
+    _yieldcore.checkpoint()
+    assert calls == [WHO, "then"], calls
+    _yieldcore.install(None)
+    print("survived")
+"""
+
+
+@pytest.mark.parametrize("who", ["on_signal", "on_forewarn"])
+def test_a_handler_may_install_another_while_it_runs(who: str) -> None:
+    proc = _isolated(f"WHO = {who!r}\n" + textwrap.dedent(HANDLER_REPLACED))
+    assert proc.returncode == 0 and "survived" in proc.stdout, (proc.returncode, proc.stderr)
+
+
+def test_a_forewarning_handler_may_drop_the_doorbell() -> None:
+    proc = _isolated("""
+        import mmap
+        from neptune_runtime import _yieldcore
+        bell = mmap.mmap(-1, 4096)
+        dropped = []
+
+        def forewarned() -> None:
+            _yieldcore.install(lambda: None)  # no doorbell any more (an executor reconnecting)
+            dropped.append(1)
+
+        _yieldcore.install(lambda: None, bell=bell, on_forewarn=forewarned)
+        bell[1] = 1
+        _yieldcore.checkpoint()
+        assert dropped == [1]
+        _yieldcore.install(None)
+        print("survived")
+    """)
+    assert proc.returncode == 0 and "survived" in proc.stdout, (proc.returncode, proc.stderr)
