@@ -9,17 +9,22 @@ look jobs up by name. Functions that run where:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from .durations import parse_duration
 from .sinks import Sink
 from .sources import Source
 
 Kind = Literal["stream", "batch"]
+OnError = Literal["dead_letter", "fail"]
 STREAM_PRIORITY = 10
 BATCH_PRIORITY = 0
+
+log = logging.getLogger("neptune.app")
+_warned: set[str] = set()  # shared state names a task asked for that no job publishes
 
 
 class TaskContext:
@@ -33,6 +38,7 @@ class TaskContext:
         epoch: int,
         attempt: int,
         states: dict[str, tuple[int, Any]],
+        published: frozenset[str] = frozenset(),
     ) -> None:
         self.task_id = task_id
         self.job = job
@@ -40,10 +46,16 @@ class TaskContext:
         self.epoch = epoch
         self.attempt = attempt
         self._states = states
+        self._published = published
 
     def state(self, name: str, default: Any = None) -> Any:
         """The latest published value of shared state `name` (as this executor last heard it)."""
         entry = self._states.get(name)
+        if entry is None and name not in self._published and name not in _warned:
+            _warned.add(name)  # once per name and process: this runs per task
+            log.warning("job %s: ctx.state(%r): no job of this app publishes %r (published: "
+                        "%s); the default is returned", self.job, name, name,
+                        ", ".join(sorted(self._published)) or "none")
         return default if entry is None else entry[1]
 
     def state_version(self, name: str) -> int:
@@ -82,6 +94,10 @@ class StreamJob:
     sink: Sink | None = None
     priority: int = STREAM_PRIORITY
     max_retries: int = 3
+    # After max_retries, a record that still fails goes to `dead_letter` (default: a JSON-lines
+    # file in the driver's state directory) and the job goes on; "fail" fails the job instead.
+    on_error: OnError = "dead_letter"
+    dead_letter: Sink | None = None
     kind: Kind = "stream"
 
 
@@ -130,7 +146,14 @@ class App:
         sink: Sink | None = None,
         priority: int = STREAM_PRIORITY,
         max_retries: int = 3,
+        on_error: OnError = "dead_letter",
+        dead_letter: Sink | None = None,
     ) -> StreamJob:
+        if on_error not in get_args(OnError):
+            raise ValueError(f"job {name}: on_error must be 'dead_letter' or 'fail', "
+                             f"got {on_error!r}")
+        if max_retries < 0:
+            raise ValueError(f"job {name}: max_retries must be at least 0, got {max_retries}")
         job = StreamJob(
             name=name,
             source=source,
@@ -140,6 +163,8 @@ class App:
             sink=sink,
             priority=priority,
             max_retries=max_retries,
+            on_error=on_error,
+            dead_letter=dead_letter,
         )
         self._add(job)
         return job
@@ -194,3 +219,7 @@ class App:
 
     def batch_jobs(self) -> Sequence[BatchJob]:
         return [j for j in self.jobs.values() if isinstance(j, BatchJob)]
+
+    def published(self) -> frozenset[str]:
+        """The names of the shared state that this app's jobs publish."""
+        return frozenset(j.publishes for j in self.batch_jobs() if j.publishes)

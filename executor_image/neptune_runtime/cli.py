@@ -11,6 +11,13 @@ import sys
 import time
 from typing import Any
 
+from .bodies import (
+    DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_DEPTH,
+    DEFAULT_MAX_EVENTS,
+    IngestLimits,
+)
 from .durations import parse_duration
 from .policies import POLICIES
 
@@ -27,6 +34,27 @@ def _secret(role: str) -> str:
     if not secret:
         raise SystemExit(f"neptunectl {role}: set NEPTUNE_SECRET (the app's shared secret)")
     return secret
+
+
+TOKENS_HELP = ("directory holding the HTTP tokens, files `ingest` and `read` (see "
+               "docs/architecture.md)")
+LIMITS = [
+    ("--max-events", "NEPTUNE_INGEST_MAX_EVENTS", str(DEFAULT_MAX_EVENTS),
+     "most events one ingest request may carry (more: 413)"),
+    ("--max-depth", "NEPTUNE_INGEST_MAX_DEPTH", str(DEFAULT_MAX_DEPTH),
+     "deepest JSON nesting an ingest request may have (deeper: 400)"),
+    ("--max-body", "NEPTUNE_INGEST_MAX_BODY", str(DEFAULT_MAX_BODY),
+     "largest ingest request body, in bytes (larger: 413)"),
+    ("--max-backlog", "NEPTUNE_MAX_BACKLOG", str(DEFAULT_MAX_BACKLOG),
+     "most events a job may have in flight (accepted, not yet handed on); ingest beyond "
+     "it answers 503 and a log replay waits"),
+]
+
+
+def _positive(value: str | None) -> int:
+    if value is None or not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return int(value)
 
 
 def _duration(value: str) -> float:
@@ -48,7 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     cluster = LocalCluster(args.app, executors=args.executors, policy=args.policy,
-                           http_port=args.http_port, state_dir=args.state_dir)
+                           http_port=args.http_port, state_dir=args.state_dir,
+                           tokens_dir=args.tokens_dir)
     try:
         cluster.start()
     except StartError as exc:
@@ -56,7 +85,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"neptunectl run: {exc}", file=sys.stderr)
         return 1
     print(f"neptunectl run: {args.app} with {args.executors} executor(s), policy "
-          f"{args.policy}; status at {cluster.http}/status", file=sys.stderr)
+          f"{args.policy}; status at {cluster.http}/status\n"
+          f"neptunectl run: HTTP ingest token {cluster.tokens['ingest']} (in "
+          f"{cluster.tokens_dir}/ingest, mode 0600; the read token is beside it), e.g.\n"
+          f"  curl -H \"Authorization: Bearer $(cat {cluster.tokens_dir}/ingest)\" "
+          f"{cluster.http}/status", file=sys.stderr)
     began = time.monotonic()
     tty = sys.stdout.isatty() and not args.no_live
     last_print = 0.0
@@ -67,12 +100,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             elapsed = time.monotonic() - began
             if args.duration and elapsed >= args.duration:
                 break
-            dead = {n: c for n, c in cluster.exited().items()}
+            dead = cluster.exited()
             if "driver" in dead:
                 print(f"neptunectl run: the driver exited with code {dead['driver']}",
                       file=sys.stderr)
                 code = 1
                 break
+            for line in cluster.revive(time.monotonic()):
+                print(f"neptunectl run: {line}", file=sys.stderr)
             try:
                 status = cluster.status()
             except OSError:
@@ -92,6 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         codes = cluster.stop()
     if status is not None:
         print(summary(status, time.monotonic() - began), flush=True)
+        failed = [n for n, job in status["jobs"].items() if job["state"] == "failed"]
+        if failed and code == 0:
+            print(f"neptunectl run: job(s) failed: {', '.join(failed)}", file=sys.stderr)
+            code = 1
     leftovers = {n: c for n, c in codes.items() if c not in (0, -signal.SIGTERM)}
     if leftovers and code == 0:
         print(f"neptunectl run: processes exited abnormally: {leftovers}", file=sys.stderr)
@@ -106,7 +145,12 @@ def cmd_driver(args: argparse.Namespace) -> int:
     return driver_main(args.app, _secret("driver"), host=args.host, port=args.port,
                        http_port=args.http_port, policy=args.policy, ready_file=args.ready_file,
                        priorities_file=args.priorities, jobs_file=args.jobs,
-                       state_dir=args.state_dir)
+                       state_dir=args.state_dir, tokens_dir=args.tokens_dir,
+                       heartbeat_timeout=args.heartbeat_timeout,
+                       limits=IngestLimits(max_depth=args.max_depth,
+                                           max_events=args.max_events,
+                                           max_body=args.max_body,
+                                           max_backlog=args.max_backlog))
 
 
 def cmd_executor(args: argparse.Namespace) -> int:
@@ -121,7 +165,7 @@ def cmd_executor(args: argparse.Namespace) -> int:
 
     return executor_main(args.app, _secret("executor"), driver=args.driver, name=args.name,
                          metrics_port=args.metrics_port, yield_points=args.yield_points,
-                         cpu=args.cpu)
+                         cpu=args.cpu, connect_timeout=args.connect_timeout)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -165,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after this long (e.g. 30s); default: until Ctrl-C")
     run.add_argument("--http-port", type=int, default=0, help="driver HTTP port (0: any)")
     run.add_argument("--state-dir", default=None, help=STATE_DIR_HELP)
+    run.add_argument("--tokens-dir", default=None, help=TOKENS_HELP + " (default: a new "
+                     "private directory, printed at start)")
     run.add_argument("--no-live", action="store_true", help="no full-screen live view")
     run.add_argument("--print-every", type=float, default=5.0,
                      help="seconds between status prints when not on a terminal")
@@ -182,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     driver.add_argument("--jobs", default=_env("NEPTUNE_JOBS_FILE"),
                         help="JSON job settings from the resource, applied over the module's")
     driver.add_argument("--state-dir", default=_env("NEPTUNE_STATE_DIR"), help=STATE_DIR_HELP)
+    driver.add_argument("--tokens-dir", default=_env("NEPTUNE_TOKENS_DIR"), help=TOKENS_HELP)
+    driver.add_argument("--heartbeat-timeout", type=_duration,
+                        default=_duration(_env("NEPTUNE_HEARTBEAT_TIMEOUT", "10s") or "10s"),
+                        help="declare an executor lost, and re-run its tasks, when it is not "
+                             "heard from for this long (default 10s)")
+    for flag, variable, default, what in LIMITS:
+        driver.add_argument(flag, type=_positive, default=_positive(_env(variable, default)),
+                            help=f"{what} (default {default}; {variable})")
     driver.add_argument("--ready-file", default=None)
     driver.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     driver.set_defaults(func=cmd_driver)
@@ -197,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     executor.add_argument("--no-yield-points", dest="yield_points", action="store_false",
                           help="do not wrap task inputs (only to measure yield-point cost)")
     executor.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
+    executor.add_argument("--connect-timeout", type=_duration,
+                          default=_duration(_env("NEPTUNE_CONNECT_TIMEOUT", "30s") or "30s"),
+                          help="how long to keep trying to reach and authenticate with the "
+                               "driver before exiting (default 30s)")
     executor.add_argument("--slots", type=int, default=int(_env("NEPTUNE_SLOTS", "1") or 1),
                           help="executor processes to run (one per core); their metrics are "
                                "served together on --metrics-port")

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the runtime (names in base units, see docs/architecture.md).
+"""The driver's Prometheus metrics (names in base units, see docs/architecture.md). The
+executors' are in executor/metrics.py: each process shows only its own series.
 
 Observations are made per task, never per record: `observe()` takes a lock.
 """
@@ -7,18 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-# Sub-millisecond buckets: suspension takes microseconds, prometheus' default starts at 5 ms.
-FAST_BUCKETS = (
-    10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6,
-    1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0,
-)
-TASK_BUCKETS = (1e-3, 5e-3, 10e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+from .buckets import FAST_BUCKETS
 
-SUSPENSION_LATENCY = Histogram(
-    "neptune_task_suspension_latency_seconds",
-    "From a preempting task's arrival at the executor to the running task being suspended.",
-    buckets=FAST_BUCKETS,
-)
 QUEUE_DELAY = Histogram(
     "neptune_task_queue_delay_seconds", "From a task being ready to it starting.",
     ["job", "kind"], buckets=FAST_BUCKETS,
@@ -26,10 +17,6 @@ QUEUE_DELAY = Histogram(
 STREAM_LATENCY = Histogram(
     "neptune_stream_latency_seconds", "From an event's arrival at the driver to its result.",
     ["job"], buckets=FAST_BUCKETS,
-)
-TASK_DURATION = Histogram(
-    "neptune_task_duration_seconds", "Wall time from a task starting to it finishing.",
-    ["job", "kind"], buckets=TASK_BUCKETS,
 )
 SUSPENSIONS = Counter("neptune_task_suspensions_total", "Tasks suspended.", ["job"])
 PREEMPTIONS = Counter(
@@ -58,7 +45,20 @@ AUTH_FAILURES = Counter(
 EXECUTORS = Gauge("neptune_executors", "Registered executors.")
 EXECUTORS_LOST = Counter("neptune_executors_lost_total", "Executors whose connection was lost.")
 STATE_VERSION = Gauge("neptune_shared_state_version", "Published shared state version.", ["name"])
-EXECUTOR_MEMORY = Gauge("neptune_executor_memory_bytes", "Executor resident memory.")
-EXECUTOR_SUSPENDED = Gauge("neptune_executor_suspended_tasks", "Tasks suspended on the executor.")
+DEAD_LETTERS = Counter(
+    "neptune_dead_letter_total", "Records that kept failing, sent to the dead-letter sink.", ["job"]
+)
+SINK_FAILURES = Counter(
+    "neptune_sink_failures_total", "Sink writes that raised (the outputs are written again).",
+    ["job"],
+)
+WIRE_ERRORS = Counter(
+    "neptune_wire_errors_total",
+    "Executor connections dropped for an invalid or unauthenticated frame or message.",
+)
+HTTP_AUTH_FAILURES = Counter(
+    "neptune_http_auth_failures_total", "HTTP requests refused for a missing or wrong token.",
+    ["endpoint"],
+)
 
 TASK_STATES = ("queued", "running", "suspended", "finished", "failed", "killed")

@@ -16,10 +16,12 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import tokens
 from .protocol import new_secret
 
 PR_SET_PDEATHSIG = 1
@@ -60,6 +62,11 @@ class LocalCluster:
     port: int = 0
     secret: str = ""
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    tokens_dir: str | None = None  # None: a new private directory (see tokens.py)
+    tokens: dict[str, str] = field(default_factory=dict)
+    executor_args: dict[str, list[str]] = field(default_factory=dict)
+    restarts: Counter[str] = field(default_factory=Counter)
+    _revive_at: dict[str, float] = field(default_factory=dict)
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         self.procs[name] = subprocess.Popen(
@@ -74,6 +81,12 @@ class LocalCluster:
 
     def start(self) -> None:
         self.secret = new_secret()
+        if self.tokens_dir is None:
+            self.tokens_dir = tempfile.mkdtemp(prefix="neptune-tokens-")
+        directory = Path(self.tokens_dir)
+        if not (directory / "ingest").exists():
+            tokens.create(directory)
+        self.tokens = {g: (directory / g).read_text().strip() for g in tokens.GRANTS}
         self.start_driver()
         for i in range(self.executors):
             self.add_executor(f"exec-{i}")
@@ -87,7 +100,7 @@ class LocalCluster:
             ready = Path(tmp) / "ready.json"
             args = ["driver", "--app", self.app, "--host", "127.0.0.1", "--port", str(self.port),
                     "--http-port", str(self.http_port), "--policy", self.policy,
-                    "--ready-file", str(ready)]
+                    "--ready-file", str(ready), "--tokens-dir", str(self.tokens_dir)]
             if self.driver_cpu is not None:
                 args += ["--cpu", str(self.driver_cpu)]
             if self.state_dir is not None:
@@ -111,8 +124,10 @@ class LocalCluster:
         driver.kill()
         driver.wait()
 
-    def add_executor(self, name: str, secret: str | None = None) -> None:
-        """Start one more executor; `secret` overrides the app's (tests of rejection use it)."""
+    def add_executor(self, name: str, secret: str | None = None,
+                     env: dict[str, str] | None = None) -> None:
+        """Start one more executor; `secret` overrides the app's (tests of rejection use it),
+        `env` adds to its environment."""
         args = ["executor", "--app", self.app, "--driver", f"127.0.0.1:{self.port}",
                 "--name", name]
         index = sum(1 for n in self.procs if n != "driver")
@@ -123,7 +138,29 @@ class LocalCluster:
         if self.executor_metrics:
             self.metrics_ports[name] = free_port()
             args += ["--metrics-port", str(self.metrics_ports[name])]
-        self._spawn(name, args, self._env(secret or self.secret))
+        self.executor_args[name] = args
+        self._spawn(name, args, {**self._env(secret or self.secret), **(env or {})})
+
+    def restart_executor(self, name: str) -> None:
+        """Start an executor that exited again, as its pod's container would be restarted."""
+        self._spawn(name, self.executor_args[name], self._env(self.secret))
+
+    def revive(self, now: float) -> list[str]:
+        """Restart the executors that exited, each after a back-off that doubles with its
+        restarts (1 s up to 30 s), as the kubelet restarts a container; say what was done."""
+        said = []
+        for name, code in self.exited().items():
+            if name == "driver":
+                continue
+            due = self._revive_at.setdefault(name, now + min(30.0, 2.0 ** self.restarts[name]))
+            if now < due:
+                continue
+            self.restarts[name] += 1
+            del self._revive_at[name]
+            self.restart_executor(name)
+            said.append(f"executor {name} exited with code {code}; restarted it "
+                        f"(restart {self.restarts[name]})")
+        return said
 
     def wait_for_executors(self, count: int) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -142,14 +179,21 @@ class LocalCluster:
                                  f"{self.start_timeout:.0f}s")
             time.sleep(0.05)
 
+    def get(self, path: str, token: str = "read") -> Any:
+        """GET a JSON document from the driver with the read token (or the one named)."""
+        request = urllib.request.Request(
+            self.http + path, headers={"Authorization": f"Bearer {self.tokens[token]}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
     def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.http + "/status", timeout=5) as response:
-            data: dict[str, Any] = json.loads(response.read())
-            return data
+        data: dict[str, Any] = self.get("/status")
+        return data
 
     def post(self, path: str, body: bytes = b"", content_type: str = "application/json") -> Any:
-        request = urllib.request.Request(self.http + path, data=body, method="POST",
-                                         headers={"Content-Type": content_type})
+        """POST with the ingest token."""
+        request = urllib.request.Request(self.http + path, data=body, method="POST", headers={
+            "Content-Type": content_type, "Authorization": f"Bearer {self.tokens['ingest']}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 

@@ -1,13 +1,19 @@
 """Wire protocol between driver and executors.
 
-Frames are a 4-byte big-endian length and a msgpack map with a type key "t". Never pickle.
-Handshake (protocol version 1), mutual HMAC-SHA256 over fresh nonces with the app's secret:
+Frames are a 4-byte big-endian length and a body; a body is a msgpack map with a type key "t".
+Never pickle. Handshake (protocol version 2), in the clear, mutual HMAC-SHA256 over fresh nonces
+with the app's secret:
   executor -> hello   {v, app, executor, nonce}
   driver   -> challenge {v, nonce, mac}     mac proves the driver knows the secret
   executor -> auth    {mac}                 mac proves the executor knows the secret
-  driver   -> welcome {executor_id, states}
-Before `auth` verifies, the driver accepts frames of at most PREAUTH_MAX_FRAME bytes and drops
-the connection on anything unexpected.
+Both sides then derive one key per direction from the secret, both nonces and the executor's
+name (`session_keys`), and every later frame, from the driver's `welcome {executor_id, states}`
+on, is sealed with AES-GCM under its direction's key and a frame counter as nonce (`Sealer`,
+`Opener`). So the session is bound to the handshake: a peer that relays a handshake without the
+secret can neither read nor forge a frame of the session it relayed, and records and state are
+not readable on the network. Before `auth` verifies, the driver accepts frames of at most
+PREAUTH_MAX_FRAME bytes and drops the connection on anything unexpected. After it, every message
+is checked against its type's fields (`check`) before anything acts on it.
 """
 
 from __future__ import annotations
@@ -16,23 +22,68 @@ import hashlib
 import hmac
 import secrets
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import msgpack
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
 PREAUTH_MAX_FRAME = 4096
+NONCE_BYTES = 32
+TAG_BYTES = 16
 
 
 class ProtocolError(Exception):
     """The peer sent something that is not a valid frame or message."""
 
 
-def encode(message: dict[str, Any]) -> bytes:
+class Sealer:
+    """Seals the bodies of one direction's frames, numbering them from 0."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+        self.count = 0
+
+    def seal(self, body: bytes) -> bytes:
+        nonce = self.count.to_bytes(12, "little")
+        self.count += 1
+        return self._aead.encrypt(nonce, body, None)
+
+
+class Opener:
+    """Opens the other direction's sealed bodies, in order; `skip` passes one unopened."""
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+        self.count = 0
+
+    def open(self, sealed: bytes) -> bytes:
+        nonce = self.count.to_bytes(12, "little")
+        self.count += 1
+        try:
+            return self._aead.decrypt(nonce, sealed, None)
+        except InvalidTag:
+            raise ProtocolError("a frame failed authentication (forged, altered, replayed "
+                                "or out of order)") from None
+
+    def skip(self) -> None:
+        self.count += 1
+
+
+def pack(message: dict[str, Any]) -> bytes:
+    """A message's body, not sealed yet. Raises TypeError for what msgpack cannot encode."""
     body: bytes = msgpack.packb(message, use_bin_type=True)
+    return body
+
+
+def encode(message: dict[str, Any], sealer: Sealer | None = None) -> bytes:
+    body = pack(message)
+    if sealer is not None:
+        body = sealer.seal(body)
     return HEADER.pack(len(body)) + body
 
 
@@ -47,16 +98,19 @@ def decode_body(body: bytes) -> dict[str, Any]:
 
 
 class FrameBuffer:
-    """Accumulate a byte stream and split it into messages.
+    """Accumulate a byte stream and split it into messages, opening sealed frames once an
+    `opener` is set.
 
     `consumed` is the stream offset where the next frame starts; a frame starting at `skip_at`
-    is dropped undecoded (the executor already took it from its doorbell's express slot)."""
+    is dropped unopened and undecoded (the executor already took it from its doorbell's express
+    slot, a channel of its own host)."""
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buffer = bytearray()
         self.max_frame = max_frame
         self.consumed = 0
         self.skip_at = -1
+        self.opener: Opener | None = None
 
     def feed(self, data: bytes) -> Iterator[dict[str, Any]]:
         self._buffer += data
@@ -70,12 +124,16 @@ class FrameBuffer:
             body = bytes(self._buffer[HEADER.size:end])
             del self._buffer[:end]
             start, self.consumed = self.consumed, self.consumed + end
-            if start != self.skip_at:
-                yield decode_body(body)
+            opener = self.opener
+            if start == self.skip_at:
+                if opener is not None:
+                    opener.skip()
+                continue
+            yield decode_body(body if opener is None else opener.open(body))
 
 
 def new_nonce() -> bytes:
-    return secrets.token_bytes(32)
+    return secrets.token_bytes(NONCE_BYTES)
 
 
 def new_secret() -> str:
@@ -86,13 +144,84 @@ def _mac(secret: str, *parts: bytes) -> bytes:
     return hmac.new(secret.encode(), b"|".join(parts), hashlib.sha256).digest()
 
 
+_V = str(VERSION).encode()
+
+
 def driver_mac(secret: str, executor_nonce: bytes, driver_nonce: bytes) -> bytes:
-    return _mac(secret, b"driver", executor_nonce, driver_nonce)
+    return _mac(secret, b"driver", _V, executor_nonce, driver_nonce)
 
 
 def executor_mac(secret: str, driver_nonce: bytes, executor_nonce: bytes, name: str) -> bytes:
-    return _mac(secret, b"executor", driver_nonce, executor_nonce, name.encode())
+    return _mac(secret, b"executor", _V, driver_nonce, executor_nonce, name.encode())
 
 
 def verify(expected: bytes, received: Any) -> bool:
     return isinstance(received, bytes) and hmac.compare_digest(expected, received)
+
+
+def session_keys(secret: str, executor_nonce: bytes, driver_nonce: bytes,
+                 name: str) -> tuple[bytes, bytes]:
+    """(driver-to-executor key, executor-to-driver key): HKDF-SHA256 (RFC 5869) of the secret,
+    salted with both nonces, one expansion per direction."""
+    prk = hmac.new(executor_nonce + driver_nonce, secret.encode(), hashlib.sha256).digest()
+
+    def expand(direction: bytes) -> bytes:
+        info = b"neptune/" + _V + b" " + direction + b" " + name.encode()
+        return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+    return expand(b"driver->executor"), expand(b"executor->driver")
+
+
+# -- message shapes ------------------------------------------------------------------------
+# Every field of every message after the handshake: name -> (accepted types, required, least
+# value for numbers or None). A message of an unknown type, a missing required field, a field
+# of another type or a number below its least is a ProtocolError, which both sides answer with
+# a counted disconnect.
+Fields = Mapping[str, tuple[tuple[type, ...], bool, int | None]]
+ANY = (object,)
+_ID = ((str,), True, None)
+_COUNT = ((int,), True, 0)
+_SECONDS = ((float, int), True, 0)
+
+FROM_DRIVER: dict[str, Fields] = {
+    "welcome": {"executor_id": _ID, "preempts": ((str,), True, None),
+                "states": ((dict,), True, None)},
+    "run": {"id": _ID, "job": _ID, "kind": ((str,), True, None), "priority": ((int,), True, None),
+            "partition": ((int,), True, -1), "epoch": _COUNT, "attempt": _COUNT,
+            "records": ((list,), False, None), "victim": ((str,), False, None),
+            "action": ((str,), False, None)},
+    "resume": {"id": _ID},
+    "kill": {"id": _ID},
+    "state": {"name": _ID, "version": _COUNT, "value": (ANY, True, None)},
+    "bell": {},
+}
+FROM_EXECUTOR: dict[str, Fields] = {
+    "ready": {"memory_limit": _COUNT, "pid": _COUNT, "bell": ((dict,), False, None)},
+    "heartbeat": {"memory": _COUNT, "memory_limit": _COUNT, "partitions": ((list,), True, None)},
+    "bye": {},
+    "started": {"id": _ID, "ns": ((int,), True, None), "waited_ns": ((int,), True, None)},
+    "resumed": {"id": _ID},
+    "suspended": {"id": _ID, "ns": ((int,), True, None)},
+    "finished": {"id": _ID, "result": (ANY, True, None), "records": _COUNT, "elapsed": _SECONDS},
+    "failed": {"id": _ID, "error": ((str,), True, None)},
+    "killed": {"id": _ID, "ran_s": _SECONDS},
+}
+
+
+def check(message: dict[str, Any], shapes: Mapping[str, Fields]) -> dict[str, Any]:
+    """The message, if its type is one of `shapes` and its fields are as that type says."""
+    kind = message["t"]
+    fields = shapes.get(kind)
+    if fields is None:
+        raise ProtocolError(f"unexpected message type {kind!r}")
+    for name, (types, required, least) in fields.items():
+        value = message.get(name)
+        if value is None:
+            if required and types is not ANY:
+                raise ProtocolError(f"{kind}: missing field {name!r}")
+        elif not isinstance(value, types) or (isinstance(value, bool) and int in types):
+            raise ProtocolError(f"{kind}: field {name!r} is a {type(value).__name__}")
+        elif least is not None and not value >= least:  # type: ignore[operator]  # a number
+            # (`not >=`: NaN fails too)
+            raise ProtocolError(f"{kind}: field {name!r} is {value!r}, below {least}")
+    return message

@@ -9,13 +9,13 @@ import logging
 import os
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
-from . import hotpath, yieldpoint
+from . import hotpath, tokens, yieldpoint
 from .app import App
-from .driver import Driver
+from .bodies import IngestLimits
 from .durable import StateDirError
-from .executor import run_executor
-from .http_api import serve
 from .jobconfig import apply_job_settings
 from .loader import AppLoadError, load_app
 from .policies import NeptuneConfig
@@ -37,10 +37,29 @@ def _load(ref: str, role: str) -> object:
     return app
 
 
+def _tokens(tokens_dir: str | None, state_dir: str | None) -> tokens.Tokens:
+    """The HTTP tokens: from `tokens_dir`, else kept with the state (so that a restarted driver
+    keeps them), else made for this run only; either way the log says where."""
+    if tokens_dir:
+        return tokens.Tokens(Path(tokens_dir))
+    directory = (Path(state_dir) / "tokens" if state_dir
+                 else Path(tempfile.mkdtemp(prefix="neptune-tokens-")))
+    if not (directory / "ingest").exists():
+        tokens.create(directory)
+    log.warning("no --tokens-dir: HTTP tokens are in %s (ingest: %s, read: %s)", directory,
+                directory / "ingest", directory / "read")
+    return tokens.Tokens(directory)
+
+
 def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: int,
                 policy: str, ready_file: str | None, priorities_file: str | None,
                 jobs_file: str | None = None, state_dir: str | None = None,
+                tokens_dir: str | None = None, heartbeat_timeout: float | None = None,
+                limits: IngestLimits | None = None,
                 neptune_config: NeptuneConfig | None = None) -> int:
+    from .driver import Driver
+    from .http_api import serve
+
     app = _load(app_ref, "driver")
     if not isinstance(app, App):
         return 3
@@ -48,15 +67,17 @@ def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: i
     try:
         warm_us = hotpath.warm_from_env()
         driver = Driver(app, secret, policy=policy, neptune_config=neptune_config,
-                        priorities_file=priorities_file, state_dir=state_dir, warm_us=warm_us)
-    except (StateDirError, ValueError) as exc:
+                        priorities_file=priorities_file, state_dir=state_dir, warm_us=warm_us,
+                        limits=limits, heartbeat_timeout=heartbeat_timeout)
+        grants = _tokens(tokens_dir, state_dir)
+    except (StateDirError, tokens.TokensError, ValueError) as exc:
         print(f"neptunectl driver: {exc}", file=sys.stderr)
         return 2
     driver.config_problems = problems
 
     async def main() -> None:
         bound = await driver.start(host, port)
-        runner, http_bound = await serve(driver, host, http_port)
+        runner, http_bound = await serve(driver, grants, host, http_port)
         log.info("driver of app %s: executors on port %d, HTTP on port %d, policy %s",
                  app.name, bound, http_bound, policy)
         if ready_file:
@@ -93,7 +114,10 @@ def _job_settings(app: App, jobs_file: str | None) -> list[str]:
 
 
 def executor_main(app_ref: str, secret: str, *, driver: str, name: str,
-                  metrics_port: int | None, yield_points: bool, cpu: int | None) -> int:
+                  metrics_port: int | None, yield_points: bool, cpu: int | None,
+                  connect_timeout: float = 30.0) -> int:
+    from .executor import run_executor
+
     app = _load(app_ref, "executor")
     if not isinstance(app, App):
         return 3
@@ -110,4 +134,4 @@ def executor_main(app_ref: str, secret: str, *, driver: str, name: str,
         os.sched_setaffinity(0, {cpu})
     return run_executor(app, app_ref, (host, int(port)), secret, name,
                         yield_points=yield_points, metrics_port=metrics_port,
-                        polling=polling)
+                        polling=polling, connect_timeout=connect_timeout)

@@ -15,12 +15,14 @@ import os
 import random
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .durable import IngestLog
+
+REPLAY_CHUNK = 1000  # events read and emitted between two turns of the driver's event loop
 
 
 class SourceOutput(Protocol):
@@ -30,6 +32,10 @@ class SourceOutput(Protocol):
         """Several (value, token) events at once: the driver schedules once for all."""
 
     def malformed(self, reason: str) -> None: ...
+
+    async def room(self) -> None:
+        """Return once the job has room for more events in flight (back-pressure: a source
+        with a backlog, such as a log to replay, awaits this between chunks)."""
 
 
 @dataclass(frozen=True)
@@ -156,11 +162,10 @@ class HttpIngest(Source):
                               "bytes (a request the driver died writing, never answered)")
             for base, path in self._log.segments(self._replay_after):
                 with path.open("rb") as handle:
-                    events = [(value, token) for token, (_, value)
-                              in enumerate(json_lines(handle, path.name, out), start=base + 1)
-                              if token > self._replay_after and value is not SKIPPED]
-                if events:
-                    out.emit_all(events)
+                    lines = enumerate(json_lines(handle, path.name, out), start=base + 1)
+                    await _emit_chunks(out, ((value, token) for token, (_, value) in lines
+                                             if token > self._replay_after
+                                             and value is not SKIPPED))
         self._out = out  # only now: new events come after the replayed ones
         await asyncio.Event().wait()
 
@@ -200,27 +205,20 @@ class HttpIngest(Source):
             self._log.compact(token)
 
 
-def parse_body(body: bytes, content_type: str) -> list[Any]:
-    """Parse an ingest request body into events; raise ValueError naming the problem."""
-    if not body.strip():
-        raise ValueError("empty body: send a JSON value, a JSON array, or JSON lines")
-    text = body.decode("utf-8", errors="strict")
-    if "ndjson" in content_type or "jsonl" in content_type or "json-seq" in content_type:
-        events = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    events.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"line {number}: invalid JSON: {exc.msg}") from None
-        return events
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    return value if isinstance(value, list) else [value]
+async def _emit_chunks(out: SourceOutput, events: Iterable[tuple[Any, Any]]) -> None:
+    """Emit in chunks, yielding the event loop between them and waiting for room: a long
+    backlog (a log of millions of events) neither stalls the driver nor fills its memory."""
+    chunk: list[tuple[Any, Any]] = []
+    for event in events:
+        chunk.append(event)
+        if len(chunk) >= REPLAY_CHUNK:
+            out.emit_all(chunk)
+            chunk = []
+            await out.room()
+            await asyncio.sleep(0)
+    if chunk:
+        out.emit_all(chunk)
+        await out.room()
 
 
 SKIPPED: Any = object()  # what `json_lines` gives for a blank or malformed line
@@ -294,19 +292,21 @@ class JsonLinesTail(Source):
         positions = self.committed()
         while True:
             for file in self._files():
-                positions[file.name] = self._read_new(file, positions.get(file.name, 0), out)
+                positions[file.name] = await self._read_new(file, positions.get(file.name, 0),
+                                                            out)
             await asyncio.sleep(self.poll)
 
     @staticmethod
-    def _read_new(file: Path, start: int, out: SourceOutput) -> int:
-        events: list[tuple[Any, Any]] = []
-        position = start
+    async def _read_new(file: Path, start: int, out: SourceOutput) -> int:
+        end = [start]  # the end of the last whole line read: where the next read starts
+
+        def events(handle: IO[bytes]) -> Iterator[tuple[Any, Any]]:
+            for position, value in json_lines(handle, file.name, out):
+                end[0] = position
+                if value is not SKIPPED:
+                    yield value, (file.name, position)
+
         with file.open("rb") as handle:
             handle.seek(start)
-            # `position` ends as the end of the last whole line: where the next read starts
-            for position, value in json_lines(handle, file.name, out):
-                if value is not SKIPPED:
-                    events.append((value, (file.name, position)))
-        if events:
-            out.emit_all(events)
-        return position
+            await _emit_chunks(out, events(handle))
+        return end[0]

@@ -27,9 +27,9 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
             "throughput_per_s": round(stats.rate.per_second(now, driver.started), 3),
         }
         if isinstance(job, StreamJob):
+            stream = driver.streams.jobs[name]
             latency = summary(stats.latency.values(now))
-            offsets = {"committed": driver.committed[name],
-                       "resumed_from": driver.resumed_from[name]}
+            offsets = {"committed": stream.committed, "resumed_from": stream.resumed_from}
             if isinstance(job.source, HttpIngest):
                 offsets["accepted"] = job.source.accepted
             figures.update(
@@ -41,7 +41,9 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
                 slo_attainment=(stats.slo_met / stats.slo_total) if stats.slo_total else None,
                 events=stats.events,
                 results=stats.results,
-                uncommitted=driver.offsets[name].uncommitted,
+                uncommitted=stream.tracker.uncommitted,
+                dead_letters=stats.dead_letters,
+                sink_failures=stats.sink_failures,
                 offsets=offsets,
             )
         else:
@@ -50,10 +52,21 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
     return jobs
 
 
-def phase(driver: Driver) -> str:
-    if driver.config_problems or any(s.state == "failed" for s in driver.stats.values()):
-        return "Degraded"
-    return "Running" if driver.executors else "Waiting"
+def live_executors(driver: Driver) -> int:
+    return sum(1 for conn in driver.executors.values() if conn.ready)
+
+
+def phase(driver: Driver) -> tuple[str, str]:
+    """The app's phase, and a sentence that says why."""
+    troubled = {n: s for n, s in driver.stats.items() if s.state in ("failed", "degraded")}
+    if driver.config_problems or troubled:
+        causes = [*driver.config_problems,
+                  *(f"job {n} {s.state}: {(s.error or '').splitlines()[0] if s.error else ''}"
+                    for n, s in troubled.items())]
+        return "Degraded", "; ".join(causes)
+    if not live_executors(driver):
+        return "Waiting", "no live executor: tasks wait until one registers"
+    return "Running", ""
 
 
 def status_document(driver: Driver) -> dict[str, Any]:
@@ -61,17 +74,21 @@ def status_document(driver: Driver) -> dict[str, Any]:
     def micros(window: Window) -> dict[str, float]:
         return {k: (v if k == "count" else v * 1e6) for k, v in summary(window.values(now)).items()}
 
+    current, message = phase(driver)
     return {
         "app": driver.app.name,
         "policy": driver.policy_name,
-        "phase": phase(driver),
+        "phase": current,
+        "message": message,
         "uptime_s": round(now - driver.started, 3),
         "state_dir": None if driver.state_dir is None else str(driver.state_dir),
         "executors": {
             "registered": len(driver.executors),
+            "live": live_executors(driver),
             "lost": driver.executors_lost,
+            "heartbeat_timeout_s": driver.heartbeat_timeout,
             "list": [
-                {"id": c.id, "running": c.running, "suspended": list(c.suspended),
+                {"id": c.id, "pid": c.pid, "running": c.running, "suspended": list(c.suspended),
                  "memory_bytes": c.memory, "doorbell": c.ringer is not None}
                 for c in driver.executors.values()
             ],
@@ -86,6 +103,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
         "wasted_task_seconds": driver.wasted_seconds,
         "reruns": driver.reruns,
         "auth_failures": driver.auth_failures,
+        "wire_errors": driver.wire_errors,
         "ingest_rejected": driver.rejected,
         "config_problems": driver.config_problems,
         "shared_state": {name: version for name, (version, _) in driver.states.items()},

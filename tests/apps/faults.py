@@ -3,7 +3,9 @@
 Environment: FAULTS_SINK (JSON-lines output path), FAULTS_BAD_JOB=1 adds a batch job whose
 tasks always raise, FAULTS_EVENT_MS (work per event), FAULTS_EPOCHS (batch epochs, 0 = forever),
 FAULTS_PARTITION_RECORDS (records per batch partition), FAULTS_RUN_LOG (a file to which each
-stream task appends its id when it starts, on the executor).
+stream task appends its id when it starts, on the executor), FAULTS_TRIGGER (the stream job's
+trigger, default per event), FAULTS_ON_ERROR (its on_error), FAULTS_DEAD_LETTER (a JSON-lines
+dead-letter path; default the runtime's). An event with `"poison": true` makes its task raise.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def handle(ctx: TaskContext, events: Iterator[Any]) -> list[dict[str, Any]]:
             log.write(f"{ctx.task_id}/{ctx.attempt}\n")
     out = []
     for event in events:
+        if event.get("poison"):
+            raise ValueError(f"poison event {event['id']}")
         deadline = time.perf_counter() + EVENT_MS / 1000
         while time.perf_counter() < deadline:
             checkpoint()
@@ -53,8 +57,12 @@ def always_raises(ctx: TaskContext, records: Iterator[int]) -> int:
 
 
 app = App("faults")
+dead_letter = os.environ.get("FAULTS_DEAD_LETTER")
 app.stream_job("events", source=sources.HttpIngest(), task=handle, slo="50ms",
-               sink=sinks.JsonLines(os.environ.get("FAULTS_SINK", "/dev/null")))
+               sink=sinks.JsonLines(os.environ.get("FAULTS_SINK", "/dev/null")),
+               trigger=os.environ.get("FAULTS_TRIGGER"),
+               on_error=os.environ.get("FAULTS_ON_ERROR", "dead_letter"),  # type: ignore[arg-type]
+               dead_letter=sinks.JsonLines(dead_letter) if dead_letter else None)
 epochs = int(os.environ.get("FAULTS_EPOCHS", "0")) or None
 app.batch_job("sums", read=read, task=total, partitions=6, combine=combine, publishes="sums",
               initial_state=0, max_epochs=epochs)

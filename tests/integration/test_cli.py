@@ -8,9 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
-from neptune_runtime.processes import LocalCluster
+from neptune_runtime.processes import LocalCluster, free_port
 
 from .conftest import APPS, ROOT, processes_marked, read_jsonl, wait_for
 
@@ -82,3 +83,55 @@ def test_driver_restart_resumes_from_committed_offsets(tmp_path: Path) -> None:
         time.sleep(0.5)
         assert cluster.status()["jobs"]["lines"]["events"] == 20, "old lines were replayed"
     assert sorted(r["n"] for r in read_jsonl(sink)) == list(range(70))
+
+
+def test_run_exits_non_zero_naming_the_failed_job_and_its_error(
+        marker: str, tmp_path: Path) -> None:
+    env = {**os.environ, "NEPTUNE_TEST_MARK": marker, "FAULTS_BAD_JOB": "1",
+           "FAULTS_SINK": str(tmp_path / "sink.jsonl")}
+    result = subprocess.run([*NEPTUNECTL, "run", str(APPS / "faults.py"), "--executors", "1",
+                             "--duration", "6s", "--no-live"], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "neptunectl run: job(s) failed: bad" in result.stderr
+    assert "failed: RuntimeError: bad partition 0" in result.stdout  # in the summary
+    assert processes_marked(marker) == []
+
+
+def test_run_prints_its_ingest_token_and_restarts_an_executor_that_died(
+        marker: str, tmp_path: Path) -> None:
+    env = {**os.environ, "NEPTUNE_TEST_MARK": marker, "FAULTS_EPOCHS": "1",
+           "FAULTS_SINK": str(tmp_path / "sink.jsonl")}
+    tokens, port = tmp_path / "tokens", free_port()
+    proc = subprocess.Popen([*NEPTUNECTL, "run", str(APPS / "faults.py"), "--executors", "2",
+                             "--duration", "12s", "--no-live", "--print-every", "1",
+                             "--tokens-dir", str(tokens), "--http-port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+    def registered() -> int:
+        try:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/status", headers={
+                "Authorization": f"Bearer {(tokens / 'read').read_text().strip()}"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(json.loads(response.read())["executors"]["registered"])
+        except OSError:
+            return 0
+
+    try:
+        wait_for(lambda: registered() == 2, 30, "two executors registered")
+        victim = next(pid for pid in processes_marked(marker)
+                      if b"exec-1" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        os.kill(victim, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    token = (tokens / "ingest").read_text().strip()
+    assert f"HTTP ingest token {token}" in err
+    assert (tokens / "ingest").stat().st_mode & 0o777 == 0o600
+    assert (tokens / "read").stat().st_mode & 0o777 == 0o600
+    assert "executor exec-1 exited with code -9; restarted it (restart 1)" in err
+    views = [line for line in out.splitlines() if line.startswith("app faults")]
+    assert "executors 2 " in views[-1], "the restarted executor did not register again"
+    assert processes_marked(marker) == []

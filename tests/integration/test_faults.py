@@ -83,14 +83,15 @@ def test_unknown_job_ingest_is_404(faults_cluster: LocalCluster) -> None:
 @pytest.mark.parametrize("faults_cluster", [{"executors": 1}], indirect=True)
 def test_executor_with_wrong_secret_is_rejected_and_counted(
         faults_cluster: LocalCluster, tmp_path: Path) -> None:
-    faults_cluster.add_executor("intruder", secret="0" * 64)
+    # it tries again (a driver may be restarting) until its connect timeout, then exits
+    faults_cluster.add_executor("intruder", secret="0" * 64,
+                                env={"NEPTUNE_CONNECT_TIMEOUT": "1s"})
     code = faults_cluster.procs["intruder"].wait(timeout=20)
     assert code != 0
     status = faults_cluster.status()
-    assert status["auth_failures"] == 1
+    assert status["auth_failures"] >= 1
     assert [e["id"] for e in status["executors"]["list"]] == ["exec-0"]
-    assert ('neptune_auth_failures_total{reason="secret_mismatch"} 1.0'
-            in metrics_text(faults_cluster))
+    assert 'neptune_auth_failures_total{reason="secret_mismatch"}' in metrics_text(faults_cluster)
     ingest(faults_cluster, [{"id": i} for i in range(3)])
     wait_for(lambda: len(read_jsonl(tmp_path / "sink.jsonl")) == 3, 20, "the good executor")
 
@@ -156,8 +157,8 @@ def test_suspended_batch_tasks_lose_no_progress(faults_cluster: LocalCluster,
     # preempting runs came through the doorbell's express slot and the socket: each ran once
     runs = (tmp_path / "runs.log").read_text().split()
     assert runs and len(runs) == len(set(runs)), "a stream task attempt started twice"
-    with urllib.request.urlopen(faults_cluster.http + "/state/sums", timeout=5) as response:
-        assert json.loads(response.read()) == {"name": "sums", "version": 1, "value": expected}
+    assert faults_cluster.get("/state/sums") == {"name": "sums", "version": 1,
+                                                  "value": expected}
     assert 'neptune_shared_state_version{name="sums"} 1.0' in metrics_text(faults_cluster)
 
 

@@ -49,3 +49,9 @@ def test_driver_and_executor_metrics_with_sub_millisecond_buckets(tmp_path: Path
     assert sample(driver, 'neptune_task_preemptions_total{action="suspend",policy="neptune"}') >= 3
     assert sample(driver, 'neptune_batch_records_total{job="sums"}') > 0
     assert "neptune_task_duration_seconds_bucket" in executor
+    # each process shows only its own series: none that is always 0 there
+    for name in ("neptune_task_suspension_latency_seconds", "neptune_executor_memory_bytes",
+                 "neptune_executor_suspended_tasks", "neptune_task_duration_seconds"):
+        assert f"# TYPE {name} " not in driver, f"the driver shows the executors' {name}"
+    for name in ("neptune_executors", "neptune_wasted_task_seconds", "neptune_tasks"):
+        assert f"# TYPE {name} " not in executor, f"an executor shows the driver's {name}"

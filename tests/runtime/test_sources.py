@@ -5,8 +5,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from neptune_runtime import sources
 
 
@@ -14,6 +12,7 @@ class Collect:
     def __init__(self) -> None:
         self.events: list[tuple[Any, Any]] = []
         self.bad: list[str] = []
+        self.rooms = 0  # how often a source waited for room
 
     def emit(self, value: Any, token: Any) -> None:
         self.events.append((value, token))
@@ -23,6 +22,9 @@ class Collect:
 
     def malformed(self, reason: str) -> None:
         self.bad.append(reason)
+
+    async def room(self) -> None:
+        self.rooms += 1
 
 
 def test_synthetic_is_deterministic_per_partition() -> None:
@@ -38,25 +40,6 @@ def test_synthetic_is_deterministic_per_partition() -> None:
     assert [e["partition"] for e in first[:4]] == [0, 1, 2, 0]
 
 
-@pytest.mark.parametrize(("body", "ctype", "expected"), [
-    (b'{"a": 1}', "application/json", [{"a": 1}]),
-    (b'[1, 2, 3]', "application/json", [1, 2, 3]),
-    (b'{"a": 1}\n\n{"a": 2}\n', "application/x-ndjson", [{"a": 1}, {"a": 2}]),
-])
-def test_parse_body(body: bytes, ctype: str, expected: list[Any]) -> None:
-    assert sources.parse_body(body, ctype) == expected
-
-
-@pytest.mark.parametrize(("body", "ctype", "message"), [
-    (b"", "application/json", "empty body"),
-    (b'{"a": ', "application/json", "invalid JSON at line 1"),
-    (b'{"a": 1}\n{oops}\n', "application/x-ndjson", "line 2: invalid JSON"),
-])
-def test_parse_body_names_the_problem(body: bytes, ctype: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        sources.parse_body(body, ctype)
-
-
 def test_jsonl_tail_skips_malformed_and_resumes_from_commit(tmp_path: Path) -> None:
     data = tmp_path / "events"
     data.mkdir()
@@ -64,12 +47,24 @@ def test_jsonl_tail_skips_malformed_and_resumes_from_commit(tmp_path: Path) -> N
     (data / "a.jsonl").write_text("\n".join(lines) + "\n" + '{"n": 3')  # last line incomplete
     src = sources.JsonLinesTail(data)
     out = Collect()
-    end = src._read_new(data / "a.jsonl", 0, out)
+    end = asyncio.run(src._read_new(data / "a.jsonl", 0, out))
     assert [v for v, _ in out.events] == [{"n": 1}, {"n": 2}]
     assert len(out.bad) == 1 and "a.jsonl at byte" in out.bad[0]
     src.commit(out.events[0][1])  # only the first event's task finished
     assert src.committed() == {"a.jsonl": out.events[0][1][1]}
     again = Collect()
-    sources.JsonLinesTail._read_new(data / "a.jsonl", src.committed()["a.jsonl"], again)
+    asyncio.run(sources.JsonLinesTail._read_new(data / "a.jsonl", src.committed()["a.jsonl"],
+                                                again))
     assert [v for v, _ in again.events] == [{"n": 2}]
     assert end == len(("\n".join(lines) + "\n").encode())
+
+
+def test_a_long_file_is_emitted_in_chunks_waiting_for_room(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl"
+    count = 3 * sources.REPLAY_CHUNK + 5
+    path.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(count)))
+    out = Collect()
+    end = asyncio.run(sources.JsonLinesTail._read_new(path, 0, out))
+    assert [v["n"] for v, _ in out.events] == list(range(count))
+    assert out.rooms == 4, "the source must wait for room after every chunk"
+    assert end == path.stat().st_size

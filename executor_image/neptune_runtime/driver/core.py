@@ -1,0 +1,444 @@
+"""The driver: one per application, wiring its parts together.
+
+It accepts authenticated executors (session.py), turns sources and batch partitions into tasks
+(streams.py, batch.py), places them with the policy (placement.py), follows each task's state,
+re-runs the tasks of lost executors, and serves what /status shows. The HTTP side (ingest,
+/metrics, /healthz, /status) is in http_api.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from .. import hotpath, metrics, protocol
+from ..app import App, BatchJob, StreamJob
+from ..bodies import IngestLimits
+from ..durable import OffsetStore, open_state_dir
+from ..policies import POLICIES, NeptuneConfig, get_policy
+from ..sources import Saved
+from ..stats import Window
+from ..tasks import Task, TaskTable
+from . import placement, session
+from .batch import Batches
+from .figures import JobStats
+from .session import ExecutorConn
+from .streams import Streams
+
+log = logging.getLogger("neptune.driver")
+
+
+class _SourceOutput:
+    def __init__(self, driver: Driver, job: StreamJob) -> None:
+        self.driver = driver
+        self.job = job
+
+    def emit(self, value: Any, token: Any) -> None:
+        self.driver.streams.on_events(self.job, [(value, token)])
+
+    def emit_all(self, events: list[tuple[Any, Any]]) -> None:
+        self.driver.streams.on_events(self.job, events)
+
+    def malformed(self, reason: str) -> None:
+        metrics.INGEST_REJECTED.labels(self.job.name, "malformed").inc()
+        self.driver.rejected += 1
+        log.warning("job %s: skipped malformed event: %s", self.job.name, reason)
+
+    async def room(self) -> None:
+        await self.driver.streams.room(self.job.name)
+
+
+def _partitions(entries: list[Any]) -> frozenset[tuple[str, int]]:
+    """A heartbeat's cached partitions, [[job, partition], ...]."""
+    if not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
+               and isinstance(e[1], int) and not isinstance(e[1], bool) for e in entries):
+        raise protocol.ProtocolError("heartbeat: partitions must be [[job, partition], ...]")
+    return frozenset((job, partition) for job, partition in entries)
+
+
+class Driver:
+    def __init__(self, app: App, secret: str, *, policy: str = "neptune",
+                 neptune_config: NeptuneConfig | None = None,
+                 priorities_file: str | None = None,
+                 state_dir: str | os.PathLike[str] | None = None,
+                 warm_us: int = hotpath.DEFAULT_WARM_US,
+                 heartbeat_timeout: float | None = None,
+                 limits: IngestLimits | None = None) -> None:
+        """Raises durable.StateDirError if `state_dir` or what is in it cannot be used."""
+        self.app = app
+        self.secret = secret
+        self.policy_name = policy
+        self.warm_us = warm_us
+        self.heartbeat_timeout = heartbeat_timeout or session.DEFAULT_HEARTBEAT_TIMEOUT
+        self.limits = limits or IngestLimits()
+        self.rehearsal: hotpath.Rehearsal | None = None
+        self.policy = get_policy(policy, neptune_config)
+        self.preempts = POLICIES[policy].preempts
+        self.priorities_file = priorities_file
+        self.priorities: dict[str, int] = {}
+        self.executors: dict[str, ExecutorConn] = {}
+        self.table = TaskTable()
+        self.stats = {name: JobStats() for name in app.jobs}
+        # preempting tasks: send-to-start (valid on one host only: it compares two processes'
+        # monotonic clocks) and arrival-to-start (on the executor's clock alone)
+        self.preempt_latency = Window(seconds=3600.0, limit=100000)
+        self.preempt_local = Window(seconds=3600.0, limit=100000)
+        self.wasted_seconds = 0.0
+        self.rejected = 0
+        self.auth_failures = 0
+        self.executors_lost = 0
+        self.wire_errors = 0
+        self.reruns = 0
+        self.started = time.monotonic()
+        self.stopping = False
+        self.sources_started = False
+        self.config_problems: list[str] = []  # resource settings that could not be applied
+        self._ids = itertools.count()
+        self._names = itertools.count()
+        self._background: set[asyncio.Task[None]] = set()
+        # With a state directory the committed tokens are saved, and every source continues
+        # after its job's.
+        self.state_dir = open_state_dir(state_dir) if state_dir is not None else None
+        self._store = OffsetStore(self.state_dir) if self.state_dir is not None else None
+        saved = self._store.load() if self._store is not None else {}
+        tokens = {j.name: self._saved_token(j, saved.get(j.name)) for j in app.stream_jobs()}
+        self.streams = Streams(self, list(app.stream_jobs()), self.stats, tokens,
+                               self.state_dir, self.limits)
+        self.batches = Batches(self, list(app.batch_jobs()), self.stats, self._broadcast)
+        self._committer: asyncio.Task[None] | None = None
+        if self.state_dir is not None:
+            for stream in app.stream_jobs():
+                stream.source.restore(Saved(stream.name, tokens[stream.name], self.state_dir))
+
+    @staticmethod
+    def _saved_token(job: StreamJob, saved: tuple[str, Any] | None) -> Any:
+        if saved is None:
+            return None
+        kind, token = saved
+        if kind != job.source.kind:
+            log.warning("job %s: its source was %s and is %s now: it starts from the beginning",
+                        job.name, kind, job.source.kind)
+            return None
+        return token
+
+    @property
+    def states(self) -> dict[str, tuple[int, Any]]:
+        return self.batches.states
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self, host: str, port: int) -> int:
+        self.server = await asyncio.start_server(self._accept, host, port)
+        bound: int = self.server.sockets[0].getsockname()[1]
+        self._load_priorities()
+        self.batches.start()
+        if self.priorities_file:
+            self.spawn(self._reload_priorities_loop())
+        self._committer = asyncio.ensure_future(
+            self.streams.committer(self._store, lambda: self.stopping))
+        self.spawn(session.watch(self.executors, self.heartbeat_timeout))
+        if self.warm_us:
+            self.rehearsal = hotpath.Rehearsal()
+            self.spawn(self._keep_warm(self.rehearsal))
+        return bound
+
+    def _start_sources(self) -> None:
+        """Start the stream sources once an executor can take their tasks: events generated
+        before that would only measure how long executors take to start."""
+        self.sources_started = True
+        for stream in self.app.stream_jobs():
+            if stream.trigger.interval is not None:
+                self.spawn(self.streams.microbatch_loop(stream))
+            self.spawn(stream.source.run(_SourceOutput(self, stream)))
+
+    async def stop(self) -> None:
+        self.stopping = True
+        # Executors are not told to stop: a driver stops when its pod is replaced, and they
+        # reconnect to the next one (their own SIGTERM stops them). Exiting would restart their
+        # containers, with Kubernetes' growing back-off.
+        for conn in list(self.executors.values()):
+            with contextlib.suppress(Exception):
+                conn.close()
+        for task in list(self._background):
+            task.cancel()
+        if self.rehearsal is not None:
+            self.rehearsal.close()
+        self.server.close()
+        if self._committer is not None:
+            await self._committer
+        for job in self.app.stream_jobs():
+            for sink in (job.sink, self.streams.jobs[job.name].dead_letter):
+                if sink is not None:
+                    sink.close()
+
+    async def _keep_warm(self, rehearsal: hotpath.Rehearsal) -> None:
+        """Rehearse sending a `run` (hotpath.py) while a running task could be preempted."""
+        period = self.warm_us / 1e6
+        busy = False
+        while True:
+            # an idle application is looked at 10 times a second, not 1000
+            await asyncio.sleep(period if busy else max(period, 0.1))
+            busy = any(conn.running for conn in self.executors.values())
+            if busy:
+                rehearsal.run()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # -- priorities from the operator ----------------------------------------------------------
+    def _load_priorities(self) -> None:
+        if not self.priorities_file:
+            return
+        try:
+            data = json.loads(Path(self.priorities_file).read_text())
+            self.priorities = {str(k): int(v) for k, v in data.get("jobs", {}).items()}
+        except FileNotFoundError:
+            return
+        except (ValueError, AttributeError) as exc:
+            log.warning("ignoring priorities file %s: %s", self.priorities_file, exc)
+
+    async def _reload_priorities_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            self._load_priorities()
+
+    def priority_of(self, job: StreamJob | BatchJob) -> int:
+        return self.priorities.get(job.name, job.priority)
+
+    # -- executor connections ---------------------------------------------------------------
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            hello = await session.handshake(reader, writer, self.app.name, self.secret)
+        except session.Rejected as exc:
+            self.auth_failures += 1
+            session.rejected(writer, exc.reason)
+            return
+        name = hello.name
+        conn = ExecutorConn(name if name not in self.executors else f"{name}-{next(self._names)}",
+                            writer, hello.sealer)
+        writer.write(protocol.encode({
+            "t": "welcome", "executor_id": conn.id, "preempts": self.preempts,
+            "states": {k: list(v) for k, v in self.states.items()}}, conn.sealer))
+        self.executors[conn.id] = conn
+        metrics.EXECUTORS.set(len(self.executors))
+        log.info("executor %s registered", conn.id)
+        frames = protocol.FrameBuffer()
+        frames.opener = hello.opener
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    break
+                conn.heard_at = time.monotonic()
+                for message in frames.feed(data):
+                    self._on_message(conn, protocol.check(message, protocol.FROM_EXECUTOR))
+        except protocol.ProtocolError as exc:
+            self.wire_errors += 1
+            metrics.WIRE_ERRORS.inc()
+            log.warning("executor %s: dropped for a bad message: %s", conn.id, exc)
+        except ConnectionError as exc:
+            if not (self.stopping or conn.leaving):
+                log.warning("executor %s: %s", conn.id, exc)
+        except Exception:  # a bug of ours: say so, and re-run the executor's tasks elsewhere
+            log.exception("executor %s: dropped after an internal error", conn.id)
+        finally:
+            self._lost(conn)
+            conn.close()
+
+    def _lost(self, conn: ExecutorConn) -> None:
+        if self.executors.pop(conn.id, None) is None or self.stopping:
+            return
+        metrics.EXECUTORS.set(len(self.executors))
+        orphans = [t for t in self.table.tasks.values()
+                   if t.executor == conn.id and t.state in ("running", "suspended", "killed")]
+        if conn.leaving:
+            log.info("executor %s left: re-running %d task(s)", conn.id, len(orphans))
+        elif orphans or conn.silent:
+            self.executors_lost += 1
+            metrics.EXECUTORS_LOST.inc()
+            log.warning("executor %s lost: re-running %d task(s)", conn.id, len(orphans))
+        if not self.executors:
+            log.warning("no live executor: tasks wait until one registers")
+        for task in orphans:
+            self.reruns += 1
+            self._requeue(task)
+        self.schedule()
+
+    # -- messages from executors ------------------------------------------------------------
+    def _on_message(self, conn: ExecutorConn, message: dict[str, Any]) -> None:
+        kind = message["t"]
+        now = time.monotonic()
+        if kind == "heartbeat":
+            conn.memory = message["memory"]
+            conn.memory_limit = message["memory_limit"]
+            conn.partitions = _partitions(message["partitions"])
+            return
+        if kind == "bye":
+            conn.leaving = True
+            return
+        if kind == "ready":
+            conn.ready = True
+            conn.pid = message["pid"]
+            conn.attach_bell(message.get("bell"))
+            conn.memory_limit = message["memory_limit"]
+            if not self.sources_started:
+                self._start_sources()
+            self.schedule()
+            return
+        task = self.table.get(message["id"])
+        if task is None or task.executor != conn.id:
+            return  # a task we already re-ran elsewhere, or finished
+        if kind == "started":
+            # ready -> sent on our clock, plus received -> started on the executor's clock:
+            # no comparison across machines' clocks, only the one-way network time is left out
+            waited = message["waited_ns"] / 1e9
+            metrics.QUEUE_DELAY.labels(task.job, task.kind).observe(
+                max(0.0, task.sent_at - task.ready_at) + waited)
+            if task.preempting:
+                self.preempt_local.add(now, waited)
+                self.preempt_latency.add(now, message["ns"] / 1e9 - task.sent_at)
+        elif kind == "resumed":
+            # The executor resumed a task by itself when its slot freed. Follow it only if we
+            # still see that slot free: if we placed something there since, the executor
+            # suspends the resumed task again on arrival and will say so.
+            if task.state == "suspended" and conn.running is None:
+                self.table.move(task, "running")
+                conn.suspended.remove(task.id)
+                conn.running = task.id
+                task.resumed(now)
+        elif kind == "suspended":
+            task.suspensions += 1
+            self.stats[task.job].suspensions += 1
+            metrics.SUSPENSIONS.labels(task.job).inc()
+        elif kind == "finished":
+            self._finished(conn, task, message, now)
+        elif kind == "failed":
+            self._failed(conn, task, message["error"])
+        elif kind == "killed":
+            ran = float(message["ran_s"])
+            self.wasted_seconds += ran
+            metrics.WASTED.inc(ran)
+            self._requeue(task)
+            self.schedule()
+
+    def _finished(self, conn: ExecutorConn, task: Task, message: dict[str, Any],
+                  now: float) -> None:
+        placement.release(conn, task)
+        self.table.move(task, "finished")
+        self.table.forget(task)
+        self.stats[task.job].tasks_finished += 1
+        if task.kind == "stream":
+            result = message["result"]
+            self.streams.finished(task, result if isinstance(result, list) else [], now)
+        else:
+            self.batches.finished(task, message["result"], message["records"], now)
+        self._update_gauges()
+        self.schedule()
+
+    def _failed(self, conn: ExecutorConn, task: Task, error: str) -> None:
+        placement.release(conn, task)
+        self.table.move(task, "failed")
+        stats = self.stats[task.job]
+        stats.failures += 1
+        metrics.TASK_FAILURES.labels(task.job).inc()
+        job = self.app.job(task.job)
+        if isinstance(job, StreamJob):
+            retry = self.streams.failed(task, error)
+        else:
+            retry = task.attempt < job.max_retries
+            if not retry:
+                log.error("job %s failed: task %s raised %d times: %s", job.name, task.id,
+                          task.attempt + 1, error)
+                stats.fail(error)
+                self.drop_queued(job.name)
+        if retry:
+            log.warning("task %s failed (attempt %d), retrying: %s", task.id, task.attempt + 1,
+                        error.splitlines()[0] if error else "")
+            task.attempt += 1
+            self._requeue(task)
+        else:
+            self.table.forget(task)
+        self._update_gauges()
+        self.schedule()
+
+    def drop_queued(self, job: str) -> None:
+        for other in self.table.queued():
+            if other.job == job:
+                self.table.forget(other)
+
+    def _requeue(self, task: Task) -> None:
+        conn = self.executors.get(task.executor or "")
+        if conn is not None:
+            placement.release(conn, task)
+        self.table.move(task, "queued")
+        task.executor = None
+        task.preempting = False
+
+    # -- task generation --------------------------------------------------------------------
+    def new_task(self, job: StreamJob | BatchJob, **fields: Any) -> Task:
+        task = Task(id=f"{job.name}-{next(self._ids)}", job=job.name, kind=job.kind,
+                    priority=self.priority_of(job), ready_at=time.monotonic(), **fields)
+        self.table.add(task)
+        if task.kind == "stream" and self.preempts == "suspend":
+            self._forewarn(task.priority)
+        return task
+
+    def _forewarn(self, priority: int) -> None:
+        """Before the policy runs (~100-200 us here), tell the same-host executors whose task
+        the new one may suspend: they warm their preemption path meanwhile (doorbell.py)."""
+        tasks = self.table.tasks
+        for conn in self.executors.values():
+            running = tasks.get(conn.running) if conn.running is not None else None
+            if conn.ringer is not None and running is not None and running.priority < priority:
+                conn.ringer.forewarn()
+
+    def _broadcast(self, message: dict[str, Any]) -> None:
+        for conn in self.executors.values():
+            conn.send(message)
+
+    # -- scheduling -------------------------------------------------------------------------
+    def schedule(self) -> None:
+        if not self.executors:
+            return
+        ready = [(c.id, c, c.memory, c.memory_limit, c.partitions)
+                 for c in self.executors.values() if c.ready]
+        snapshot = placement.snapshot(self.table, ready, time.monotonic())
+        if not snapshot.queue and not any(e.suspended for e in snapshot.executors):
+            return
+        sends = placement.apply(self.policy(snapshot), self.table, self.executors,
+                                time.monotonic())
+        for send in sends:
+            if send.task is not None:
+                action = send.message.get("action")
+                if action is not None:
+                    metrics.PREEMPTIONS.labels(self.policy_name, action).inc()
+                send.task.sent_at = time.monotonic()
+            self.executors[send.executor].send(send.message, express=send.express)
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        for (state, kind), count in self.table.counts.items():
+            metrics.TASKS.labels(state, kind).set(count)
+
+    def reset_stats(self) -> None:
+        """Forget the live windows (benchmarks call this after their warm-up)."""
+        for stats in self.stats.values():
+            stats.reset()
+        self.preempt_latency.clear()
+        self.preempt_local.clear()
+        self.wasted_seconds = 0.0
+        self.started = time.monotonic()

@@ -1,0 +1,55 @@
+"""A job's live figures and its state, as /status and the live view show them (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..stats import Rate, Window
+
+# running: normal; degraded: its sink fails (delivery retried, nothing committed, nothing lost);
+# failed: a task failed for good under on_error="fail" (or a batch job's); done: max_epochs ran
+JOB_STATES = ("running", "degraded", "failed", "done")
+
+
+@dataclass
+class JobStats:
+    latency: Window = field(default_factory=Window)
+    rate: Rate = field(default_factory=Rate)
+    events: int = 0
+    results: int = 0
+    records: int = 0
+    slo_met: int = 0
+    slo_total: int = 0
+    suspensions: int = 0
+    failures: int = 0
+    tasks_finished: int = 0
+    dead_letters: int = 0
+    sink_failures: int = 0
+    state: str = "running"
+    error: str | None = None
+    epoch: int = 0
+
+    def fail(self, error: str) -> None:
+        self.state, self.error = "failed", error
+
+    def degrade(self, error: str) -> None:
+        if self.state == "running":
+            self.state = "degraded"
+        if self.state == "degraded":
+            self.error = error
+
+    def recover(self) -> None:
+        if self.state == "degraded":
+            self.state, self.error = "running", None
+
+    @property
+    def takes_events(self) -> bool:
+        return self.state != "failed"
+
+    def reset(self) -> None:
+        """Forget the live windows and counts (benchmarks call this after their warm-up)."""
+        self.latency.clear()
+        self.rate.clear()
+        self.records = self.events = self.results = 0
+        self.slo_met = self.slo_total = self.suspensions = 0
+        self.tasks_finished = self.failures = 0

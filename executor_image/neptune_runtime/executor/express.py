@@ -1,0 +1,103 @@
+"""The express path: a preempting `run` taken at the yield point, in the running task's greenlet.
+
+On one host the driver rings the executor's doorbell and copies a preempting `run` into its
+express slot (doorbell.py). The yield point calls `_on_signal` in the running task's greenlet;
+a `run` that preempts this very task is handled there and the stream task starts from there:
+one greenlet switch instead of two, and none of the batch task's stack is copied, since the new
+greenlet's stack begins below it. Anything else goes to the hub. When the driver forewarns (it
+has a stream task that may preempt this one), `_rehearse` runs the same path on a canned
+message meanwhile, so that it is warm when the real one comes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import greenlet
+
+from .. import _yieldcore, protocol, yieldpoint
+from ..doorbell import SEEN_AT
+from ..hotpath import CANNED_RUN
+from .state import ExecutorState
+from .task import from_run
+
+# the task that hotpath.CANNED_RUN preempts, running on a rehearsal executor
+CANNED_VICTIM: dict[str, Any] = {"t": "run", "id": CANNED_RUN["victim"], "job": "warm",
+                                 "kind": "batch", "priority": 0, "partition": 0, "epoch": 0,
+                                 "attempt": 0}
+
+
+class Express(ExecutorState):
+    def _install_yield_points(self) -> None:
+        """Socket polls, and the doorbell checks once the driver rings it (the socket is still
+        polled now and then: the tail of a large message, which the driver's event loop wrote
+        after the ring, rings nothing)."""
+        bell = self.bell.mapping if self.bell is not None and self.bell_attached else None
+        yieldpoint.install(self._on_signal, fd=self.link.sock.fileno(),
+                           interval_us=self.polling.poll_us, bell=bell,
+                           on_forewarn=self._rehearse)
+
+    def _drop_bell(self) -> None:
+        yieldpoint.install(None)  # let go of the mapping before closing it
+        if self.bell is not None:
+            self.bell.close()
+        self.bell, self.bell_attached = None, False
+
+    def _express(self) -> tuple[int, int, dict[str, Any]] | None:
+        """The express slot's message, if it is new and every frame before it was handled."""
+        express = self.bell.take_express() if self.bell is not None else None
+        return express if express is not None and express[0] == self.link.frames.consumed \
+            else None
+
+    def _on_signal(self) -> None:
+        """Called by a yield point, in the running task's greenlet, when the driver sent
+        something or we were told to stop. A preempting `run` of this very task in the express
+        slot is handled here, and the stream task starts from here; anything else is the hub's."""
+        task = self.current
+        express = None if task is None or self.stopping else self._express()
+        if express is not None and task is not None:
+            message = express[2]
+            if message["t"] == "run" and message.get("victim") == task.id \
+                    and message.get("action") == "suspend":
+                try:
+                    self._take(express)
+                except protocol.ProtocolError as exc:  # the hub drops the connection
+                    self.failure = exc
+                else:
+                    started = self.current
+                    if started is not None and started.glet is None:
+                        self._launch(started, preempting=True)  # returns when this one resumes
+                        return
+            else:
+                self.express = express
+        self.hub.switch()
+
+    def _rehearse(self) -> None:
+        """Forewarned (the driver has a stream task that may preempt this one, and will decide
+        in ~100-200 us): run the preemption path's code on a canned message meanwhile, so that
+        it is warm when the real one comes (cold, it runs 5-10x slower). Itself cold, this takes
+        ~100 us, so it stops as soon as the real message rings."""
+        bell = self.bell
+        if bell is None:
+            return
+        self.canned[SEEN_AT:SEEN_AT + 8] = bytes(8)  # take it again
+        taken = _yieldcore.take_express(self.canned)
+        if taken is None or bell.rung():
+            return
+        rehearsal = self.rehearsal or self._rehearsal()  # an executor that runs nothing
+        rehearsal._take(taken)  # the hub's handling of it: the victim goes to `suspended`
+        rehearsal.current = rehearsal.suspended.pop(CANNED_VICTIM["id"])  # as it was
+        rehearsal.link.outbox.clear()
+        rehearsal.suspension_samples.clear()
+        if self.standby is not None and not bell.rung():
+            self.standby.switch(greenlet.getcurrent())
+
+    def _rehearsal(self) -> ExecutorState:
+        """An executor of the same app that never connects: its state is the rehearsal's."""
+        from .core import Executor  # core builds on this module
+
+        rehearsal = Executor(self.app, self.app_ref, self.link.driver, self.link.secret,
+                             f"{self.link.name}-rehearsal")
+        rehearsal.current = from_run(CANNED_VICTIM, 0)
+        self.rehearsal = rehearsal
+        return rehearsal

@@ -1,0 +1,134 @@
+"""The greenlet runner: every task in a greenlet of its own, switched to by the hub.
+
+A task runs until it finishes or, at a yield point, finds that the driver sent something and
+switches to the hub (or, for a preemption that came through the express slot, straight into
+the preempting task: express.py). Task greenlets are reused: a new one's first switch costs
+~90 us cold (its interpreter frame stack is mapped and faulted in). `spare` is for the hub's
+next task, `standby` for the next preemption (see docs/architecture.md for why two).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import greenlet
+
+from .. import protocol, yieldpoint
+from ..app import BatchJob, TaskContext
+from .metrics import TASK_DURATION
+from .state import ExecutorState
+from .task import TaskRecord
+
+
+class _Counted:
+    """Counts records of an unsized input; only used when the input has no len()."""
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self.it = it
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for record in self.it:
+            self.count += 1
+            yield record
+
+
+class Runner(ExecutorState):
+    def _launch(self, task: TaskRecord, preempting: bool = False) -> None:
+        """Switch into a new task's greenlet, from the hub or from the task it preempts."""
+        if preempting:
+            glet, self.standby = self.standby, None
+        else:
+            glet, self.spare = self.spare, None
+        task.glet = glet or greenlet.greenlet(self._worker, parent=self.hub)
+        task.preempting = preempting
+        yieldpoint.task_switched_in()
+        task.glet.switch(task)
+
+    def _step(self, task: TaskRecord) -> None:
+        if task.glet is None:
+            self._launch(task)
+        else:
+            yieldpoint.task_switched_in()
+            task.glet.switch()
+        # Back in the hub: the task yielded or ended, or the stream task it started (from its
+        # own greenlet, preempted) did. Either way `current` is the task that ran last.
+        ran = self.current
+        if ran is not None and ran.outcome is not None:
+            self.current = None
+            if ran.preempting:  # parked, for the next task of its kind
+                self.standby = self.standby or ran.glet
+            else:
+                self.spare = self.spare or ran.glet
+            self._finish(ran, *ran.outcome)
+
+    def _finish(self, task: TaskRecord, status: str, value: Any) -> None:
+        elapsed = (time.monotonic_ns() - task.started_ns) / 1e9
+        TASK_DURATION.labels(task.job, task.kind).observe(elapsed)
+        if status == "ok":
+            try:
+                body = protocol.pack({"t": "finished", "id": task.id, "result": value,
+                                      "records": task.consumed, "elapsed": elapsed})
+            except (TypeError, ValueError) as exc:  # msgpack cannot encode the result
+                status, value = "error", f"result of job {task.job} is not serialisable: {exc}"
+            else:
+                self.link.post(body)
+                self.flush()
+                return
+        self.link.post({"t": "failed", "id": task.id, "error": value})
+        self.flush()
+
+    def _worker(self, given: TaskRecord | greenlet.greenlet) -> None:
+        """A task greenlet: runs the tasks it is given, parked in a switch between; given a
+        greenlet (a rehearsal), it switches straight back to it."""
+        while True:
+            if isinstance(given, TaskRecord):
+                self._body(given)
+                given = self.hub.switch()
+            else:
+                given = given.switch()
+
+    def _body(self, task: TaskRecord) -> None:
+        """Runs inside the task's greenlet; its first line is when the task starts."""
+        task.started_ns = time.monotonic_ns()
+        self.link.post({"t": "started", "id": task.id, "ns": task.started_ns,
+                        "waited_ns": task.started_ns - task.received_ns})
+        task.outcome = self._run_task(task)
+
+    def _run_task(self, task: TaskRecord) -> tuple[str, Any]:
+        try:
+            job = self.app.job(task.job)
+            ctx = TaskContext(task.id, task.job, task.partition, task.epoch, task.attempt,
+                              self.states, self.published)
+            records = self._inputs(task, job)
+            counter = None if hasattr(records, "__len__") else _Counted(iter(records))
+            source: Any = records if counter is None else counter
+            task.consumed = len(records) if counter is None else 0
+            stream = self._maybe_yielding(source)
+            result = job.task(ctx, stream)
+            if isinstance(job, BatchJob):
+                value: Any = result
+            else:
+                value = [] if result is None else list(result)
+            if counter is not None:
+                task.consumed = counter.count
+            return "ok", value
+        except Exception as exc:
+            detail = "".join(traceback.format_exception(exc)[-6:])
+            return "error", f"{type(exc).__name__}: {exc}\n{detail}"
+
+    def _maybe_yielding(self, records: Iterable[Any]) -> Iterator[Any]:
+        return yieldpoint.yielding(records) if self.yield_points else iter(records)
+
+    def _inputs(self, task: TaskRecord, job: Any) -> Any:
+        if not isinstance(job, BatchJob):
+            return task.records or []
+        key = (job.name, task.partition)
+        if job.cache_partitions:
+            if key not in self.cache:  # reading is task work too: suspendable
+                self.cache[key] = list(self._maybe_yielding(job.read(task.partition, task.epoch)))
+            return self.cache[key]
+        return job.read(task.partition, task.epoch)
