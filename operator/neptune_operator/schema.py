@@ -27,14 +27,18 @@ Schema = dict[str, Any]
 # would be unreadable). Units match neptune_runtime.durations minus "h" (no SLO is that long).
 DURATION_PATTERN = r"^[0-9]+(\.[0-9]+)?(us|ms|s|m)$"
 ZERO_DURATION = r"^0+([.]0+)?(us|ms|s|m)$"  # [.]: CEL strings reject \.
-# Kubernetes' own quantity grammar, without the sign: a negative request is never meant.
+# Kubernetes' own quantity grammar, without the sign (a negative request is never meant), and
+# with an exponent of at most three digits: the API server takes 1e9999999999 in a custom
+# resource, then times out on the pod template made from it.
 QUANTITY_PATTERN = (
     r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
-    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+    r"([eE](\+|-)?[0-9]{1,3}))?$"
 )
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 MAX_JOBS = 32
+MAX_NAME = 40  # of an app: NAME-executor-N stays a valid pod name and label value
 
 
 def _s(description: str, **extra: Any) -> Schema:
@@ -64,26 +68,122 @@ def _rule(rule: str, message: str, field_path: str | None = None) -> dict[str, s
     return out
 
 
+# Resource names a container accepts (what the API server checks in a pod template): the
+# native ones the runtime can use, and extended resources DOMAIN/NAME (e.g. nvidia.com/gpu).
+# hugepages-* are left out: they need a page-size multiple and requests == limits, and the
+# runtime has no use for them.
+NATIVE_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+EXTENDED_RESOURCE = (r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+                     r"/([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+MAX_QUANTITY_LENGTH = 64
+MAX_RESOURCE_NAME_LENGTH = 253 + 1 + 63  # DNS subdomain / name, as the API server allows
+
+
+def _valid_resource_name(k: str) -> str:
+    """CEL: k is a container resource name the API server takes (kubernetes.io/ and
+    requests.* names are quota names, not container resources)."""
+    native = ", ".join(f"'{n}'" for n in NATIVE_RESOURCES)
+    return (f"({k} in [{native}] || ({k}.matches('{EXTENDED_RESOURCE}') && "
+            f"!{k}.contains('kubernetes.io/') && !{k}.startsWith('requests.')))")
+
+
+def _q(value: str) -> str:
+    return f"quantity(string({value}))"
+
+
+def _whole(value: str) -> str:
+    """CEL: the quantity `value` is a whole number (isInteger() is false for 1.5Gi, which is
+    one: the library keeps it as a decimal). Above 2^53 every double is whole."""
+    f = f"{_q(value)}.asApproximateFloat()"
+    return f"({f} > 9.0e15 || double(int({f})) == {f})"
+
+
+def parses(value: str) -> str:
+    """CEL: `value` is a quantity that quantity() can take. CEL rules run even where the
+    pattern failed, and quantity() on a huge exponent (1e9999999999, which isQuantity accepts)
+    makes the API server time out: no comparison without this guard."""
+    return (f"(isQuantity(string({value})) && "
+            f"!string({value}).matches('[eE][-+]?[0-9]{{4,}}$'))")
+
+
 def _quantities(description: str) -> Schema:
+    names = ", ".join(NATIVE_RESOURCES)
     return {
         "type": "object",
-        "description": description,
+        "description": description + f" Keys: {names}, or an extended resource DOMAIN/NAME.",
         "maxProperties": 8,
         "additionalProperties": {
             "x-kubernetes-int-or-string": True,
             "pattern": QUANTITY_PATTERN,
+            "maxLength": MAX_QUANTITY_LENGTH,
             "description": "A non-negative resource quantity such as 500m, 2, 512Mi or 1Gi.",
+            # The pattern follows Kubernetes' grammar; isQuantity is the API server's own parser
+            # (a string that fails the pattern gets both messages).
+            "x-kubernetes-validations": [{
+                **_rule("isQuantity(string(self))", "must be a resource quantity"),
+                "messageExpression": "'must be a resource quantity such as 500m or 1Gi, not ' "
+                                     "+ string(self)",
+            }],
         },
+        # Static messages: a messageExpression listing the offending keys is beyond the API
+        # server's cost budget (map keys have no length bound it can see).
+        "x-kubernetes-validations": [
+            _rule(f"self.all(k, k.size() <= {MAX_RESOURCE_NAME_LENGTH} && "
+                  f"{_valid_resource_name('k')})",
+                  f"resource names must be {names} or an extended resource DOMAIN/NAME such "
+                  "as nvidia.com/gpu (hugepages are not supported)"),
+            # Extended resources are counted in whole units.
+            _rule(f"self.all(k, !k.contains('/') || !{parses('self[k]')} || "
+                  f"{_whole('self[k]')})",
+                  "extended resources (DOMAIN/NAME) must be whole numbers"),
+            # 500m of memory is half a byte: the API server warns that it is invalid.
+            _rule("['memory', 'ephemeral-storage'].all(n, !(n in self) || "
+                  f"!{parses('self[n]')} || {_whole('self[n]')})",
+                  "memory and ephemeral-storage must be whole bytes (500m is half a byte; "
+                  "write 512Mi or 1Gi)"),
+        ],
     }
+
+
+def _limit_not_below_request(name: str) -> dict[str, str]:
+    """A pod template whose limit is below its request is refused by the API server."""
+    both = (f"has(self.requests) && has(self.limits) && '{name}' in self.requests && "
+            f"'{name}' in self.limits")
+    parse = f"{parses(f'self.requests[{name!r}]')} && {parses(f'self.limits[{name!r}]')}"
+    return {
+        **_rule(f"!({both} && {parse}) || "
+                f"{_q(f'self.limits[{name!r}]')}.compareTo({_q(f'self.requests[{name!r}]')}) >= 0",
+                f"limits.{name} must not be below requests.{name}",
+                f".limits['{name}']"),
+        "messageExpression": (f"'limits.{name} (' + string(self.limits['{name}']) + ') must not "
+                              f"be below requests.{name} (' + string(self.requests['{name}']) "
+                              "+ ')'"),
+    }
+
+
+# Extended resources cannot be overcommitted: the API server wants a limit equal to any
+# request, and whole numbers.
+_EXTENDED_OK = ("!k.contains('/') || (has(self.limits) && k in self.limits && "
+                f"{parses('self.requests[k]')} && {parses('self.limits[k]')} && "
+                f"{_q('self.limits[k]')}.compareTo({_q('self.requests[k]')}) == 0)")
+_EXTENDED_EQUAL = _rule(
+    f"!has(self.requests) || self.requests.all(k, {_EXTENDED_OK})",
+    "an extended resource (DOMAIN/NAME) in requests needs the same value in limits",
+    ".requests")
 
 
 def resources_schema(who: str) -> Schema:
     return _o(
-        f"Compute resources of the {who} container (as in a Pod's container resources).",
+        f"Compute resources of the {who} container (as in a Pod's container resources). "
+        "A limit must not be below its request.",
         {
             "requests": _quantities(f"Minimum resources the {who} is scheduled with."),
             "limits": _quantities(f"Maximum resources the {who} may use."),
         },
+        **{"x-kubernetes-validations": [
+            *(_limit_not_below_request(n) for n in NATIVE_RESOURCES),
+            _EXTENDED_EQUAL,
+        ]},
     )
 
 
@@ -98,13 +198,14 @@ def storage_schema() -> Schema:
             "size": {
                 "x-kubernetes-int-or-string": True,
                 "pattern": QUANTITY_PATTERN,
+                "maxLength": MAX_QUANTITY_LENGTH,
                 "default": DEFAULT_STATE_SIZE,
                 "description": "Requested size of the claim: a positive quantity such as "
                                "512Mi or 1Gi (default 1Gi).",
                 # The pattern has no sign but admits zero. A value that is no quantity at all
-                # is the pattern's error alone (isQuantity guards quantity()).
+                # is the pattern's error alone (parses() guards quantity()).
                 "x-kubernetes-validations": [{
-                    **_rule("!isQuantity(string(self)) || "
+                    **_rule(f"!{parses('self')} || "
                             "quantity(string(self)).isGreaterThan(quantity('0'))",
                             "size must be a positive quantity such as 1Gi"),
                     # int-or-string values show as "" in the API server's message: name it.
@@ -185,7 +286,13 @@ def spec_schema() -> Schema:
         "Desired state of a continuous (stream + batch) application.",
         {
             "image": _s("Container image holding neptunectl and the app module.",
-                        minLength=1, maxLength=512),
+                        minLength=1, maxLength=512,
+                        # The API server takes it in a pod template, but the kubelet never
+                        # pulls it (InvalidImageName): the pods would never start.
+                        **{"x-kubernetes-validations": [
+                            _rule("!self.matches('[[:space:]]')",
+                                  "image must not contain whitespace"),
+                        ]}),
             "imagePullPolicy": _s("Image pull policy of driver and executor pods.",
                                   enum=["Always", "IfNotPresent", "Never"],
                                   default="IfNotPresent"),
@@ -204,6 +311,14 @@ def spec_schema() -> Schema:
                                       pattern=r"^[-._a-zA-Z0-9]+$", maxLength=253),
                         },
                         required=["name", "key"],
+                        # The key is also the file's path in the volume: the API server
+                        # refuses a path that is '..' or starts with it, and no ConfigMap
+                        # has the key '.'.
+                        **{"x-kubernetes-validations": [
+                            _rule("self.key != '.' && !self.key.startsWith('..')",
+                                  "app.configMap.key must not be '.' or start with '..' (it "
+                                  "is the file name under /app/source)", ".key"),
+                        ]},
                     ),
                 },
                 **{"x-kubernetes-validations": [
@@ -424,9 +539,16 @@ def crd() -> dict[str, Any]:
                             },
                             required=["spec"],
                             **{"x-kubernetes-validations": [
-                                _rule("self.metadata.name.size() <= 40",
-                                      "metadata.name must be at most 40 characters "
+                                _rule(f"self.metadata.name.size() <= {MAX_NAME}",
+                                      f"metadata.name must be at most {MAX_NAME} characters "
                                       "(children add suffixes such as -executor-12)"),
+                                # A resource name may be any DNS subdomain, but it names the
+                                # app's Services, which must be DNS-1035 labels.
+                                _rule(f"self.metadata.name.matches('{DNS_1035_LABEL}')",
+                                      "metadata.name must start with a lowercase letter and "
+                                      "hold only lowercase letters, digits and '-' (it names "
+                                      "the app's Services NAME-driver and NAME-executor, "
+                                      "which must be DNS-1035 labels)"),
                             ]},
                         )
                     },

@@ -127,7 +127,10 @@ def test_zero_duration_pattern(value: str, zero: bool) -> None:
 
 @pytest.mark.parametrize(("value", "ok"), [
     ("500m", True), ("2", True), ("1.5", True), ("512Mi", True), ("1Gi", True), ("1e3", True),
+    ("5E-3", True), ("1e999", True),
     ("abc", False), ("-1", False), ("1GB", False), ("", False), ("1 Gi", False),
+    # A huge exponent times the API server out on the pod template.
+    ("1e9999999999", False), ("1e1000", False),
 ])
 def test_quantity_pattern(value: str, ok: bool) -> None:
     assert bool(re.match(schema.QUANTITY_PATTERN, value)) is ok
@@ -136,3 +139,58 @@ def test_quantity_pattern(value: str, ok: bool) -> None:
 def test_committed_yaml_parses_to_the_schema() -> None:
     text = (ROOT / "crds" / "continuousapplication.yaml").read_text()
     assert yaml.safe_load(text) == schema.crd()
+
+
+def test_resource_rules_present() -> None:
+    for who in ("driver", "executors"):
+        res = schema.spec_schema()["properties"][who]["properties"]["resources"]
+        paths = {r.get("fieldPath") for r in res["x-kubernetes-validations"]}
+        # One rule per native resource, each pointing at the limit that is too low.
+        assert {".limits['cpu']", ".limits['memory']", ".limits['ephemeral-storage']"} <= paths
+        for r in res["x-kubernetes-validations"]:
+            if r.get("fieldPath", "").startswith(".limits["):
+                assert "quantity(" in r["rule"] and "compareTo" in r["rule"]
+                assert "must not be below" in r["messageExpression"]
+        for side in ("requests", "limits"):
+            q = res["properties"][side]
+            assert any("resource names must be" in m for m in rules(q))
+            assert any("whole numbers" in m for m in rules(q))
+            assert q["additionalProperties"]["maxLength"] == schema.MAX_QUANTITY_LENGTH
+            assert any("isQuantity" in r["rule"]
+                       for r in q["additionalProperties"]["x-kubernetes-validations"])
+
+
+def test_rules_for_what_children_would_refuse() -> None:
+    spec = schema.spec_schema()["properties"]
+    assert any("whitespace" in m for m in rules(spec["image"]))
+    cm = spec["app"]["properties"]["configMap"]
+    (key_rule,) = cm["x-kubernetes-validations"]
+    assert key_rule["fieldPath"] == ".key"
+    root = version()["schema"]["openAPIV3Schema"]
+    messages = rules(root)
+    assert any("at most 40 characters" in m for m in messages)
+    assert any("DNS-1035" in m for m in messages)
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("fraud", True), ("a", True), ("fraud-2", True), ("f" * 40, True),
+    ("2fraud", False), ("fraud.v2", False), ("Fraud", False), ("fraud-", False), ("-f", False),
+    ("", False),
+])
+def test_dns_1035_label(value: str, ok: bool) -> None:
+    assert bool(re.match(schema.DNS_1035_LABEL, value)) is ok
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("nvidia.com/gpu", True), ("example.com/foo_bar.1", True), ("a/b", True),
+    ("gpu", False), ("nvidia.com/", False), ("/gpu", False), ("Nvidia.com/gpu", False),
+    ("nvidia.com/-gpu", False), ("a/b/c", False),
+])
+def test_extended_resource_pattern(value: str, ok: bool) -> None:
+    assert bool(re.match(schema.EXTENDED_RESOURCE, value)) is ok
+
+
+def test_cel_regexes_need_no_backslash_escapes() -> None:
+    # CEL string literals refuse \. and friends: every regex embedded in a rule uses [.].
+    for r in (schema.EXTENDED_RESOURCE, schema.DNS_1035_LABEL, schema.ZERO_DURATION):
+        assert "\\" not in r
