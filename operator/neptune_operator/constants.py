@@ -15,7 +15,7 @@ JOB_KINDS = ("stream", "batch")
 
 # Ports of the runtime contract (see executor_image/neptune_runtime/cli.py).
 EXECUTOR_PORT = 7077  # driver <- executors (msgpack over TCP, HMAC handshake)
-HTTP_PORT = 8080  # driver: /metrics /healthz /status /ingest/JOB
+HTTP_PORT = 8080  # driver: /metrics /healthz (open), /status /state (read token), /ingest /admin
 METRICS_PORT = 9090  # each executor process: Prometheus
 
 # Labels put on every child so that selectors, NetworkPolicies and PodMonitors agree.
@@ -38,3 +38,17 @@ DEFAULT_STATE_SIZE = "1Gi"
 # The image's non-root user. Set explicitly so that runAsNonRoot can be verified by the
 # kubelet even when the image names its user instead of a number.
 RUN_AS_UID = 10001
+
+# The driver's HTTP tokens (Secret NAME-ingest-token, keys "ingest" and "read"), mounted
+# read-only at TOKENS_DIR and named by NEPTUNE_TOKENS_DIR; the driver re-reads them when the
+# kubelet refreshes the files, so replacing the Secret's values rotates them.
+TOKENS_DIR = "/var/run/neptune/tokens"
+INGEST_TOKEN_KEY = "ingest"  # POST /ingest/JOB, POST /admin/...
+READ_TOKEN_KEY = "read"  # GET /status, GET /state/NAME (the ingest token works there too)
+# The API server's service proxy strips Authorization (it authenticated the caller with it),
+# so the driver also takes the token in this header.
+TOKEN_HEADER = "X-Neptune-Token"
+# Owner root, group fsGroup (10001): with fsGroup the kubelet makes secret files group-readable
+# whatever the mode, so 0440 is what the files get; 0400 would read the same in the manifest
+# and still end up 0440.
+TOKENS_FILE_MODE = 0o440

@@ -36,6 +36,8 @@ class _State:
     feedback: dict[tuple[str, str], feedback.FeedbackState] = {}
     # Last priority table written per app, to skip identical ConfigMap applies.
     tables: dict[tuple[str, str], dict[str, int]] = {}
+    # Each app's read token for the driver's /status, re-read from its Secret on a 401.
+    tokens = reconcile.TokenCache()
 
 
 STATE = _State()
@@ -122,8 +124,9 @@ async def _apply(body: kopf.Body, action: str, index: AppIndex, patch: kopf.Patc
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     assignment = assignments(index, key)
     result = await reconcile.apply_children(kube(), CONFIG, body, action, assignment)
-    if result.secret_created:
-        _event(body, "SecretCreated", "created the app's HMAC secret")
+    if result.secrets_created:
+        _event(body, "SecretCreated", f"created {', '.join(result.secrets_created)} (the HMAC "
+               "secret and the driver's HTTP tokens are made once and kept)")
     if result.skipped:
         _event(body, "MonitoringUnavailable",
                f"not created (kind not served; install the Prometheus Operator): "
@@ -173,6 +176,7 @@ async def on_delete(*, namespace: str | None, name: str, spec: kopf.Spec, **_: A
     key = (namespace, name)
     STATE.feedback.pop(key, None)
     STATE.tables.pop(key, None)
+    STATE.tokens.forget(namespace, name)
     metrics.forget(namespace, name, [str(j.get("name")) for j in spec.get("jobs") or []])
 
 
@@ -189,7 +193,7 @@ async def refresh(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
         if not spec.get("suspend"):
             # Asked even when the Deployment reports no ready pod: /status answering is the
             # better evidence, and a refused connection costs one quick error.
-            doc, error = await reconcile.driver_status(CONFIG, body)
+            doc, error = await reconcile.driver_status(CONFIG, body, kube(), STATE.tokens)
 
         # Feedback: one step at most per window, bounded; boost persisted in status.
         prev_assigned = dict(status.get("assignedPriority") or {})

@@ -175,10 +175,24 @@ def default_login(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None
     return info
 
 
-async def http_get_json(url: str, timeout_s: float = 2.0) -> Any:
-    """GET a JSON document (the driver's /status). Raises on HTTP errors and timeouts."""
+def error_text(body: str, limit: int = 200) -> str:
+    """The driver's {"error": ...} answer, else the start of the body."""
+    with contextlib.suppress(ValueError, AttributeError):
+        return str(json.loads(body)["error"])[:limit]
+    return body[:limit]
+
+
+async def http_get_json(url: str, timeout_s: float = 2.0,
+                        headers: Mapping[str, str] | None = None) -> Any:
+    """GET a JSON document (the driver's /status). Raises on timeouts, and
+    aiohttp.ClientResponseError (with .status, and the driver's error as .message) on HTTP
+    errors."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as resp:
-        resp.raise_for_status()
+    async with (aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url, headers=dict(headers or {})) as resp):
+        if resp.status >= 400:
+            raise aiohttp.ClientResponseError(
+                resp.request_info, resp.history, status=resp.status,
+                message=error_text(await resp.text()) or str(resp.reason))
         return await resp.json(content_type=None)
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import aiohttp
 
-from . import render
+from . import render, tokens
 from .config import OperatorConfig
+from .constants import READ_TOKEN_KEY
 from .kube import ApiError, Kube, http_get_json
 from .ranking import Assignment
 from .render import Names, RenderContext
@@ -34,17 +35,24 @@ KEEP_POD_CLASS = ("scale", "reconfigure", "reload", "noop", "status")
 class ApplyResult:
     applied: list[str]
     skipped: list[str]  # kinds the cluster does not serve (PodMonitor without its CRD)
-    secret_created: bool
+    secrets_created: list[str]  # Secrets made by this reconcile (the first one, normally)
 
 
-async def ensure_secret(kube: Kube, obj: Mapping[str, Any]) -> bool:
-    """Create the app's HMAC secret once; an existing one is kept (pods already use it)."""
+async def ensure_secrets(kube: Kube, obj: Mapping[str, Any]) -> list[str]:
+    """Create the app's HMAC secret and its HTTP token Secret once each, with fresh random
+    values; existing ones are kept as they are (pods use them, and a user may have rotated
+    the tokens). Returns the names of the Secrets created."""
     meta = obj["metadata"]
-    name = Names(meta["name"]).secret
-    if await kube.get("v1", "Secret", meta["namespace"], name) is not None:
-        return False
-    ctx = RenderContext(secret_hex=secrets.token_hex(32))
-    return await kube.create(render.app_secret(obj, ctx)) is not None
+    ctx = RenderContext(secret_hex=secrets.token_hex(32), tokens=tokens.generate())
+    created = []
+    for manifest in (render.app_secret(obj, ctx), render.token_secret(obj, ctx)):
+        name = manifest["metadata"]["name"]
+        if await kube.get("v1", "Secret", meta["namespace"], name) is not None:
+            continue
+        # None: made meanwhile by someone else (a previous operator's half-done reconcile).
+        if await kube.create(manifest) is not None:
+            created.append(name)
+    return created
 
 
 async def live_priority_class(kube: Kube, obj: Mapping[str, Any]) -> str | None:
@@ -59,7 +67,7 @@ async def live_priority_class(kube: Kube, obj: Mapping[str, Any]) -> str | None:
 
 async def apply_children(kube: Kube, cfg: OperatorConfig, obj: Mapping[str, Any],
                          action: str, assignment: Assignment | None) -> ApplyResult:
-    secret_created = await ensure_secret(kube, obj)
+    secrets_created = await ensure_secrets(kube, obj)
     pod_class = assignment.priority_class if assignment else None
     if action in KEEP_POD_CLASS:
         live = await live_priority_class(kube, obj)
@@ -72,7 +80,7 @@ async def apply_children(kube: Kube, cfg: OperatorConfig, obj: Mapping[str, Any]
     for manifest in render.render(obj, ctx):
         ident = f"{manifest['kind']}/{manifest['metadata']['name']}"
         if manifest["kind"] == "Secret":
-            continue  # created once above, never re-applied
+            continue  # created once above, never re-applied (values kept, rotations too)
         try:
             await kube.apply(manifest)
             applied.append(ident)
@@ -82,7 +90,7 @@ async def apply_children(kube: Kube, cfg: OperatorConfig, obj: Mapping[str, Any]
                 skipped.append(ident)
                 continue
             raise
-    return ApplyResult(applied, skipped, secret_created)
+    return ApplyResult(applied, skipped, secrets_created)
 
 
 async def apply_priorities(kube: Kube, cfg: OperatorConfig, obj: Mapping[str, Any],
@@ -117,14 +125,72 @@ async def child_state(kube: Kube, obj: Mapping[str, Any]) -> ChildState:
     )
 
 
-async def driver_status(cfg: OperatorConfig, obj: Mapping[str, Any]
+class TokenCache:
+    """The read token of each app, from its Secret NAME-ingest-token, read through the
+    operator's own client. Kept until the driver refuses it (401): then read again, so that a
+    rotation costs one extra GET of the Secret and no lost status."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str], str] = {}
+
+    async def get(self, kube: Kube, namespace: str, name: str,
+                  fresh: bool = False) -> tuple[str | None, str | None]:
+        """(token, None), or (None, why there is none)."""
+        key = (namespace, name)
+        if not fresh and key in self._tokens:
+            return self._tokens[key], None
+        self._tokens.pop(key, None)
+        secret_name = Names(name).tokens
+        try:
+            secret = await kube.get("v1", "Secret", namespace, secret_name)
+        except ApiError as exc:
+            return None, f"cannot read Secret {secret_name}: {exc}"
+        if secret is None:
+            return None, f"Secret {secret_name} does not exist"
+        token = tokens.from_secret(secret).get(READ_TOKEN_KEY)
+        if token is None:
+            return None, f"Secret {secret_name} has no '{READ_TOKEN_KEY}' token"
+        self._tokens[key] = token
+        return token, None
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._tokens.pop((namespace, name), None)
+
+
+async def _get_status(url: str, token: str | None) -> tuple[dict[str, Any] | None, str | None,
+                                                             int | None]:
+    """(document, error, HTTP status of a refusal)."""
+    try:
+        doc = await http_get_json(url, headers=tokens.headers(token) if token else None)
+    except aiohttp.ClientResponseError as exc:
+        return None, f"GET {url}: HTTP {exc.status}: {exc.message}", exc.status
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return None, f"GET {url}: {type(exc).__name__}: {exc}", None
+    if not isinstance(doc, dict):
+        return None, f"GET {url}: not a JSON object", None
+    return doc, None, None
+
+
+async def driver_status(cfg: OperatorConfig, obj: Mapping[str, Any],
+                        kube: Kube | None = None, cache: TokenCache | None = None,
                         ) -> tuple[dict[str, Any] | None, str | None]:
+    """The driver's /status, asked with the app's read token (when kube and cache are given).
+    On a 401 the token is read again from its Secret and, if it changed (a rotation), the
+    request is made once more."""
     meta = obj["metadata"]
     url = cfg.driver_status_url.format(name=meta["name"], namespace=meta["namespace"])
-    try:
-        doc = await http_get_json(url)
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return None, f"GET {url}: {type(exc).__name__}: {exc}"[:512]
-    if not isinstance(doc, dict):
-        return None, f"GET {url}: not a JSON object"
-    return doc, None
+    token, why = (None, None)
+    if kube is not None and cache is not None:
+        token, why = await cache.get(kube, meta["namespace"], meta["name"])
+    doc, error, refused = await _get_status(url, token)
+    if refused == 401 and kube is not None and cache is not None:
+        old = token
+        token, why = await cache.get(kube, meta["namespace"], meta["name"], fresh=True)
+        if token is not None and token != old:
+            doc, error, refused = await _get_status(url, token)
+        elif token is not None:
+            why = (f"the read token of Secret {Names(meta['name']).tokens} was refused; after a "
+                   "rotation the driver takes the new one within about a minute")
+    if error is not None and why is not None:
+        error = f"{error} ({why})"
+    return doc, None if error is None else error[:512]

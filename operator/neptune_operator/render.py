@@ -28,6 +28,8 @@ from .constants import (
     PRIORITIES_FILE,
     RUN_AS_UID,
     STATE_DIR,
+    TOKENS_DIR,
+    TOKENS_FILE_MODE,
 )
 
 Manifest = dict[str, Any]
@@ -39,6 +41,9 @@ class RenderContext:
     """Everything rendering needs besides the resource itself."""
 
     secret_hex: str  # the app's HMAC secret; generated once by the handler and kept
+    # The driver's HTTP tokens {"ingest": ..., "read": ...}; generated once and kept, like the
+    # HMAC secret (only rendered into the Secret when it is created).
+    tokens: Mapping[str, str] = field(default_factory=dict)
     priority_class: str | None = None  # from ranking; None: the cluster default
     priorities: Mapping[str, int] = field(default_factory=dict)  # job -> runtime priority
     monitoring_namespace: str = "monitoring"
@@ -61,6 +66,10 @@ class Names:
     @property
     def secret(self) -> str:
         return f"{self.app}-secret"
+
+    @property
+    def tokens(self) -> str:
+        return f"{self.app}-ingest-token"
 
     @property
     def config(self) -> str:
@@ -259,6 +268,9 @@ def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
             {"name": "NEPTUNE_JOBS_FILE", "value": f"{CONFIG_MOUNT}/{JOBS_FILE}"},
             # Committed offsets and the ingest log: a new driver resumes from them.
             {"name": "NEPTUNE_STATE_DIR", "value": STATE_DIR},
+            # Files `ingest` and `read`: the HTTP tokens, re-read when the kubelet refreshes
+            # them after the Secret's values are replaced.
+            {"name": "NEPTUNE_TOKENS_DIR", "value": TOKENS_DIR},
         ],
         "ports": [
             {"name": "executors", "containerPort": EXECUTOR_PORT, "protocol": "TCP"},
@@ -275,11 +287,13 @@ def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
             # The whole ConfigMap (no subPath) so that priority updates reach the file.
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "state", "mountPath": STATE_DIR},
+            # The whole Secret (no subPath), or a rotation would never reach the files.
+            {"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True},
             *app_mounts,
         ],
     }
     volumes = [{"name": "config", "configMap": {"name": names.config}}, _state_volume(obj),
-               *app_volumes]
+               tokens_volume(names), *app_volumes]
     # Job settings are read at start: their hash in the template restarts the driver on
     # change (the "reload" action) without touching the executors.
     template_annotations = {"neptune.dev/jobs-hash": _hash(jobs_document(spec)),
@@ -304,6 +318,13 @@ def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
             },
         },
     }
+
+
+def tokens_volume(names: Names) -> dict[str, Any]:
+    """The token Secret as files. With the pod's fsGroup the kubelet makes them root:10001 and
+    group-readable (see TOKENS_FILE_MODE): the driver's user reads them, no one else."""
+    return {"name": "tokens",
+            "secret": {"secretName": names.tokens, "defaultMode": TOKENS_FILE_MODE}}
 
 
 def driver_service(obj: Mapping[str, Any]) -> Manifest:
@@ -404,6 +425,19 @@ def app_secret(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
     }
 
 
+def token_secret(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
+    """NAME-ingest-token: the driver's HTTP tokens. Created once; rotating them means replacing
+    the values (the operator never rewrites them)."""
+    names = Names(obj["metadata"]["name"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(obj, names.tokens, "driver"),
+        "type": "Opaque",
+        "stringData": dict(ctx.tokens),
+    }
+
+
 def config_map(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
     spec = obj["spec"]
     names = Names(obj["metadata"]["name"])
@@ -472,6 +506,7 @@ def render(obj: Mapping[str, Any], ctx: RenderContext) -> list[Manifest]:
     claim = driver_state_claim(obj)
     out = [
         app_secret(obj, ctx),
+        token_secret(obj, ctx),
         config_map(obj, ctx),
         network_policy(obj, ctx),
         driver_service(obj),

@@ -1,10 +1,14 @@
 """The SLO feedback loop end to end: a real driver and executor (neptunectl, run here as local
 processes) serve /status for an app that always misses its SLO; the operator, against a real
 kube-apiserver, copies the driver's figures into the status, raises the app one step after the
-violation window, says why (Event + status), and changes its PriorityClass accordingly."""
+violation window, says why (Event + status), and changes its PriorityClass accordingly.
+
+The driver's /status needs the read token: the test copies the tokens of the Secret the
+operator made into the driver's --tokens-dir, as the kubelet does with the mounted Secret."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -12,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +35,27 @@ APP = Path(__file__).parent / "apps" / "always_late.py"
 NS = "fb-tests"
 
 
+@dataclass(frozen=True)
+class Runtime:
+    http_port: int
+    tokens_dir: Path
+
+    def take_tokens(self, secret: dict[str, Any]) -> None:
+        """Write the Secret's tokens where the driver reads them (it looks again within 2 s)."""
+        for key, value in secret["data"].items():
+            tmp = self.tokens_dir / f".{key}.new"
+            tmp.write_bytes(base64.b64decode(value))
+            tmp.replace(self.tokens_dir / key)
+
+
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A real driver + one executor of the always-late app; yields the driver's HTTP port."""
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
+    """A real driver + one executor of the always-late app, the driver with tokens that the
+    operator's Secret does not hold yet (see Runtime.take_tokens)."""
     logs = tmp_path_factory.mktemp("runtime")
+    tokens_dir = tmp_path_factory.mktemp("tokens")
+    for key in ("ingest", "read"):
+        (tokens_dir / key).write_text(f"placeholder-{key}\n")
     port, http_port = free_port(), free_port()
     env = {**os.environ, "NEPTUNE_SECRET": "integration-secret",
            "PYTHONPATH": str(ROOT / "executor_image")}
@@ -42,14 +64,15 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     with open(logs / "driver.log", "wb") as out:
         procs.append(subprocess.Popen(
             [*cli, "driver", "--app", str(APP), "--host", "127.0.0.1", "--port", str(port),
-             "--http-port", str(http_port)], env=env, stdout=out, stderr=subprocess.STDOUT))
+             "--http-port", str(http_port), "--tokens-dir", str(tokens_dir)], env=env,
+            stdout=out, stderr=subprocess.STDOUT))
     time.sleep(1.5)
     with open(logs / "executor.log", "wb") as out:
         procs.append(subprocess.Popen(
             [*cli, "executor", "--app", str(APP), "--driver", f"127.0.0.1:{port}",
              "--name", "local-0"], env=env, stdout=out, stderr=subprocess.STDOUT))
     try:
-        yield http_port
+        yield Runtime(http_port, tokens_dir)
     finally:
         for p in procs:
             p.terminate()
@@ -61,7 +84,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def operator(controlplane: ControlPlane, runtime: int,
+def operator(controlplane: ControlPlane, runtime: Runtime,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     cp = controlplane
     cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "continuousapplication.yaml"))
@@ -69,7 +92,7 @@ def operator(controlplane: ControlPlane, runtime: int,
                "crd/continuousapplications.neptune.dev")
     cp.kubectl("create", "namespace", NS, check=False)
     op = Operator(cp, tmp_path_factory.mktemp("fb-operator") / "operator.log", NS, env={
-        "NEPTUNE_DRIVER_STATUS_URL": f"http://127.0.0.1:{runtime}/status",
+        "NEPTUNE_DRIVER_STATUS_URL": f"http://127.0.0.1:{runtime.http_port}/status",
         "NEPTUNE_FEEDBACK_VIOLATION_WINDOW": "3",
         "NEPTUNE_FEEDBACK_MAX_BOOST": "1",
     })
@@ -91,7 +114,8 @@ def events(cp: ControlPlane, name: str) -> list[str]:
     return [e["reason"] for e in json.loads(out)["items"] if e["involvedObject"]["name"] == name]
 
 
-def test_missed_slo_raises_priority(controlplane: ControlPlane, operator: Operator) -> None:
+def test_missed_slo_raises_priority(controlplane: ControlPlane, operator: Operator,
+                                    runtime: Runtime) -> None:
     cp = controlplane
     obj = copy.deepcopy(BASE)
     obj["metadata"] = {"name": "late", "namespace": NS}
@@ -99,6 +123,15 @@ def test_missed_slo_raises_priority(controlplane: ControlPlane, operator: Operat
     obj["spec"]["jobs"] = [{"name": "late", "kind": "stream", "slo": "1us"},
                            {"name": "count", "kind": "batch", "partitions": 2}]
     cp.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(obj))
+
+    # Until the driver has the Secret's tokens it refuses the operator, and the status says so.
+    def refused() -> str | None:
+        message = str((status(cp, "late").get("driver") or {}).get("message") or "")
+        return message if "HTTP 401" in message else None
+
+    assert "late-ingest-token" in wait_for("the driver's 401 in the status", refused, timeout=40)
+    secret = wait_for("the token Secret", lambda: cp.get("secret", "late-ingest-token", NS))
+    runtime.take_tokens(secret)
 
     # The driver's real figures reach the status.
     def with_figures() -> dict[str, Any] | None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import http.server
 import json
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,13 +84,18 @@ def children(cp: ControlPlane, app: str) -> dict[str, list[str]]:
 
 EXPECTED = {
     "ConfigMap": ["{a}-config"], "Deployment": ["{a}-driver"], "NetworkPolicy": ["{a}"],
-    "Secret": ["{a}-secret"], "Service": ["{a}-driver", "{a}-executor"],
+    "Secret": ["{a}-ingest-token", "{a}-secret"], "Service": ["{a}-driver", "{a}-executor"],
     "StatefulSet": ["{a}-executor"],
 }
 
 
 def expected(app: str) -> dict[str, list[str]]:
     return {k: [n.format(a=app) for n in v] for k, v in EXPECTED.items()}
+
+
+def decoded(secret: dict[str, Any] | None) -> dict[str, str]:
+    assert secret is not None
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
 
 
 def events(cp: ControlPlane, name: str) -> list[str]:
@@ -119,6 +126,19 @@ def test_children_created_and_owned(cluster: ControlPlane, operator: Operator) -
     secret = get(cluster, "secret", "alpha-secret")
     assert secret is not None
     assert len(base64.b64decode(secret["data"]["secret"])) == 64  # 32 bytes, hex
+    tokens = decoded(get(cluster, "secret", "alpha-ingest-token"))
+    assert set(tokens) == {"ingest", "read"}
+    assert tokens["ingest"] != tokens["read"] and min(map(len, tokens.values())) >= 43
+    dep = get(cluster, "deploy", "alpha-driver")
+    assert dep is not None
+    dpod = dep["spec"]["template"]["spec"]
+    # The API server keeps the mount as rendered: read-only, the whole Secret, mode 0440.
+    assert {"name": "tokens", "secret": {"secretName": "alpha-ingest-token",
+                                         "defaultMode": 0o440}} in dpod["volumes"]
+    (driver,) = dpod["containers"]
+    assert {"name": "tokens", "mountPath": "/var/run/neptune/tokens", "readOnly": True} \
+        in driver["volumeMounts"]
+    assert {"name": "NEPTUNE_TOKENS_DIR", "value": "/var/run/neptune/tokens"} in driver["env"]
     sts = get(cluster, "sts", "alpha-executor")
     assert sts is not None
     assert sts["spec"]["replicas"] == 3
@@ -217,6 +237,7 @@ def test_suspend_and_resume(cluster: ControlPlane, operator: Operator) -> None:
     apply(cluster, capp("pause"))
     wait_for("sts", lambda: get(cluster, "sts", "pause-executor"))
     secret_before = (get(cluster, "secret", "pause-secret") or {})["data"]
+    tokens_before = (get(cluster, "secret", "pause-ingest-token") or {})["data"]
     patch(cluster, "pause", {"suspend": True})
 
     def replicas() -> tuple[int, int]:
@@ -232,6 +253,7 @@ def test_suspend_and_resume(cluster: ControlPlane, operator: Operator) -> None:
     wait_for("scaled back", lambda: replicas() == (1, 3))
     assert {"Suspend", "Resume"} <= set(events(cluster, "pause"))
     assert (get(cluster, "secret", "pause-secret") or {})["data"] == secret_before
+    assert (get(cluster, "secret", "pause-ingest-token") or {})["data"] == tokens_before
 
 
 def test_driver_state_claim(cluster: ControlPlane, operator: Operator) -> None:
@@ -278,6 +300,7 @@ def test_restart_mid_reconcile_converges(cluster: ControlPlane, operator: Operat
     wait_for("first child", lambda: children(cluster, "restart"), timeout=30)
     operator.stop(signal.SIGKILL)
     secret = get(cluster, "secret", "restart-secret")
+    tokens = get(cluster, "secret", "restart-ingest-token")
     patch(cluster, "restart", {"executors": {"replicas": 2}})
     operator.start()
     wait_for("converged", lambda: children(cluster, "restart") == expected("restart"))
@@ -287,6 +310,8 @@ def test_restart_mid_reconcile_converges(cluster: ControlPlane, operator: Operat
     assert children(cluster, "restart") == expected("restart")
     if secret is not None:
         assert (get(cluster, "secret", "restart-secret") or {})["data"] == secret["data"]
+    if tokens is not None:
+        assert (get(cluster, "secret", "restart-ingest-token") or {})["data"] == tokens["data"]
 
 
 def test_operator_metrics(cluster: ControlPlane, operator: Operator) -> None:
@@ -299,3 +324,116 @@ def test_operator_metrics(cluster: ControlPlane, operator: Operator) -> None:
     assert 'neptune_operator_apps{phase="Pending"}' in text
     assert 'neptune_operator_job_slo_seconds{app="metrics",job="score",namespace="op-tests"} 0.05' \
         in text
+
+
+def rotate(cp: ControlPlane, namespace: str, secret: str, values: dict[str, str]) -> None:
+    """The rotation docs/operator.md tells users to do."""
+    cp.kubectl("patch", "secret", secret, "-n", namespace, "--type", "merge",
+               "-p", json.dumps({"stringData": values}))
+
+
+def test_rotated_tokens_are_kept_through_a_roll(cluster: ControlPlane,
+                                                operator: Operator) -> None:
+    apply(cluster, capp("rotate"))
+    wait_for("token Secret", lambda: get(cluster, "secret", "rotate-ingest-token"))
+    owner = get(cluster, "capp", "rotate")
+    assert owner is not None
+    rotate(cluster, NS, "rotate-ingest-token", {"ingest": "user-ingest", "read": "user-read"})
+    patch(cluster, "rotate", {"image": "neptune:v3"})
+    wait_for("Roll event", lambda: "Roll" in events(cluster, "rotate"))
+    time.sleep(2)  # a few status rounds too
+    secret = get(cluster, "secret", "rotate-ingest-token")
+    assert decoded(secret) == {"ingest": "user-ingest", "read": "user-read"}
+    assert secret is not None
+    # Still the app's: deleted with it.
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+
+
+class FakeDriver(http.server.ThreadingHTTPServer):
+    """GET /NAMESPACE/NAME/status answering only the current read token, as the runtime's
+    driver does (Authorization: Bearer TOKEN or X-Neptune-Token); 401 with JSON otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), FakeDriverHandler)
+        self.read_token: str | None = None
+        self.seen: list[str | None] = []
+
+
+class FakeDriverHandler(http.server.BaseHTTPRequestHandler):
+    server: FakeDriver
+
+    def do_GET(self) -> None:
+        auth = self.headers.get("Authorization") or ""
+        given = self.headers.get("X-Neptune-Token") or (
+            auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None)
+        self.server.seen.append(given)
+        ok = given is not None and given == self.server.read_token
+        body = (json.dumps({"phase": "Running", "executors": {"registered": 3}, "jobs": {}})
+                if ok else json.dumps({"error": "wrong token: status needs the read token"}))
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+TOKEN_NS = "token-tests"
+
+
+@pytest.fixture(scope="module")
+def token_operator(cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[tuple[Operator, FakeDriver]]:
+    fake = FakeDriver()
+    thread = threading.Thread(target=fake.serve_forever, daemon=True)
+    thread.start()
+    cluster.kubectl("create", "namespace", TOKEN_NS, check=False)
+    port = fake.server_address[1]
+    op = Operator(cluster, tmp_path_factory.mktemp("token-operator") / "operator.log", TOKEN_NS,
+                  env={"NEPTUNE_DRIVER_STATUS_URL":
+                       f"http://127.0.0.1:{port}/{{namespace}}/{{name}}/status"})
+    op.start()
+    try:
+        yield op, fake
+    finally:
+        op.stop()
+        fake.shutdown()
+        print(op.log.read_text(errors="replace")[-3000:])
+
+
+def driver_seen(cp: ControlPlane, name: str) -> dict[str, Any]:
+    st: dict[str, Any] = ((cp.get("capp", name, TOKEN_NS) or {}).get("status") or {})
+    return dict(st.get("driver") or {})
+
+
+def test_status_is_read_with_the_read_token_through_a_rotation(
+        cluster: ControlPlane, token_operator: tuple[Operator, FakeDriver]) -> None:
+    _, fake = token_operator
+    obj = capp("tok")
+    obj["metadata"]["namespace"] = TOKEN_NS
+    apply(cluster, obj)
+    tokens = decoded(wait_for("token Secret", lambda: cluster.get(
+        "secret", "tok-ingest-token", TOKEN_NS)))
+    # The driver has not taken the tokens yet: refused, and the status names the Secret.
+    wait_for("a 401 in the status", lambda: "HTTP 401" in str(
+        driver_seen(cluster, "tok").get("message")))
+    assert "tok-ingest-token" in driver_seen(cluster, "tok")["message"]
+    fake.read_token = tokens["read"]
+    wait_for("driver reachable with the read token",
+             lambda: driver_seen(cluster, "tok").get("reachable") is True)
+    assert tokens["read"] in fake.seen
+    assert tokens["ingest"] not in fake.seen  # the operator only ever holds the read token
+
+    # Rotation: the Secret's values are replaced, then the driver re-reads its files.
+    rotate(cluster, TOKEN_NS, "tok-ingest-token", {"read": "rotated-read-token"})
+    fake.read_token = "rotated-read-token"
+    wait_for("driver reachable with the rotated token",
+             lambda: "rotated-read-token" in fake.seen
+             and driver_seen(cluster, "tok").get("reachable") is True)
+    # One 401 with the old token, then the Secret is read again: no lasting loss of status.
+    first_new = fake.seen.index("rotated-read-token")
+    assert fake.seen[first_new - 1] == tokens["read"]
+    time.sleep(3)
+    assert fake.seen[-1] == "rotated-read-token"
+    assert driver_seen(cluster, "tok").get("reachable") is True

@@ -90,8 +90,13 @@ def test_operator_works_with_chart_rbac(rbac_operator: tuple[ControlPlane, Opera
 
     st = wait_for("status written under the chart's RBAC", status, timeout=45)
     assert st["executors"]["desired"] == 3
+    # The read token came through the chart's RBAC (a 403 would be named in the message);
+    # nothing listens at the driver's address here, so the connection itself fails.
+    message = st["driver"]["message"]
+    assert "cannot read Secret" not in message and "ClientConnectorError" in message, message
     for kind, name in (("deploy", "rbac-driver"), ("sts", "rbac-executor"),
-                       ("secret", "rbac-secret"), ("cm", "rbac-config"),
+                       ("secret", "rbac-secret"), ("secret", "rbac-ingest-token"),
+                       ("cm", "rbac-config"),
                        ("networkpolicy", "rbac"), ("pvc", "rbac-driver-state")):
         assert cp.get(kind, name, APP_NS) is not None, kind
     events = cp.kubectl("get", "events", "-n", APP_NS, "-o", "json").stdout
@@ -103,6 +108,9 @@ def test_operator_works_with_chart_rbac(rbac_operator: tuple[ControlPlane, Opera
 @pytest.mark.parametrize(("verb", "resource", "ns", "allowed"), [
     ("patch", "statefulsets", APP_NS, True),
     ("create", "secrets", APP_NS, True),
+    ("get", "secrets", APP_NS, True),  # the read token, for the driver's /status
+    ("patch", "secrets", APP_NS, False),  # tokens are never rewritten by the operator
+    ("update", "secrets", APP_NS, False),
     ("create", "persistentvolumeclaims", APP_NS, True),
     ("patch", "persistentvolumeclaims", APP_NS, True),
     ("delete", "persistentvolumeclaims", APP_NS, False),  # the garbage collector does that

@@ -23,7 +23,7 @@ def by_kind(manifests: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
 def test_children_names_and_kinds(capp: dict[str, Any]) -> None:
     kinds = sorted(by_kind(render.render(capp, CTX)))
     assert kinds == sorted([
-        ("Secret", "fraud-secret"), ("ConfigMap", "fraud-config"),
+        ("Secret", "fraud-secret"), ("Secret", "fraud-ingest-token"), ("ConfigMap", "fraud-config"),
         ("NetworkPolicy", "fraud"), ("Service", "fraud-driver"),
         ("Deployment", "fraud-driver"), ("Service", "fraud-executor"),
         ("StatefulSet", "fraud-executor"), ("PodMonitor", "fraud"),
@@ -285,3 +285,43 @@ def test_storage_changes_only_the_driver(capp: dict[str, Any]) -> None:
     assert before[("StatefulSet", "fraud-executor")] == after[("StatefulSet", "fraud-executor")]
     executor_pod = after[("StatefulSet", "fraud-executor")]["spec"]["template"]["spec"]
     assert "fsGroupChangePolicy" not in executor_pod["securityContext"]
+
+
+TOKENS = {"ingest": "i" * 43, "read": "r" * 43}
+
+
+def test_token_secret_carries_the_given_tokens(capp: dict[str, Any]) -> None:
+    secret = render.token_secret(capp, RenderContext(secret_hex="", tokens=TOKENS))
+    assert secret["metadata"]["name"] == "fraud-ingest-token"
+    assert secret["stringData"] == {"ingest": "i" * 43, "read": "r" * 43}
+    assert secret["type"] == "Opaque"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "1234-abcd"
+    assert secret["metadata"]["labels"]["neptune.dev/app"] == "fraud"
+    # Applied before the Deployment whose pods mount it.
+    order = [(m["kind"], m["metadata"]["name"]) for m in render.render(capp, CTX)]
+    assert order.index(("Secret", "fraud-ingest-token")) < order.index(
+        ("Deployment", "fraud-driver"))
+
+
+def test_driver_mounts_its_tokens_read_only(capp: dict[str, Any]) -> None:
+    pod = driver_pod(capp)
+    (c,) = pod["containers"]
+    assert env(c)["NEPTUNE_TOKENS_DIR"] == "/var/run/neptune/tokens"
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/var/run/neptune/tokens"]
+    # Read-only, and the whole Secret: a subPath mount would never see a rotation.
+    assert mount == {"name": "tokens", "mountPath": "/var/run/neptune/tokens", "readOnly": True}
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "tokens"]
+    assert vol == {"name": "tokens", "secret": {"secretName": "fraud-ingest-token",
+                                                "defaultMode": 0o440}}
+    # The files are root-owned: the driver's user reads them through the pod's fsGroup, which
+    # the kubelet applies to secret volumes (group read bits included).
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"] == 10001
+    assert vol["secret"]["defaultMode"] & 0o007 == 0  # nothing for others
+    assert restricted_violations(pod) == []
+
+
+def test_executors_get_no_http_tokens(capp: dict[str, Any]) -> None:
+    sts = by_kind(render.render(capp, CTX))[("StatefulSet", "fraud-executor")]
+    pod = sts["spec"]["template"]["spec"]
+    assert "tokens" not in {v["name"] for v in pod["volumes"]}
+    assert "NEPTUNE_TOKENS_DIR" not in env(pod["containers"][0])
