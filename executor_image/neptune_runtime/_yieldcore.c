@@ -56,9 +56,10 @@ static struct {
     long long stride, countdown;  /* records between tunes, and left until the next */
     long long interval_ns;        /* task time between tunes */
     long long last_tune_ns;
+    long long max_gap_ns;         /* the longest time between two yield points, as tuned */
     int polls_left;
     int requested;                /* request(): signal at the next yield point */
-} S = {NULL, NULL, {0}, NULL, -1, MAX_STRIDE, MAX_STRIDE, 100000, 0, 1, 0};
+} S = {NULL, NULL, {0}, NULL, -1, MAX_STRIDE, MAX_STRIDE, 100000, 0, 0, 1, 0};
 
 static long long now_ns(void) {
     struct timespec t;
@@ -103,6 +104,10 @@ static int ring(void) {
 static int tune(void) {
     long long now = now_ns(), elapsed = now - S.last_tune_ns;
     S.last_tune_ns = now;
+    /* `stride` records passed since the last tune: their mean time, exact when records are
+     * coarse (the stride is then 1) and small when they are not, which is all it must show */
+    if (elapsed / S.stride > S.max_gap_ns)
+        S.max_gap_ns = elapsed / S.stride;
     if (elapsed > 0) {
         /* moving at most 2x per tune, so that one slow record does not swing it */
         long long wanted = (long long)((double)S.stride * S.interval_ns / elapsed);
@@ -213,9 +218,13 @@ static PyObject *checkpoint(PyObject *module, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* Returns the longest gap between yield points since the last call, and starts over: the
+ * executor gives it to the task that ran since then. */
 static PyObject *switched_in(PyObject *module, PyObject *unused) {
+    long long gap = S.max_gap_ns;
+    S.max_gap_ns = 0;
     S.last_tune_ns = now_ns(); /* suspended time is not task time */
-    Py_RETURN_NONE;
+    return PyLong_FromLongLong(gap);
 }
 
 static PyObject *request(PyObject *module, PyObject *unused) {
@@ -649,7 +658,9 @@ static PyMethodDef methods[] = {
      "install(on_signal=None, fd=-1, interval_us=100, bell=None, on_forewarn=None): what yield "
      "points check and call (interval_us: 1 to 10**9; bell: a 4 KiB, 8-byte aligned mapping)"},
     {"checkpoint", checkpoint, METH_NOARGS, "an explicit yield point"},
-    {"switched_in", switched_in, METH_NOARGS, "a task is switched in: restart the tune clock"},
+    {"switched_in", switched_in, METH_NOARGS,
+     "a task is switched in: restart the tune clock; returns the longest gap (ns) since the "
+     "last call"},
     {"request", request, METH_NOARGS, "make the next yield point signal (signal-safe)"},
     {"stride", stride, METH_NOARGS, "records between two tunes, as adapted"},
     {"yielding", yielding, METH_O, "yielding(records): every next() is a yield point"},

@@ -147,6 +147,7 @@ def cmd_driver(args: argparse.Namespace) -> int:
                        priorities_file=args.priorities, jobs_file=args.jobs,
                        state_dir=args.state_dir, tokens_dir=args.tokens_dir,
                        heartbeat_timeout=args.heartbeat_timeout,
+                       coarse_fraction=args.coarse_fraction,
                        limits=IngestLimits(max_depth=args.max_depth,
                                            max_events=args.max_events,
                                            max_body=args.max_body,
@@ -233,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
                         default=_duration(_env("NEPTUNE_HEARTBEAT_TIMEOUT", "10s") or "10s"),
                         help="declare an executor lost, and re-run its tasks, when it is not "
                              "heard from for this long (default 10s)")
+    driver.add_argument("--coarse-fraction", type=float,
+                        default=float(_env("NEPTUNE_COARSE_FRACTION", "0.25") or 0.25),
+                        help="warn about a batch job whose tasks go longer than this fraction "
+                             "of the tightest stream SLO between yield points (default 0.25)")
     for flag, variable, default, what in LIMITS:
         driver.add_argument(flag, type=_positive, default=_positive(_env(variable, default)),
                             help=f"{what} (default {default}; {variable})")

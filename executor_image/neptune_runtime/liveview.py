@@ -57,4 +57,5 @@ def summary(status: dict[str, Any], elapsed: float) -> str:
             lines.append(f"    failed: {job['error'].splitlines()[0]}")
     lines.append(f"  wasted task seconds {status['wasted_task_seconds']:.3f}, "
                  f"reruns {status['reruns']}, executors lost {status['executors']['lost']}")
+    lines += [f"  warning: {warning}" for warning in status.get("warnings", [])]
     return "\n".join(lines)

@@ -18,6 +18,11 @@ STREAM_LATENCY = Histogram(
     "neptune_stream_latency_seconds", "From an event's arrival at the driver to its result.",
     ["job"], buckets=FAST_BUCKETS,
 )
+YIELD_INTERVAL = Histogram(
+    "neptune_yield_interval_seconds",
+    "Per task, the longest time between two of its yield points: how long a preemption of it "
+    "may wait.", ["job"], buckets=FAST_BUCKETS,
+)
 SUSPENSIONS = Counter("neptune_task_suspensions_total", "Tasks suspended.", ["job"])
 PREEMPTIONS = Counter(
     "neptune_task_preemptions_total", "Preemption decisions by policy and action.",

@@ -189,7 +189,7 @@ FROM_DRIVER: dict[str, Fields] = {
     "run": {"id": _ID, "job": _ID, "kind": ((str,), True, None), "priority": ((int,), True, None),
             "partition": ((int,), True, -1), "epoch": _COUNT, "attempt": _COUNT,
             "records": ((list,), False, None), "victim": ((str,), False, None),
-            "action": ((str,), False, None)},
+            "action": ((str,), False, None), "more": ((int,), False, 0)},
     "resume": {"id": _ID},
     "kill": {"id": _ID},
     "state": {"name": _ID, "version": _COUNT, "value": (ANY, True, None)},
@@ -202,7 +202,8 @@ FROM_EXECUTOR: dict[str, Fields] = {
     "started": {"id": _ID, "ns": ((int,), True, None), "waited_ns": ((int,), True, None)},
     "resumed": {"id": _ID},
     "suspended": {"id": _ID, "ns": ((int,), True, None)},
-    "finished": {"id": _ID, "result": (ANY, True, None), "records": _COUNT, "elapsed": _SECONDS},
+    "finished": {"id": _ID, "result": (ANY, True, None), "records": _COUNT, "elapsed": _SECONDS,
+                 "gap_ns": ((int,), False, 0)},
     "failed": {"id": _ID, "error": ((str,), True, None)},
     "killed": {"id": _ID, "ran_s": _SECONDS},
 }

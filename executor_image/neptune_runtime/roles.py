@@ -55,7 +55,7 @@ def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: i
                 policy: str, ready_file: str | None, priorities_file: str | None,
                 jobs_file: str | None = None, state_dir: str | None = None,
                 tokens_dir: str | None = None, heartbeat_timeout: float | None = None,
-                limits: IngestLimits | None = None,
+                limits: IngestLimits | None = None, coarse_fraction: float = 0.25,
                 neptune_config: NeptuneConfig | None = None) -> int:
     from .driver import Driver
     from .http_api import serve
@@ -68,7 +68,8 @@ def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: i
         warm_us = hotpath.warm_from_env()
         driver = Driver(app, secret, policy=policy, neptune_config=neptune_config,
                         priorities_file=priorities_file, state_dir=state_dir, warm_us=warm_us,
-                        limits=limits, heartbeat_timeout=heartbeat_timeout)
+                        limits=limits, heartbeat_timeout=heartbeat_timeout,
+                        coarse_fraction=coarse_fraction)
         grants = _tokens(tokens_dir, state_dir)
     except (StateDirError, tokens.TokensError, ValueError) as exc:
         print(f"neptunectl driver: {exc}", file=sys.stderr)

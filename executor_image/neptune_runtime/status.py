@@ -11,10 +11,27 @@ from .sources import HttpIngest
 from .stats import Window, summary
 
 
+def coarse_warning(job: str, gap_p99: float, fraction: float,
+                   tightest: tuple[str, float] | None) -> str | None:
+    """The warning for a batch job whose tasks go longer between yield points than `fraction`
+    of the tightest stream SLO (pure): a stream task may wait that long to preempt them."""
+    if tightest is None or gap_p99 <= fraction * tightest[1]:
+        return None
+    stream, slo = tightest
+    return (f"job {job}: {gap_p99 * 1e3:.1f} ms between yield points (p99 of its tasks' "
+            f"longest), over {fraction:.0%} of the tightest stream SLO ({slo * 1e3:g} ms, job "
+            f"{stream}): a stream task waits that long to preempt it. Add checkpoint() calls "
+            "in long loops, or use smaller records; a C call (numpy, hashlib) cannot be "
+            "interrupted, so split its input")
+
+
 def job_figures(driver: Driver, now: float) -> dict[str, Any]:
     jobs: dict[str, Any] = {}
+    slos = [(j.name, j.slo) for j in driver.app.stream_jobs()]
+    tightest = min(slos, key=lambda pair: pair[1]) if slos else None
     for name, job in driver.app.jobs.items():
         stats = driver.stats[name]
+        gaps = summary(stats.yield_gaps.values(now))
         figures: dict[str, Any] = {
             "kind": job.kind,
             "state": stats.state,
@@ -25,6 +42,8 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
             "tasks_finished": stats.tasks_finished,
             "records": stats.records,
             "throughput_per_s": round(stats.rate.per_second(now, driver.started), 3),
+            "yield_interval_ms": {k: round(v * 1e3, 3) for k, v in gaps.items()
+                                  if k != "count"},
         }
         if isinstance(job, StreamJob):
             stream = driver.streams.jobs[name]
@@ -47,7 +66,8 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
                 offsets=offsets,
             )
         else:
-            figures.update(epoch=stats.epoch)
+            figures.update(epoch=stats.epoch, warning=coarse_warning(
+                name, gaps["p99"], driver.coarse_fraction, tightest))
         jobs[name] = figures
     return jobs
 
@@ -75,6 +95,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
         return {k: (v if k == "count" else v * 1e6) for k, v in summary(window.values(now)).items()}
 
     current, message = phase(driver)
+    jobs = job_figures(driver, now)
     return {
         "app": driver.app.name,
         "policy": driver.policy_name,
@@ -93,7 +114,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
                 for c in driver.executors.values()
             ],
         },
-        "jobs": job_figures(driver, now),
+        "jobs": jobs,
         "tasks": {f"{state}/{kind}": n for (state, kind), n in sorted(driver.table.counts.items())},
         "preemption": {
             "send_to_start_us": micros(driver.preempt_latency),
@@ -106,5 +127,6 @@ def status_document(driver: Driver) -> dict[str, Any]:
         "wire_errors": driver.wire_errors,
         "ingest_rejected": driver.rejected,
         "config_problems": driver.config_problems,
+        "warnings": [w for w in (j.get("warning") for j in jobs.values()) if w],
         "shared_state": {name: version for name, (version, _) in driver.states.items()},
     }

@@ -34,8 +34,10 @@ DEFAULT_INTERVAL_US = 100
 checkpoint: Callable[[], None] = _yieldcore.checkpoint
 """An explicit yield point, for loops that do not iterate over task records."""
 
-task_switched_in: Callable[[], None] = _yieldcore.switched_in
-"""The executor calls this before it switches into a task, so suspended time is not counted."""
+task_switched_in: Callable[[], int] = _yieldcore.switched_in
+"""The executor calls this before it switches into a task, so suspended time is not counted.
+It returns the longest time between two yield points (ns) since the last call: what the task
+that ran meanwhile made a preemption wait, at most (the executor reports it per task)."""
 
 request: Callable[[], None] = _yieldcore.request
 """Make the next yield point signal (safe in a signal handler: it only sets a flag)."""

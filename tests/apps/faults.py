@@ -5,7 +5,8 @@ tasks always raise, FAULTS_EVENT_MS (work per event), FAULTS_EPOCHS (batch epoch
 FAULTS_PARTITION_RECORDS (records per batch partition), FAULTS_RUN_LOG (a file to which each
 stream task appends its id when it starts, on the executor), FAULTS_TRIGGER (the stream job's
 trigger, default per event), FAULTS_ON_ERROR (its on_error), FAULTS_DEAD_LETTER (a JSON-lines
-dead-letter path; default the runtime's). An event with `"poison": true` makes its task raise.
+dead-letter path; default the runtime's), FAULTS_RECORD_SLEEP_MS (each batch record sleeps this
+long: a coarse record, like a C call). An event with `"poison": true` makes its task raise.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from neptune_runtime import App, TaskContext, checkpoint, sinks, sources
 EVENT_MS = float(os.environ.get("FAULTS_EVENT_MS", "1"))
 RUN_LOG = os.environ.get("FAULTS_RUN_LOG")
 PARTITION_RECORDS = int(os.environ.get("FAULTS_PARTITION_RECORDS", "20000"))
+RECORD_SLEEP = float(os.environ.get("FAULTS_RECORD_SLEEP_MS", "0")) / 1000
 
 
 def handle(ctx: TaskContext, events: Iterator[Any]) -> list[dict[str, Any]]:
@@ -44,6 +46,8 @@ def read(partition: int, epoch: int) -> range:
 def total(ctx: TaskContext, records: Iterator[int]) -> int:
     acc = 0
     for record in records:  # every record is a yield point
+        if RECORD_SLEEP:
+            time.sleep(RECORD_SLEEP)
         acc += record * record % 7
     return acc
 

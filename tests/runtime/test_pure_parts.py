@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from neptune_runtime import App, sources
@@ -91,3 +93,17 @@ def test_queue_head_keeps_what_any_policy_could_place() -> None:
     table.move(table.tasks["t9"], "running")
     assert "t9" not in {t.id for t in table.queue_head(3)}
     assert len(table.queue_head(60)) == 99  # small queues are passed whole
+
+
+def test_ctx_state_of_a_name_no_job_publishes_warns_once_naming_the_published(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from neptune_runtime.app import TaskContext
+
+    ctx = TaskContext("t-1", "score", -1, 0, 0, {"model": (1, [0.5])}, frozenset({"model"}))
+    with caplog.at_level(logging.WARNING, logger="neptune.app"):
+        assert ctx.state("model") == [0.5]
+        assert ctx.state("modle", "fallback") == "fallback"
+        assert ctx.state("modle") is None
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, "warn once per name, not per task"
+    assert "ctx.state('modle')" in warnings[0] and "published: model" in warnings[0]

@@ -35,6 +35,10 @@ from .streams import Streams
 
 log = logging.getLogger("neptune.driver")
 
+# A batch job whose tasks go longer between yield points than this fraction of the tightest
+# stream SLO gets a warning (/status, the run summary, a Kubernetes Event).
+DEFAULT_COARSE_FRACTION = 0.25
+
 
 class _SourceOutput:
     def __init__(self, driver: Driver, job: StreamJob) -> None:
@@ -71,7 +75,8 @@ class Driver:
                  state_dir: str | os.PathLike[str] | None = None,
                  warm_us: int = hotpath.DEFAULT_WARM_US,
                  heartbeat_timeout: float | None = None,
-                 limits: IngestLimits | None = None) -> None:
+                 limits: IngestLimits | None = None,
+                 coarse_fraction: float = DEFAULT_COARSE_FRACTION) -> None:
         """Raises durable.StateDirError if `state_dir` or what is in it cannot be used."""
         self.app = app
         self.secret = secret
@@ -79,6 +84,7 @@ class Driver:
         self.warm_us = warm_us
         self.heartbeat_timeout = heartbeat_timeout or session.DEFAULT_HEARTBEAT_TIMEOUT
         self.limits = limits or IngestLimits()
+        self.coarse_fraction = coarse_fraction
         self.rehearsal: hotpath.Rehearsal | None = None
         self.policy = get_policy(policy, neptune_config)
         self.preempts = POLICIES[policy].preempts
@@ -340,7 +346,11 @@ class Driver:
         placement.release(conn, task)
         self.table.move(task, "finished")
         self.table.forget(task)
-        self.stats[task.job].tasks_finished += 1
+        stats = self.stats[task.job]
+        stats.tasks_finished += 1
+        gap = message.get("gap_ns", 0) / 1e9
+        stats.yield_gaps.add(now, gap)
+        metrics.YIELD_INTERVAL.labels(task.job).observe(gap)
         if task.kind == "stream":
             result = message["result"]
             self.streams.finished(task, result if isinstance(result, list) else [], now)

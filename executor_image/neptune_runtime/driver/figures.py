@@ -14,6 +14,8 @@ JOB_STATES = ("running", "degraded", "failed", "done")
 @dataclass
 class JobStats:
     latency: Window = field(default_factory=Window)
+    # per finished task, the longest time between two of its yield points (seconds)
+    yield_gaps: Window = field(default_factory=Window)
     rate: Rate = field(default_factory=Rate)
     events: int = 0
     results: int = 0
@@ -49,6 +51,7 @@ class JobStats:
     def reset(self) -> None:
         """Forget the live windows and counts (benchmarks call this after their warm-up)."""
         self.latency.clear()
+        self.yield_gaps.clear()
         self.rate.clear()
         self.records = self.events = self.results = 0
         self.slo_met = self.slo_total = self.suspensions = 0

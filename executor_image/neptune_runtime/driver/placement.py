@@ -90,6 +90,10 @@ def apply(decisions: Sequence[Decision], table: TaskTable, slots: Mapping[str, S
                 "epoch": task.epoch, "attempt": task.attempt}
             if task.records is not None:
                 message["records"] = task.records
+            if task.kind == "stream":
+                # the stream tasks still waiting: the executor holds its slot for the next
+                # rather than resume a suspended task in between (issue 15's bursts)
+                message["more"] = table.counts[("queued", "stream")]
             victim = victims.pop(decision.executor, None)
             task.preempting = victim is not None
             if victim is not None:

@@ -18,6 +18,7 @@ import os
 import select
 import signal
 import sys
+import time
 from collections import deque
 from typing import Any
 
@@ -93,6 +94,8 @@ class Executor(Hub, Runner, Express):
         self.canned = mmap.mmap(-1, SIZE)  # a preempting `run` in an express slot, to rehearse
         Ringer(self.canned).express(CANNED_RUN, 0)
         self.rehearsal = None
+        self.switched_into = None
+        self.hold_until = 0.0
 
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -166,6 +169,12 @@ class Executor(Hub, Runner, Express):
             self._drain()
             if (self.current is None and not self.ready and self.suspended
                     and self.resumes_locally):
+                held = self.hold_until - time.monotonic()
+                if held > 0:  # the driver's next stream task is on its way (runner.py)
+                    self.flush()
+                    self.poller.poll(held * 1000)
+                    continue
+                self.hold_until = 0.0
                 first = next(iter(self.suspended))  # suspended first, resumed first
                 self.ready.append(self.suspended.pop(first))
             if self.current is None and self.ready:
@@ -239,6 +248,8 @@ class Executor(Hub, Runner, Express):
         self.suspended.clear()
         self.express = None
         self.failure = None
+        self.switched_into = None
+        self.hold_until = 0.0
         self.suspension_samples.clear()
         self.link.close()
 

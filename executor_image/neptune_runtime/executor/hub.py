@@ -29,6 +29,7 @@ class Hub(ExecutorState):
         if kind == "run":
             self._on_run(message)
         elif kind == "resume":
+            self.hold_until = 0.0
             task = self.suspended.pop(message["id"], None)
             if task is not None:
                 self.ready.appendleft(task)
@@ -53,6 +54,7 @@ class Hub(ExecutorState):
         if message["kind"] not in ("stream", "batch"):
             raise protocol.ProtocolError(f"run: kind {message['kind']!r}")
         task = from_run(message, self.arrived_ns)
+        self.hold_until = 0.0  # what a hold waited for has come
         victim = message.get("victim")
         current = self.current
         if victim is None and self.resumes_locally and current is not None \

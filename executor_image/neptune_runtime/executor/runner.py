@@ -22,6 +22,10 @@ from .metrics import TASK_DURATION
 from .state import ExecutorState
 from .task import TaskRecord
 
+# How long a slot that has just run a stream task waits, before it resumes a suspended one,
+# for the next stream task the driver said it held (its turnaround is ~0.1-1 ms here).
+HOLD_SECONDS = 0.01
+
 
 class _Counted:
     """Counts records of an unsized input; only used when the input has no len()."""
@@ -45,14 +49,22 @@ class Runner(ExecutorState):
             glet, self.spare = self.spare, None
         task.glet = glet or greenlet.greenlet(self._worker, parent=self.hub)
         task.preempting = preempting
-        yieldpoint.task_switched_in()
+        self._switching_in(task)
         task.glet.switch(task)
+
+    def _switching_in(self, task: TaskRecord | None) -> None:
+        """Restart the yield point's clock, and give the gaps measured since the last switch
+        to the task that ran meanwhile."""
+        gap, ran = yieldpoint.task_switched_in(), self.switched_into
+        if ran is not None and gap > ran.max_gap_ns:
+            ran.max_gap_ns = gap
+        self.switched_into = task
 
     def _step(self, task: TaskRecord) -> None:
         if task.glet is None:
             self._launch(task)
         else:
-            yieldpoint.task_switched_in()
+            self._switching_in(task)
             task.glet.switch()
         # Back in the hub: the task yielded or ended, or the stream task it started (from its
         # own greenlet, preempted) did. Either way `current` is the task that ran last.
@@ -63,6 +75,12 @@ class Runner(ExecutorState):
                 self.standby = self.standby or ran.glet
             else:
                 self.spare = self.spare or ran.glet
+            self._switching_in(None)  # what it measured since it was switched in is its own
+            if ran.kind == "stream" and ran.more:
+                # The driver holds more stream tasks: one will come here as soon as it hears
+                # that this one finished. Resuming the suspended task now would make that one
+                # wait for its next yield point (a whole record, 25 ms for a coarse one).
+                self.hold_until = time.monotonic() + HOLD_SECONDS
             self._finish(ran, *ran.outcome)
 
     def _finish(self, task: TaskRecord, status: str, value: Any) -> None:
@@ -71,7 +89,8 @@ class Runner(ExecutorState):
         if status == "ok":
             try:
                 body = protocol.pack({"t": "finished", "id": task.id, "result": value,
-                                      "records": task.consumed, "elapsed": elapsed})
+                                      "records": task.consumed, "elapsed": elapsed,
+                                      "gap_ns": task.max_gap_ns})
             except (TypeError, ValueError) as exc:  # msgpack cannot encode the result
                 status, value = "error", f"result of job {task.job} is not serialisable: {exc}"
             else:

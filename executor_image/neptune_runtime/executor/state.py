@@ -52,6 +52,8 @@ class ExecutorState:
     rehearsal: ExecutorState | None
     hub: greenlet.greenlet
     poller: select.poll
+    switched_into: TaskRecord | None  # the task last switched into (its yield gaps)
+    hold_until: float  # do not resume a suspended task before this (0: no hold)
 
     # what one part calls of another
     def flush(self) -> None:

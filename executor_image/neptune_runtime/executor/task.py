@@ -24,6 +24,8 @@ class TaskRecord:
     consumed: int = 0
     outcome: tuple[str, Any] | None = None  # set by the task's greenlet as it ends
     preempting: bool = False  # started from the greenlet of the task it preempted
+    more: int = 0  # stream tasks the driver still held when it sent this one
+    max_gap_ns: int = 0  # the longest time between two of its yield points
 
 
 def from_run(message: dict[str, Any], received_ns: int) -> TaskRecord:
@@ -31,4 +33,5 @@ def from_run(message: dict[str, Any], received_ns: int) -> TaskRecord:
     return TaskRecord(id=message["id"], job=message["job"], kind=message["kind"],
                       partition=message["partition"], epoch=message["epoch"],
                       attempt=message["attempt"], priority=message["priority"],
-                      records=message.get("records"), received_ns=received_ns)
+                      records=message.get("records"), received_ns=received_ns,
+                      more=message.get("more") or 0)
