@@ -12,13 +12,14 @@ from e2e.tests.kube import Kubectl, tool, wait_until
 
 
 @pytest.fixture(scope="session")
-def kubectl() -> Kubectl:
+def kubectl() -> Iterator[Kubectl]:
     k = Kubectl()
     proc = k.run("version", "-o", "json", check=False, timeout=30)
     if proc.returncode != 0:
         where = os.environ.get("KUBECONFIG")
         pytest.fail(f"no reachable cluster (KUBECONFIG={where}):\n{proc.stderr}")
-    return k
+    yield k
+    k.close()  # the `kubectl proxy` that Kubectl.http started, if any
 
 
 @pytest.fixture(scope="session")

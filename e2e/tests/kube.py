@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -65,6 +66,47 @@ def require_prometheus() -> None:
 class Kubectl:
     def __init__(self) -> None:
         self.bin = tool("kubectl")
+        self._proxy: subprocess.Popen[str] | None = None
+        self._proxy_url = ""
+
+    def _api_proxy(self) -> str:
+        """`kubectl proxy` on a free loopback port, started on first use: it authenticates to
+        the API server with whatever the kubeconfig holds and, unlike `kubectl --raw`, lets a
+        request carry its own headers (X-Neptune-Token survives the service proxy)."""
+        if self._proxy is not None and self._proxy.poll() is None:
+            return self._proxy_url
+        self._proxy = subprocess.Popen(
+            [self.bin, "proxy", "--port=0", "--address=127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self._proxy.stdout is not None
+        line = self._proxy.stdout.readline()  # "Starting to serve on 127.0.0.1:PORT"
+        if "Starting to serve on" not in line:
+            self.close()
+            raise AssertionError(f"kubectl proxy did not start: {line!r}")
+        self._proxy_url = "http://" + line.rsplit(" ", 1)[1].strip()
+        return self._proxy_url
+
+    def http(self, method: str, path: str, body: bytes | None = None,
+             headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
+        """An API server path (e.g. a service proxy URL) over `kubectl proxy`: (status, body),
+        for error statuses too."""
+        req = urllib.request.Request(self._api_proxy() + path, data=body, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return int(resp.status), bytes(resp.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), bytes(exc.read())
+
+    def close(self) -> None:
+        if self._proxy is not None:
+            self._proxy.terminate()
+            try:
+                self._proxy.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proxy.kill()
+                self._proxy.wait()
+            self._proxy = None
 
     def run(self, *args: str, input: str | None = None, check: bool = True,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -5,13 +5,14 @@ helm uninstall. The tests run in file order and share one release and one applic
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -305,12 +306,15 @@ app.stream_job("echo", source=sources.HttpIngest(), task=echo, slo="500ms")
 @dataclass(frozen=True)
 class IngestApp:
     """An app whose stream job `echo` takes events POSTed to the driver's /ingest/echo, through
-    the API server's service proxy (so this works on any cluster, no port-forward)."""
+    the API server's service proxy (so this works on any cluster, no port-forward). Requests
+    carry the tokens of the app's Secret NAME-ingest-token as X-Neptune-Token (the service
+    proxy strips Authorization), over `kubectl proxy` (Kubectl.http)."""
 
     kubectl: Kubectl
     ns: str
     name: str
     executors: int
+    _tokens: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def create(cls, kubectl: Kubectl, ns: str, name: str, executors: int = 2,
@@ -345,15 +349,39 @@ class IngestApp:
                    and running(self.kubectl, self.ns, "executor", self.executors, self.name),
                    timeout=180)
 
+    def tokens(self, fresh: bool = False) -> dict[str, str]:
+        """{"ingest": ..., "read": ...} from the Secret the operator made."""
+        if fresh or not self._tokens:
+            secret = self.kubectl.json("-n", self.ns, "get", "secret", f"{self.name}-ingest-token")
+            self._tokens.clear()
+            self._tokens.update({k: base64.b64decode(v).decode().strip()
+                                 for k, v in secret["data"].items()})
+        return dict(self._tokens)
+
+    def request(self, method: str, path: str, token: str | None = None,
+                body: Any = None) -> tuple[int, Any]:
+        """(status, JSON body or text) of a request to the driver's HTTP port."""
+        headers = {} if token is None else {"X-Neptune-Token": token}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        status, raw = self.kubectl.http(method, f"{self.proxy}{path}", data, headers)
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
     def post(self, events: list[int]) -> bool:
-        body = json.dumps([{"n": i} for i in events])
-        return self.kubectl.run("create", "--raw", f"{self.proxy}/ingest/echo", "-f", "-",
-                                input=body, check=False).returncode == 0
+        status, _ = self.request("POST", "/ingest/echo", self.tokens()["ingest"],
+                                 [{"n": i} for i in events])
+        return 200 <= status < 300
 
     def figures(self) -> dict[str, Any]:
         """The echo job's figures from the driver's /status (AssertionError while the driver
         is away: wait_until retries those)."""
-        doc = json.loads(self.kubectl.run("get", "--raw", f"{self.proxy}/status").stdout)
+        status, doc = self.request("GET", "/status", self.tokens()["read"])
+        assert status == 200, f"GET /status: {status} {doc}"
         return dict(doc["jobs"]["echo"])
 
     def send(self, batches: int, size: int = 20,
@@ -458,6 +486,75 @@ def test_executor_deleted_mid_run_loses_no_event(kubectl: Kubectl, app_ns: str) 
 
     fig = wait_until(f"results for all {sent} events", all_results, timeout=240)
     assert fig["events"] >= sent
+    app.delete()
+
+
+def test_http_needs_the_app_tokens(kubectl: Kubectl, app_ns: str) -> None:
+    """The driver's HTTP port through the API server's service proxy: ingest without the ingest
+    token is refused with 401 (and so is every other guarded path without its token), the
+    tokens are the operator's Secret mounted read-only, and a rotation of the Secret reaches the
+    driver and the operator without a restart."""
+    app = IngestApp.create(kubectl, app_ns, "ingest-auth", executors=1)
+    tokens = app.tokens()
+    assert set(tokens) >= {"ingest", "read"} and tokens["ingest"] != tokens["read"]
+    batch = [{"n": 1}]
+
+    status, doc = app.request("POST", "/ingest/echo", None, batch)
+    assert status == 401, (status, doc)
+    assert isinstance(doc, dict) and "token" in doc["error"], doc
+    for wrong in ("not-the-token", tokens["read"]):  # the read token cannot ingest
+        assert app.request("POST", "/ingest/echo", wrong, batch)[0] == 401, wrong
+    status, doc = wait_until("ingest with the ingest token", lambda: (
+        r := app.request("POST", "/ingest/echo", tokens["ingest"], batch))[0] == 202 and r,
+        timeout=60)
+    assert doc == {"accepted": 1}, doc
+    assert app.request("POST", "/admin/reset-stats", None)[0] == 401
+    assert app.request("POST", "/admin/reset-stats", tokens["read"])[0] == 401
+
+    assert app.request("GET", "/status", None)[0] == 401
+    assert app.request("GET", "/status", "not-the-token")[0] == 401
+    assert app.request("GET", "/status", tokens["read"])[0] == 200
+    assert app.request("GET", "/status", tokens["ingest"])[0] == 200
+    assert app.request("GET", "/state/model", None)[0] == 401
+    assert app.request("GET", "/healthz", None)[0] == 200
+    status, text = app.request("GET", "/metrics", None)
+    assert status == 200 and "neptune_" in str(text)
+
+    # The files in the driver, as its user (UID 10001) sees them.
+    (driver,) = app.pods("driver")
+    script = ("import os, json; d = '/var/run/neptune/tokens'; print(json.dumps({"
+              "k: [open(os.path.join(d, k)).read().strip(), oct(os.stat(os.path.join(d, k))"
+              ".st_mode & 0o777), os.stat(os.path.join(d, k)).st_gid] for k in ('ingest', "
+              "'read')}))")
+    out = kubectl.run("-n", app_ns, "exec", driver["metadata"]["name"], "-c", "driver", "--",
+                      "python", "-c", script).stdout
+    files = json.loads(out)
+    for key in ("ingest", "read"):
+        value, mode, gid = files[key]
+        assert value == tokens[key]
+        assert mode == "0o440" and gid == 10001, files  # fsGroup; nothing for others
+
+    # Rotation: replace the read token; the kubelet refreshes the files within about a minute.
+    kubectl.run("-n", app_ns, "patch", "secret", f"{app.name}-ingest-token", "--type", "merge",
+                "-p", json.dumps({"stringData": {"read": "rotated-" + tokens["read"][:20]}}))
+    new = app.tokens(fresh=True)["read"]
+    assert new != tokens["read"]
+    wait_until("the driver takes the rotated read token",
+               lambda: app.request("GET", "/status", new)[0] == 200, timeout=180, interval=5)
+    assert app.request("GET", "/status", tokens["read"])[0] == 401
+    assert app.request("GET", "/status", tokens["ingest"])[0] == 200  # not rotated
+    # The operator follows (one 401, then it reads the Secret again).
+    since = time.time()
+
+    def operator_reads_status() -> bool:
+        st = kubectl.json("-n", app_ns, "get", "capp", app.name).get("status") or {}
+        ready = [c for c in st.get("conditions", []) if c.get("type") == "Ready"]
+        fresh = ready and ready[0].get("status") == "True"
+        return bool(fresh and (st.get("driver") or {}).get("reachable") is True
+                    and time.time() - since > 20)  # past at least one status refresh
+
+    wait_until("the operator reads /status with the rotated token", operator_reads_status,
+               timeout=120, interval=5)
     app.delete()
 
 
