@@ -87,3 +87,4 @@ clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache
 
 include e2e/cluster.mk
+include e2e/kafka.mk
