@@ -100,20 +100,26 @@ static int ring(void) {
     return S.bell_byte != NULL && S.bell_byte[0] ? fire() : 0;
 }
 
+/* The mean time of the records since the last tune (or switch), if it is the longest yet. */
+static inline void note_gap(long long elapsed, long long records) {
+    if (records > 0 && elapsed / records > S.max_gap_ns)
+        S.max_gap_ns = elapsed / records;
+}
+
 /* Every `stride` records: adapt the stride to the interval, poll the socket. */
 static int tune(void) {
     long long now = now_ns(), elapsed = now - S.last_tune_ns;
     S.last_tune_ns = now;
     /* `stride` records passed since the last tune: their mean time, exact when records are
      * coarse (the stride is then 1) and small when they are not, which is all it must show */
-    if (elapsed / S.stride > S.max_gap_ns)
-        S.max_gap_ns = elapsed / S.stride;
+    note_gap(elapsed, S.stride);
     if (elapsed > 0) {
-        /* moving at most 2x per tune, so that one slow record does not swing it */
+        /* Growing at most 2x per tune, so that a run of fast records does not overshoot;
+         * shrinking at once, so that coarse records are polled for after each one (a mean
+         * over the stride: one slow record among fast ones barely moves it). */
         long long wanted = (long long)((double)S.stride * S.interval_ns / elapsed);
-        long long low = S.stride / 2 > 1 ? S.stride / 2 : 1;
         long long high = S.stride * 2 < MAX_STRIDE ? S.stride * 2 : MAX_STRIDE;
-        S.stride = wanted < low ? low : wanted > high ? high : wanted;
+        S.stride = wanted < 1 ? 1 : wanted > high ? high : wanted;
     }
     S.countdown = S.stride;
     if (S.requested)
@@ -221,9 +227,12 @@ static PyObject *checkpoint(PyObject *module, PyObject *unused) {
 /* Returns the longest gap between yield points since the last call, and starts over: the
  * executor gives it to the task that ran since then. */
 static PyObject *switched_in(PyObject *module, PyObject *unused) {
+    long long now = now_ns();
+    note_gap(now - S.last_tune_ns, S.stride - S.countdown); /* the records since the last tune */
     long long gap = S.max_gap_ns;
     S.max_gap_ns = 0;
-    S.last_tune_ns = now_ns(); /* suspended time is not task time */
+    S.last_tune_ns = now; /* suspended time is not task time */
+    S.countdown = S.stride; /* and a window starts here, so that its records are counted */
     return PyLong_FromLongLong(gap);
 }
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from .durations import parse_duration
+from .keyed import KeyedState, StateError, TaskState
 from .sinks import Sink
 from .sources import Source
 
@@ -39,6 +40,7 @@ class TaskContext:
         attempt: int,
         states: dict[str, tuple[int, Any]],
         published: frozenset[str] = frozenset(),
+        keyed: TaskState | None = None,
     ) -> None:
         self.task_id = task_id
         self.job = job
@@ -47,6 +49,16 @@ class TaskContext:
         self.attempt = attempt
         self._states = states
         self._published = published
+        self._keyed = keyed
+
+    def keyed_state(self, name: str) -> KeyedState:
+        """The keyed state `name` of this task's partition: a dict of key -> value, restored
+        wherever the partition runs next and checkpointed with the offsets (keyed.py). Only
+        in a job declared with `keyed=True`."""
+        if self._keyed is None:
+            raise StateError(f"job {self.job}: ctx.keyed_state({name!r}) needs a keyed job: "
+                             f"declare it with app.stream_job(..., keyed=True)")
+        return self._keyed.view(name)
 
     def state(self, name: str, default: Any = None) -> Any:
         """The latest published value of shared state `name` (as this executor last heard it)."""
@@ -98,6 +110,12 @@ class StreamJob:
     # file in the driver's state directory) and the job goes on; "fail" fails the job instead.
     on_error: OnError = "dead_letter"
     dead_letter: Sink | None = None
+    # Its tasks use ctx.keyed_state(): each source partition runs one task at a time, on the
+    # executor that holds that partition's state (docs/architecture.md, "Keyed state").
+    keyed: bool = False
+    # Its task function takes any number of records (the dataflow API's are): a keyed lane
+    # then gives a task all the events that wait, not one.
+    batchable: bool = False
     kind: Kind = "stream"
 
 
@@ -148,6 +166,7 @@ class App:
         max_retries: int = 3,
         on_error: OnError = "dead_letter",
         dead_letter: Sink | None = None,
+        keyed: bool = False,
     ) -> StreamJob:
         if on_error not in get_args(OnError):
             raise ValueError(f"job {name}: on_error must be 'dead_letter' or 'fail', "
@@ -165,6 +184,7 @@ class App:
             max_retries=max_retries,
             on_error=on_error,
             dead_letter=dead_letter,
+            keyed=keyed,
         )
         self._add(job)
         return job

@@ -71,19 +71,26 @@ def _try_lock(fd: int) -> bool:
 
 
 class OffsetStore:
-    """The committed token of every stream job, with its source's kind (a token means nothing to
-    another kind of source), in DIR/offsets.json. Tokens must be JSON values."""
+    """The committed tokens of every stream job, one per source partition, with its source's
+    kind (a token means nothing to another kind of source), in DIR/offsets.json. Tokens must be
+    JSON values. `committed` is partition 0's token (the only one of most sources; older files
+    have only it), `partitions` all of them."""
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / OFFSETS_FILE
         self._lock = threading.Lock()
 
-    def load(self) -> dict[str, tuple[str, Any]]:
-        """job -> (source kind, committed token)"""
+    def load(self) -> dict[str, tuple[str, dict[int, Any]]]:
+        """job -> (source kind, {partition: committed token})"""
         try:
             data = json.loads(self.path.read_text())
-            return {str(job): (str(entry["source"]), entry["committed"])
-                    for job, entry in data.items()}
+            loaded = {}
+            for job, entry in data.items():
+                tokens = {int(p): t for p, t in entry.get("partitions", {}).items()}
+                if not tokens and entry["committed"] is not None:
+                    tokens = {0: entry["committed"]}
+                loaded[str(job)] = (str(entry["source"]), tokens)
+            return loaded
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
@@ -92,11 +99,12 @@ class OffsetStore:
             raise StateDirError(f"committed offsets {self.path}: expected "
                                 '{"JOB": {"source": KIND, "committed": TOKEN}, ...}') from None
 
-    def save(self, offsets: dict[str, tuple[str, Any]]) -> None:
+    def save(self, offsets: dict[str, tuple[str, dict[int, Any]]]) -> None:
         """Replace the file atomically (a crash leaves the old or the new one, whole). Callers
         may be the driver's writer thread and its last save at a clean stop, hence the lock."""
-        document = {job: {"source": kind, "committed": token}
-                    for job, (kind, token) in offsets.items()}
+        document = {job: {"source": kind, "committed": tokens.get(0),
+                          "partitions": {str(p): t for p, t in tokens.items()}}
+                    for job, (kind, tokens) in offsets.items()}
         with self._lock:
             tmp = self.path.with_name(self.path.name + ".tmp")
             with tmp.open("w") as handle:

@@ -28,6 +28,7 @@ class TaskView:
     resumed_at: float = 0.0  # last time it started or resumed
     started_at: float = 0.0  # first start of this attempt
     suspended_s: float = 0.0  # time spent suspended in this attempt, up to its last resume
+    pinned: str | None = None  # the only executor it may run on (it holds the task's state)
 
 
 @dataclass(kw_only=True)
@@ -139,8 +140,14 @@ def _fill_idle(order: Sequence[TaskView], executors: Sequence[ExecutorView]) -> 
     busy = {ex.id for ex in executors if ex.running is not None}
     decisions = _resume_idle(executors, busy)
     idle = [ex for ex in executors if ex.id not in busy]
-    for task, ex in zip(order, idle, strict=False):
-        decisions.append(Place(task.id, ex.id))
+    for task in order:
+        if not idle:
+            break
+        ex = idle[0] if task.pinned is None else next(
+            (e for e in idle if e.id == task.pinned), None)
+        if ex is not None:
+            idle.remove(ex)
+            decisions.append(Place(task.id, ex.id))
     return decisions
 
 
@@ -167,7 +174,11 @@ def kill(snapshot: Snapshot) -> list[Decision]:
     for task in _by_priority(t for t in snapshot.queue if t.id not in placed):
         if not victims or victims[0].running.priority >= task.priority:  # type: ignore[union-attr]
             break
-        ex = victims.pop(0)
+        ex = victims[0] if task.pinned is None else next(
+            (v for v in victims if v.id == task.pinned), None)
+        if ex is None or ex.running.priority >= task.priority:  # type: ignore[union-attr]
+            continue
+        victims.remove(ex)
         decisions += [Kill(ex.running.id, ex.id), Place(task.id, ex.id)]  # type: ignore[union-attr]
     return decisions
 
@@ -235,7 +246,8 @@ def _prefer_local(victims: list[ExecutorView], start: int, task: TaskView,
 def neptune(snapshot: Snapshot, config: NeptuneConfig = DEFAULT_NEPTUNE) -> list[Decision]:
     """Locality- and memory-aware (LMA) scheduling with suspension instead of killing.
 
-    For each ready task, highest priority first:
+    For each ready task, highest priority first (a task pinned to an executor, which holds its
+    partition's keyed state, considers that executor alone):
     1. an idle executor, preferring one that holds the task's partition state, then fewer
        suspended tasks and less memory pressure. An idle executor whose suspended tasks have at
        least the task's priority is kept for resuming them;
@@ -257,7 +269,8 @@ def neptune(snapshot: Snapshot, config: NeptuneConfig = DEFAULT_NEPTUNE) -> list
 
     for task in _by_priority(snapshot.queue):
         idle = [ex for ex, top in free
-                if ex.id not in busy and (top is None or top < task.priority)]
+                if ex.id not in busy and (top is None or top < task.priority)
+                and (task.pinned is None or ex.id == task.pinned)]
         if idle:
             best = min(idle, key=lambda ex: (not _local(ex, task), len(ex.suspended),
                                              ex.memory_pressure))
@@ -266,6 +279,15 @@ def neptune(snapshot: Snapshot, config: NeptuneConfig = DEFAULT_NEPTUNE) -> list
             continue
         if victims is None:
             victims, lowest = _victims(snapshot, config)
+        if task.pinned is not None:
+            # Only its own executor will do. What it found says nothing of later tasks, so
+            # neither the break below nor the scan's start applies to it.
+            own = next((v for v in victims if v.id == task.pinned), None)
+            if own is not None and _usable(own, task, busy):
+                decisions += [Suspend(own.running.id, own.id),  # type: ignore[union-attr]
+                              Place(task.id, own.id)]
+                busy.add(own.id)
+            continue
         if lowest is None or task.priority <= lowest:
             break  # no victim of lower priority, for this task or any later one
         # Tasks come in falling priority and `busy` only grows, so a victim skipped here is

@@ -193,6 +193,8 @@ FROM_DRIVER: dict[str, Fields] = {
     "resume": {"id": _ID},
     "kill": {"id": _ID},
     "state": {"name": _ID, "version": _COUNT, "value": (ANY, True, None)},
+    "restore": {"job": _ID, "partition": _COUNT, "maps": ((dict,), True, None),
+                "add": ((bool,), False, None)},
     "bell": {},
 }
 FROM_EXECUTOR: dict[str, Fields] = {
@@ -203,7 +205,7 @@ FROM_EXECUTOR: dict[str, Fields] = {
     "resumed": {"id": _ID},
     "suspended": {"id": _ID, "ns": ((int,), True, None)},
     "finished": {"id": _ID, "result": (ANY, True, None), "records": _COUNT, "elapsed": _SECONDS,
-                 "gap_ns": ((int,), False, 0)},
+                 "gap_ns": ((int,), False, 0), "changes": ((list,), False, None)},
     "failed": {"id": _ID, "error": ((str,), True, None)},
     "killed": {"id": _ID, "ran_s": _SECONDS},
 }
@@ -217,8 +219,8 @@ def check(message: dict[str, Any], shapes: Mapping[str, Fields]) -> dict[str, An
         raise ProtocolError(f"unexpected message type {kind!r}")
     for name, (types, required, least) in fields.items():
         value = message.get(name)
-        if value is None:
-            if required and types is not ANY:
+        if value is None:  # absent, or nil: only a field of any type may be nil
+            if required and (types is not ANY or name not in message):
                 raise ProtocolError(f"{kind}: missing field {name!r}")
         elif not isinstance(value, types) or (isinstance(value, bool) and int in types):
             raise ProtocolError(f"{kind}: field {name!r} is a {type(value).__name__}")

@@ -16,7 +16,7 @@ import random
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -26,10 +26,11 @@ REPLAY_CHUNK = 1000  # events read and emitted between two turns of the driver's
 
 
 class SourceOutput(Protocol):
-    def emit(self, value: Any, token: Any) -> None: ...
+    def emit(self, value: Any, token: Any, partition: int = 0) -> None: ...
 
-    def emit_all(self, events: list[tuple[Any, Any]]) -> None:
-        """Several (value, token) events at once: the driver schedules once for all."""
+    def emit_all(self, events: list[tuple[Any, Any]], partition: int = 0) -> None:
+        """Several (value, token) events of one partition at once, in order: the driver
+        schedules once for all. Tokens are per partition (`commit` gets them back with it)."""
 
     def malformed(self, reason: str) -> None: ...
 
@@ -43,8 +44,9 @@ class Saved:
     """What a driver with a state directory saved for a job's source."""
 
     job: str
-    committed: Any  # the job's last token the driver persisted; None before its first commit
+    committed: Any  # partition 0's last token the driver persisted; None before its first
     state_dir: Path  # where the source may keep files of its own
+    partitions: dict[int, Any] = field(default_factory=dict)  # every partition's token
 
 
 class Source(ABC):
@@ -55,8 +57,8 @@ class Source(ABC):
     @abstractmethod
     async def run(self, out: SourceOutput) -> None: ...
 
-    def commit(self, token: Any) -> None:  # noqa: B027 - most sources have nothing to persist
-        """Persist that everything up to `token` is processed."""
+    def commit(self, token: Any, partition: int = 0) -> None:  # noqa: B027 - most have nothing
+        """Persist that everything of `partition` up to `token` is processed (and handed on)."""
 
     def restore(self, saved: Saved) -> None:  # noqa: B027 - a source may start over
         """Continue after `saved.committed` instead of from the beginning (called before
@@ -200,7 +202,7 @@ class HttpIngest(Source):
                 self._out.emit_all(ready)
         return len(values)
 
-    def commit(self, token: Any) -> None:
+    def commit(self, token: Any, partition: int = 0) -> None:
         if self._log is not None:
             self._log.compact(token)
 
@@ -280,7 +282,7 @@ class JsonLinesTail(Source):
             return {}
         return {str(k): int(v) for k, v in data.items()}
 
-    def commit(self, token: Any) -> None:
+    def commit(self, token: Any, partition: int = 0) -> None:
         name, offset = token
         offsets = self.committed()
         offsets[name] = offset

@@ -7,6 +7,7 @@ from typing import Any
 
 from .app import StreamJob
 from .driver import Driver
+from .driver.streams import tokens_view
 from .sources import HttpIngest
 from .stats import Window, summary
 
@@ -48,7 +49,10 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
         if isinstance(job, StreamJob):
             stream = driver.streams.jobs[name]
             latency = summary(stats.latency.values(now))
-            offsets = {"committed": stream.committed, "resumed_from": stream.resumed_from}
+            offsets = {"committed": tokens_view(driver.streams.committed(name)),
+                       "resumed_from": tokens_view({p: lane.resumed_from for p, lane
+                                                    in stream.lanes.items()
+                                                    if lane.resumed_from is not None})}
             if isinstance(job.source, HttpIngest):
                 offsets["accepted"] = job.source.accepted
             figures.update(
@@ -60,7 +64,7 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
                 slo_attainment=(stats.slo_met / stats.slo_total) if stats.slo_total else None,
                 events=stats.events,
                 results=stats.results,
-                uncommitted=stream.tracker.uncommitted,
+                uncommitted=stream.uncommitted,
                 dead_letters=stats.dead_letters,
                 sink_failures=stats.sink_failures,
                 offsets=offsets,

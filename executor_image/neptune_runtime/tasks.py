@@ -49,11 +49,12 @@ class Task(AttemptClock):
     sent_at: float = 0.0
     suspensions: int = 0
     preempting: bool = False
+    pinned: str | None = None  # the executor holding its partition's keyed state, if any
 
     def view(self) -> TaskView:
         return TaskView(self.id, self.job, self.kind, self.priority, self.ready_at,
                         self.partition, self.suspensions, self.resumed_at, self.started_at,
-                        self.suspended_s)
+                        self.suspended_s, self.pinned)
 
 
 class TaskTable:

@@ -171,24 +171,35 @@ def test_http_ingest_without_a_state_dir_numbers_events_from_one() -> None:
 def test_offset_store_round_trip_and_atomic_replace(tmp_path: Path) -> None:
     store = OffsetStore(tmp_path)
     assert store.load() == {}
-    store.save({"a": ("http", 3), "tail": ("jsonl", ("x.jsonl", 120)), "none": ("http", None)})
-    store.save({"a": ("http", 4), "tail": ("jsonl", ("x.jsonl", 240)), "none": ("http", None)})
+    store.save({"a": ("http", {0: 3}), "tail": ("jsonl", {0: ("x.jsonl", 120)}),
+                "none": ("http", {}), "kafka": ("kafka", {0: 5, 2: 7})})
+    store.save({"a": ("http", {0: 4}), "tail": ("jsonl", {0: ("x.jsonl", 240)}),
+                "none": ("http", {}), "kafka": ("kafka", {0: 6, 2: 7})})
     assert OffsetStore(tmp_path).load() == {
-        "a": ("http", 4), "tail": ("jsonl", ["x.jsonl", 240]), "none": ("http", None)}
+        "a": ("http", {0: 4}), "tail": ("jsonl", {0: ["x.jsonl", 240]}), "none": ("http", {}),
+        "kafka": ("kafka", {0: 6, 2: 7})}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["offsets.json"]
+
+
+def test_offset_store_reads_the_single_token_files_of_earlier_drivers(tmp_path: Path) -> None:
+    (tmp_path / "offsets.json").write_text(json.dumps({
+        "a": {"source": "http", "committed": 9}, "b": {"source": "http", "committed": None}}))
+    assert OffsetStore(tmp_path).load() == {"a": ("http", {0: 9}), "b": ("http", {})}
 
 
 def test_driver_restores_a_job_only_from_a_token_of_the_same_kind_of_source(
         tmp_path: Path) -> None:
-    OffsetStore(tmp_path).save({"same": ("synthetic", 41), "changed": ("jsonl", ["x", 9])})
+    OffsetStore(tmp_path).save({"same": ("synthetic", {0: 41}),
+                                "changed": ("jsonl", {0: ["x", 9]})})
     app = App("t")
     same = sources.Synthetic(rate=1e6, limit=44)
     app.stream_job("same", source=same, task=lambda c, r: [], slo="1s")
     for name in ("changed", "new"):
         app.stream_job(name, source=sources.Synthetic(rate=1e6), task=lambda c, r: [], slo="1s")
     driver = Driver(app, "secret", state_dir=tmp_path)
-    assert {name: job.resumed_from for name, job in driver.streams.jobs.items()} == {
-        "same": 41, "changed": None, "new": None}
+    assert {name: {p: lane.resumed_from for p, lane in job.lanes.items()}
+            for name, job in driver.streams.jobs.items()} == {
+        "same": {0: 41}, "changed": {}, "new": {}}
     out = Collect()
     asyncio.run(same.run(out))
     assert [token for _, token in out.events] == [42, 43]

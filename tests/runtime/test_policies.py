@@ -7,6 +7,7 @@ import random
 import pytest
 
 from neptune_runtime.policies import (
+    POLICIES,
     ExecutorView,
     Kill,
     NeptuneConfig,
@@ -160,7 +161,8 @@ def _spec_neptune(snapshot: Snapshot) -> list[object]:
 
     for task in sorted(snapshot.queue, key=lambda t: (-t.priority, t.ready_at)):
         idle = [e for e in snapshot.executors if e.running is None and e.id not in busy
-                and all(s.priority < task.priority for s in e.suspended)]
+                and all(s.priority < task.priority for s in e.suspended)
+                and task.pinned in (None, e.id)]
         if idle:
             best = min(idle, key=lambda e: (not local(e, task), len(e.suspended),
                                             e.memory_pressure))
@@ -171,8 +173,11 @@ def _spec_neptune(snapshot: Snapshot) -> list[object]:
                    if e.running is not None and e.id not in busy
                    and e.running.priority < task.priority
                    and len(e.suspended) < config.max_suspended
-                   and e.memory_pressure < config.memory_high and not protected(e.running)]
+                   and e.memory_pressure < config.memory_high and not protected(e.running)
+                   and task.pinned in (None, e.id)]
         if not victims:
+            if task.pinned is not None:
+                continue  # only its own executor would do; others may still place
             break
         best = min(victims, key=lambda e: (len(e.suspended), not local(e, task),
                                            e.memory_pressure, e.running.priority))  # type: ignore[union-attr]
@@ -186,11 +191,11 @@ def _spec_neptune(snapshot: Snapshot) -> list[object]:
 
 
 def _random_snapshot(rng: random.Random) -> Snapshot:
-    def task(tid: str) -> TaskView:
+    def task(tid: str, pinned: str | None = None) -> TaskView:
         return TaskView(tid, rng.choice(("score", "train")), rng.choice(("stream", "batch")),
                         rng.choice((0, 5, 10)), rng.random(), rng.randint(-1, 3),
                         rng.randint(0, 9), rng.uniform(9.0, 10.0), rng.uniform(0.0, 9.0),
-                        rng.uniform(0.0, 9.0))
+                        rng.uniform(0.0, 9.0), pinned)
 
     executors = [ExecutorView(
         f"e{i}", task(f"r{i}") if rng.random() < 0.8 else None,
@@ -199,7 +204,8 @@ def _random_snapshot(rng: random.Random) -> Snapshot:
         frozenset((rng.choice(("score", "train")), rng.randint(-1, 3))
                   for _ in range(rng.randint(0, 3))))
         for i in range(rng.randint(1, 12))]
-    return snap(executors, [task(f"q{j}") for j in range(rng.randint(0, 6))])
+    pins = [None, None, None, *(e.id for e in executors[:3])]
+    return snap(executors, [task(f"q{j}", rng.choice(pins)) for j in range(rng.randint(0, 6))])
 
 
 def test_neptune_matches_its_specification_on_random_snapshots() -> None:
@@ -207,3 +213,16 @@ def test_neptune_matches_its_specification_on_random_snapshots() -> None:
     for _ in range(2000):
         snapshot = _random_snapshot(rng)
         assert neptune(snapshot) == _spec_neptune(snapshot), snapshot
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_a_pinned_task_runs_only_on_its_executor(name: str) -> None:
+    pinned = TaskView("k1", "agg", "stream", 10, 0.0, 2, pinned="e1")
+    # e0 idle, e1 busy with a batch task: the pinned task may not take e0
+    snapshot = snap([ex("e0"), ex("e1", running=batch("b1"))], [pinned, stream("s2")])
+    decisions = POLICIES[name].decide(snapshot)
+    placed = {d.task: d.executor for d in decisions if isinstance(d, Place)}
+    assert placed.get("k1") in (None, "e1")
+    assert placed.get("s2") == "e0", "an unpinned task still takes the idle executor"
+    if POLICIES[name].preempts != "none":
+        assert placed.get("k1") == "e1", "it preempts its own executor's batch task"

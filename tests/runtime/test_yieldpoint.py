@@ -257,3 +257,37 @@ def test_a_forewarning_handler_may_drop_the_doorbell() -> None:
         print("survived")
     """)
     assert proc.returncode == 0 and "survived" in proc.stdout, (proc.returncode, proc.stderr)
+
+
+def test_the_longest_gap_between_yield_points_is_measured_and_taken() -> None:
+    yieldpoint.install(lambda: None, interval_us=100)
+    yieldpoint.task_switched_in()
+    for _ in yieldpoint.yielding(range(20_000)):  # fast records: the stride grows
+        pass
+    fast = yieldpoint.task_switched_in()
+    assert 0 <= fast < 1_000_000, f"fast records measured as {fast} ns"
+    for _ in yieldpoint.yielding(range(4)):  # coarse records, right after fast ones
+        time.sleep(0.02)
+    coarse = yieldpoint.task_switched_in()
+    assert coarse >= 15_000_000, f"20 ms records measured as {coarse} ns"
+    assert yieldpoint.task_switched_in() < 1_000_000, "the gap was not taken"
+
+
+def test_the_stride_shrinks_at_once_when_records_turn_coarse() -> None:
+    # polled for after each coarse record, not after dozens: across hosts the poll is what
+    # notices a preemption
+    yieldpoint.install(lambda: None, interval_us=100)
+    yieldpoint.task_switched_in()
+
+    def busy(seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    for _ in yieldpoint.yielding(range(5_000)):
+        busy(2e-6)
+    before = yieldpoint.stride()
+    assert before > 4, before
+    for _ in yieldpoint.yielding(range(before + 2)):
+        busy(2e-3)
+    assert yieldpoint.stride() == 1, f"from {before}, the stride went to {yieldpoint.stride()}"

@@ -22,7 +22,9 @@ from typing import Any
 from .. import hotpath, metrics, protocol
 from ..app import App, BatchJob, StreamJob
 from ..bodies import IngestLimits
+from ..checkpoints import CheckpointStore
 from ..durable import OffsetStore, open_state_dir
+from ..keyed import KEY_TYPES
 from ..policies import POLICIES, NeptuneConfig, get_policy
 from ..sources import Saved
 from ..stats import Window
@@ -45,11 +47,11 @@ class _SourceOutput:
         self.driver = driver
         self.job = job
 
-    def emit(self, value: Any, token: Any) -> None:
-        self.driver.streams.on_events(self.job, [(value, token)])
+    def emit(self, value: Any, token: Any, partition: int = 0) -> None:
+        self.driver.streams.on_events(self.job, [(value, token)], partition)
 
-    def emit_all(self, events: list[tuple[Any, Any]]) -> None:
-        self.driver.streams.on_events(self.job, events)
+    def emit_all(self, events: list[tuple[Any, Any]], partition: int = 0) -> None:
+        self.driver.streams.on_events(self.job, events, partition)
 
     def malformed(self, reason: str) -> None:
         metrics.INGEST_REJECTED.labels(self.job.name, "malformed").inc()
@@ -58,6 +60,17 @@ class _SourceOutput:
 
     async def room(self) -> None:
         await self.driver.streams.room(self.job.name)
+
+
+def _changes(entries: Any) -> list[list[Any]]:
+    """A finished keyed task's state changes, [[name, key, value or None], ...]."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list) or not all(
+            isinstance(e, list) and len(e) == 3 and isinstance(e[0], str)
+            and isinstance(e[1], KEY_TYPES) for e in entries):
+        raise protocol.ProtocolError("finished: changes must be [[name, key, value], ...]")
+    return entries
 
 
 def _partitions(entries: list[Any]) -> frozenset[tuple[str, int]]:
@@ -76,7 +89,8 @@ class Driver:
                  warm_us: int = hotpath.DEFAULT_WARM_US,
                  heartbeat_timeout: float | None = None,
                  limits: IngestLimits | None = None,
-                 coarse_fraction: float = DEFAULT_COARSE_FRACTION) -> None:
+                 coarse_fraction: float = DEFAULT_COARSE_FRACTION,
+                 checkpoint_dir: str | os.PathLike[str] | None = None) -> None:
         """Raises durable.StateDirError if `state_dir` or what is in it cannot be used."""
         self.app = app
         self.secret = secret
@@ -116,24 +130,35 @@ class Driver:
         self._store = OffsetStore(self.state_dir) if self.state_dir is not None else None
         saved = self._store.load() if self._store is not None else {}
         tokens = {j.name: self._saved_token(j, saved.get(j.name)) for j in app.stream_jobs()}
+        # Keyed jobs: their state and its tokens, committed together (checkpoints.py); those
+        # tokens are the ones to resume from, whatever offsets.json says.
+        keyed = [j.name for j in app.stream_jobs() if j.keyed]
+        where = checkpoint_dir or self.state_dir
+        self.checkpoints = CheckpointStore(Path(where)) if keyed and where else None
+        state, checkpointed = self.checkpoints.load() if self.checkpoints else ({}, {})
+        for (job, partition), token in checkpointed.items():
+            if job in keyed:
+                tokens.setdefault(job, {})[partition] = token
         self.streams = Streams(self, list(app.stream_jobs()), self.stats, tokens,
-                               self.state_dir, self.limits)
+                               self.state_dir, self.limits, self.checkpoints, state)
         self.batches = Batches(self, list(app.batch_jobs()), self.stats, self._broadcast)
         self._committer: asyncio.Task[None] | None = None
         if self.state_dir is not None:
             for stream in app.stream_jobs():
-                stream.source.restore(Saved(stream.name, tokens[stream.name], self.state_dir))
+                saved_tokens = tokens.get(stream.name, {})
+                stream.source.restore(Saved(stream.name, saved_tokens.get(0), self.state_dir,
+                                            saved_tokens))
 
     @staticmethod
-    def _saved_token(job: StreamJob, saved: tuple[str, Any] | None) -> Any:
+    def _saved_token(job: StreamJob, saved: tuple[str, dict[int, Any]] | None) -> dict[int, Any]:
         if saved is None:
-            return None
-        kind, token = saved
+            return {}
+        kind, tokens = saved
         if kind != job.source.kind:
             log.warning("job %s: its source was %s and is %s now: it starts from the beginning",
                         job.name, kind, job.source.kind)
-            return None
-        return token
+            return {}
+        return tokens
 
     @property
     def states(self) -> dict[str, tuple[int, Any]]:
@@ -179,6 +204,8 @@ class Driver:
         self.server.close()
         if self._committer is not None:
             await self._committer
+        if self.checkpoints is not None:
+            self.checkpoints.close()
         for job in self.app.stream_jobs():
             for sink in (job.sink, self.streams.jobs[job.name].dead_letter):
                 if sink is not None:
@@ -279,6 +306,7 @@ class Driver:
             log.warning("executor %s lost: re-running %d task(s)", conn.id, len(orphans))
         if not self.executors:
             log.warning("no live executor: tasks wait until one registers")
+        self.streams.lost(conn.id)  # its keyed lanes restore on their next executor
         for task in orphans:
             self.reruns += 1
             self._requeue(task)
@@ -353,7 +381,8 @@ class Driver:
         metrics.YIELD_INTERVAL.labels(task.job).observe(gap)
         if task.kind == "stream":
             result = message["result"]
-            self.streams.finished(task, result if isinstance(result, list) else [], now)
+            self.streams.finished(task, result if isinstance(result, list) else [],
+                                  _changes(message.get("changes")), now)
         else:
             self.batches.finished(task, message["result"], message["records"], now)
         self._update_gauges()
@@ -432,12 +461,16 @@ class Driver:
         sends = placement.apply(self.policy(snapshot), self.table, self.executors,
                                 time.monotonic())
         for send in sends:
+            conn = self.executors[send.executor]
             if send.task is not None:
                 action = send.message.get("action")
                 if action is not None:
                     metrics.PREEMPTIONS.labels(self.policy_name, action).inc()
+                # frames before the run: its express copy waits until they are handled
+                for restore in self.streams.placing(send.task, send.executor):
+                    conn.send(restore)
                 send.task.sent_at = time.monotonic()
-            self.executors[send.executor].send(send.message, express=send.express)
+            conn.send(send.message, express=send.express)
         self._update_gauges()
 
     def _update_gauges(self) -> None:

@@ -1,12 +1,18 @@
 """The driver's stream side: events in, tasks out, outputs handed on, offsets committed.
 
-The rule of delivery: nothing is committed before the output it stands for is handed on. A
-finished task's outputs go to the job's sink (and a dead record's letter to the dead-letter
-sink); only then are its events done in the offset tracker. A sink that raises keeps the
-delivery, and every later one of that job, in order, written again with a back-off while the
-job is degraded; nothing of them is committed meanwhile. The committer then, at most every
-COMMIT_INTERVAL, syncs the sinks (off the event loop) and only after that commits the sources
-and saves the tokens in the state directory.
+Each stream job has one lane per source partition (a Kafka partition; one lane for sources
+without partitions), with its own offset tracker. The rule of delivery: nothing is committed
+before the output it stands for is handed on. A finished task's outputs go to the job's sink
+(and a dead record's letter to the dead-letter sink); only then are its events done in its
+lane's tracker. A sink that raises keeps the delivery, and every later one of that job, in
+order, written again with a back-off while the job is degraded; nothing of them is committed
+meanwhile. The committer then, at most every COMMIT_INTERVAL, syncs the sinks (off the event
+loop) and only after that commits the sources and saves the tokens in the state directory.
+
+A keyed job's lane runs one task at a time, pinned to the executor that holds the lane's state
+(its owner); the driver keeps a copy of that state (every finished task's changes), restores it
+to a new owner when the old one is lost, and commits it to the checkpoint store
+(checkpoints.py) together with the lane's token, once the changes' outputs are handed on.
 
 A task that fails is retried `max_retries` times; after that, under `on_error="dead_letter"`
 (the default), its records are split in halves until the failing record stands alone, which
@@ -25,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .. import metrics
+from .. import checkpoints, metrics
 from ..app import StreamJob
 from ..bodies import IngestLimits
+from ..checkpoints import CheckpointStore, Maps
 from ..durable import OffsetStore
 from ..offsets import OffsetTracker
 from ..sinks import JsonLines, Sink
@@ -38,6 +45,8 @@ log = logging.getLogger("neptune.driver")
 
 COMMIT_INTERVAL = 0.05
 RETRY_FIRST, RETRY_MAX = 0.05, 5.0
+KEYED_BATCH = 1000  # events at most in one task of a keyed lane that takes what waits
+RESTORE_CHUNK = 20_000  # keyed-state entries per `restore` message
 
 
 class TaskHost(Protocol):
@@ -52,13 +61,36 @@ class TaskHost(Protocol):
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
 
 
+Event = tuple[Any, int, float]  # value, sequence number in its lane, arrival time
+
+
 @dataclass
 class Delivery:
     """What one finished (or dead) task hands on: its events are done once it is written."""
 
+    partition: int
     seqs: list[int]
     outputs: list[Any] = field(default_factory=list)
     letters: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[checkpoints.Change] = field(default_factory=list)  # keyed state
+
+
+@dataclass
+class Lane:
+    """One partition of a stream job."""
+
+    partition: int
+    tracker: OffsetTracker = field(default_factory=OffsetTracker)
+    handed_on: Any = None  # the token up to which every event was handed on
+    committed: Any = None  # the token last committed (and saved, with a state directory)
+    resumed_from: Any = None
+    microbatch: list[Event] = field(default_factory=list)
+    # keyed jobs only
+    waiting: deque[Event] = field(default_factory=deque)  # events not in a task yet
+    in_flight: Task | None = None
+    owner: str | None = None  # the executor holding the lane's state
+    state: Maps = field(default_factory=dict)  # every finished task's changes applied
+    unsaved: list[checkpoints.Change] = field(default_factory=list)  # handed on, to commit
 
 
 @dataclass
@@ -66,13 +98,19 @@ class StreamState:
     job: StreamJob
     stats: JobStats
     dead_letter: Sink
-    tracker: OffsetTracker = field(default_factory=OffsetTracker)
-    handed_on: Any = None  # the token up to which every event was handed on
-    committed: Any = None  # the token last committed (and saved, with a state directory)
-    resumed_from: Any = None
-    microbatch: list[tuple[Any, int, float]] = field(default_factory=list)
+    lanes: dict[int, Lane] = field(default_factory=dict)
     pending: deque[Delivery] = field(default_factory=deque)  # refused by a failing sink
     retrying: bool = False
+
+    def lane(self, partition: int) -> Lane:
+        lane = self.lanes.get(partition)
+        if lane is None:
+            lane = self.lanes[partition] = Lane(partition)
+        return lane
+
+    @property
+    def uncommitted(self) -> int:
+        return sum(lane.tracker.uncommitted for lane in self.lanes.values())
 
 
 def default_dead_letter(job: str, state_dir: Path | None) -> Sink:
@@ -92,52 +130,93 @@ def _first_line(error: str) -> str:
     return error.splitlines()[0] if error else "unknown error"
 
 
+def tokens_view(tokens: dict[int, Any]) -> Any:
+    """A job's tokens as /status and offsets.json show them: the bare token of a single-lane
+    job, else {partition: token}."""
+    if set(tokens) <= {0}:
+        return tokens.get(0)
+    return {str(p): t for p, t in sorted(tokens.items())}
+
+
 class Streams:
     def __init__(self, host: TaskHost, jobs: list[StreamJob], stats: dict[str, JobStats],
-                 saved: dict[str, Any], state_dir: Path | None,
-                 limits: IngestLimits) -> None:
+                 saved: dict[str, dict[int, Any]], state_dir: Path | None,
+                 limits: IngestLimits, checkpoint_store: CheckpointStore | None = None,
+                 state: dict[tuple[str, int], Maps] | None = None) -> None:
         self.host = host
         self.limits = limits
-        self.jobs = {
-            job.name: StreamState(job, stats[job.name],
-                                  job.dead_letter or default_dead_letter(job.name, state_dir),
-                                  committed=saved.get(job.name), resumed_from=saved.get(job.name))
-            for job in jobs}
+        self.checkpoint_store = checkpoint_store
+        self.jobs: dict[str, StreamState] = {}
+        for job in jobs:
+            st = self.jobs[job.name] = StreamState(
+                job, stats[job.name], job.dead_letter or default_dead_letter(job.name, state_dir))
+            for partition, token in saved.get(job.name, {}).items():
+                lane = st.lane(partition)
+                lane.committed = lane.handed_on = lane.resumed_from = token
+        for (name, partition), maps in (state or {}).items():
+            if name in self.jobs:
+                self.jobs[name].lane(partition).state = maps
 
     # -- events in ---------------------------------------------------------------------------
-    def on_events(self, job: StreamJob, events: list[tuple[Any, Any]]) -> None:
-        """Events from a source, in order; one scheduling pass for all of them."""
+    def on_events(self, job: StreamJob, events: list[tuple[Any, Any]],
+                  partition: int = 0) -> None:
+        """Events from a source partition, in order; one scheduling pass for all of them."""
         st = self.jobs[job.name]
         if not st.stats.takes_events or not events:
             return
         now = time.monotonic()
         st.stats.events += len(events)
         metrics.EVENTS_INGESTED.labels(job.name).inc(len(events))
+        lane = st.lane(partition)
+        per_event = job.trigger.interval is None
         for value, token in events:
-            seq = st.tracker.track(token)
-            if job.trigger.interval is None:
-                self.host.new_task(job, records=[value], seqs=[seq], event_times=[now])
+            seq = lane.tracker.track(token)
+            if job.keyed:
+                lane.waiting.append((value, seq, now))
+            elif per_event:
+                self.host.new_task(job, records=[value], seqs=[seq], event_times=[now],
+                                   partition=partition)
             else:
-                st.microbatch.append((value, seq, now))
-        if job.trigger.interval is None:
+                lane.microbatch.append((value, seq, now))
+        if job.keyed and per_event:
+            self._feed(st, lane)
+        if per_event:
             self.host.schedule()
+
+    def _feed(self, st: StreamState, lane: Lane) -> None:
+        """A keyed lane's next task, if none is in flight: one event under a per-event
+        trigger, else all that wait (up to KEYED_BATCH)."""
+        if lane.in_flight is not None or not lane.waiting or not st.stats.takes_events:
+            return
+        count = 1 if st.job.trigger.interval is None and not st.job.batchable \
+            else min(len(lane.waiting), KEYED_BATCH)
+        events = [lane.waiting.popleft() for _ in range(count)]
+        lane.in_flight = self._task(st.job, lane.partition, events, pinned=lane.owner)
+
+    def _task(self, job: StreamJob, partition: int, events: list[Event], **fields: Any) -> Task:
+        return self.host.new_task(job, records=[v for v, _, _ in events],
+                                  seqs=[s for _, s, _ in events],
+                                  event_times=[t for _, _, t in events], partition=partition,
+                                  **fields)
 
     async def microbatch_loop(self, job: StreamJob) -> None:
         assert job.trigger.interval is not None
         st = self.jobs[job.name]
         while True:
             await asyncio.sleep(job.trigger.interval)
-            batch = st.microbatch
-            if batch and st.stats.takes_events:
-                st.microbatch = []
-                self.host.new_task(job, records=[v for v, _, _ in batch],
-                                   seqs=[s for _, s, _ in batch],
-                                   event_times=[t for _, _, t in batch])
-                self.host.schedule()
+            if not st.stats.takes_events:
+                continue
+            for lane in list(st.lanes.values()):
+                if job.keyed:
+                    self._feed(st, lane)
+                elif lane.microbatch:
+                    batch, lane.microbatch = lane.microbatch, []
+                    self._task(job, lane.partition, batch)
+            self.host.schedule()
 
     def in_flight(self, job: str) -> int:
         """Events accepted and not yet handed on."""
-        return self.jobs[job].tracker.uncommitted
+        return self.jobs[job].uncommitted
 
     async def room(self, job: str) -> None:
         while self.in_flight(job) >= self.limits.max_backlog:
@@ -156,8 +235,41 @@ class Streams:
                 f"{self.limits.max_backlog} (max_backlog): retry later")}
         return None
 
+    # -- keyed lanes and their owners --------------------------------------------------------
+    def placing(self, task: Task, executor: str) -> list[dict[str, Any]]:
+        """A keyed task goes to `executor`: the `restore` messages to send before its `run`,
+        if that executor does not hold the lane's state yet (the first replaces what it held,
+        the others add to it: frames stay far below their limit)."""
+        st = self.jobs.get(task.job)
+        if st is None or not st.job.keyed:
+            return []
+        lane = st.lane(task.partition)
+        if lane.owner == executor:
+            return []
+        lane.owner = executor
+        entries = [(name, [k, v]) for name, values in lane.state.items()
+                   for k, v in values.items()]
+        messages = []
+        for start in range(0, max(1, len(entries)), RESTORE_CHUNK):
+            maps: dict[str, list[list[Any]]] = {}
+            for name, pair in entries[start:start + RESTORE_CHUNK]:
+                maps.setdefault(name, []).append(pair)
+            messages.append({"t": "restore", "job": task.job, "partition": task.partition,
+                             "maps": maps, "add": start > 0})
+        return messages
+
+    def lost(self, executor: str) -> None:
+        """An executor is gone: its lanes have no owner, and their tasks no pin."""
+        for st in self.jobs.values():
+            for lane in st.lanes.values():
+                if lane.owner == executor:
+                    lane.owner = None
+                    if lane.in_flight is not None:
+                        lane.in_flight.pinned = None
+
     # -- outputs out ------------------------------------------------------------------------
-    def finished(self, task: Task, outputs: list[Any], now: float) -> None:
+    def finished(self, task: Task, outputs: list[Any], changes: list[checkpoints.Change],
+                 now: float) -> None:
         st = self.jobs[task.job]
         stats = st.stats
         for arrived in task.event_times:
@@ -172,7 +284,13 @@ class Streams:
         stats.results += len(outputs)
         stats.records += len(task.event_times)
         stats.rate.add(now, len(task.event_times))
-        self._hand_on(st, Delivery(task.seqs, outputs))
+        if st.job.keyed:
+            lane = st.lane(task.partition)
+            checkpoints.apply(lane.state, changes)
+            if lane.in_flight is task:
+                lane.in_flight = None
+            self._feed(st, lane)
+        self._hand_on(st, Delivery(task.partition, task.seqs, outputs, changes=changes))
 
     def failed(self, task: Task, error: str) -> bool:
         """A stream task raised. Returns True if it should simply be retried."""
@@ -180,6 +298,9 @@ class Streams:
         job = st.job
         if task.attempt < job.max_retries:
             return True
+        lane = st.lane(task.partition)
+        if job.keyed and lane.in_flight is task:
+            lane.in_flight = None
         if job.on_error == "fail":
             log.error("job %s failed: task %s raised %d times: %s", job.name, task.id,
                       task.attempt + 1, error)
@@ -189,11 +310,17 @@ class Streams:
         records = task.records or []
         if len(records) > 1:
             # Isolate the failing record: each half runs once more, and fails straight on
-            # to splitting again (its attempt is already the last).
+            # to splitting again (its attempt is already the last). A keyed lane runs them
+            # one after the other, in order: the second half waits at the head of the lane.
             half = len(records) // 2
-            for part in (slice(0, half), slice(half, None)):
-                self.host.new_task(job, records=records[part], seqs=task.seqs[part],
-                                   event_times=task.event_times[part], attempt=task.attempt)
+            events = list(zip(records, task.seqs, task.event_times, strict=True))
+            if job.keyed:
+                lane.waiting.extendleft(reversed(events[half:]))
+                lane.in_flight = self._task(job, task.partition, events[:half],
+                                            attempt=task.attempt, pinned=lane.owner)
+            else:
+                for part in (events[:half], events[half:]):
+                    self._task(job, task.partition, part, attempt=task.attempt)
             return False
         log.warning("job %s: a record failed %d times; to the dead-letter sink: %s", job.name,
                     task.attempt + 1, _first_line(error))
@@ -201,7 +328,9 @@ class Streams:
         metrics.DEAD_LETTERS.labels(job.name).inc()
         letter = {"job": job.name, "record": records[0] if records else None, "error": error,
                   "task": task.id, "attempts": task.attempt + 1, "at": time.time()}
-        self._hand_on(st, Delivery(task.seqs, letters=[letter]))
+        self._hand_on(st, Delivery(task.partition, task.seqs, letters=[letter]))
+        if job.keyed:
+            self._feed(st, lane)
         return False
 
     def _hand_on(self, st: StreamState, delivery: Delivery) -> None:
@@ -250,11 +379,17 @@ class Streams:
             st.retrying = False
 
     def _done(self, st: StreamState, delivery: Delivery) -> None:
-        token = st.tracker.done(delivery.seqs)
+        lane = st.lane(delivery.partition)
+        lane.unsaved += delivery.changes
+        token = lane.tracker.done(delivery.seqs)
         if token is not None:
-            st.handed_on = token
+            lane.handed_on = token
 
     # -- commits ----------------------------------------------------------------------------
+    def committed(self, job: str) -> dict[int, Any]:
+        return {p: lane.committed for p, lane in self.jobs[job].lanes.items()
+                if lane.committed is not None}
+
     async def committer(self, store: OffsetStore | None,
                         stopping: Callable[[], bool]) -> None:
         """Commit what was handed on, at most every COMMIT_INTERVAL (being a little behind only
@@ -262,31 +397,55 @@ class Streams:
         first, off the event loop (an fsync may take milliseconds)."""
         while True:
             last = stopping()
-            moved = [st for st in self.jobs.values() if st.handed_on != st.committed]
+            moved = [(st, lane) for st in self.jobs.values() for lane in st.lanes.values()
+                     if lane.handed_on != lane.committed or lane.unsaved]
             if moved:
                 await self._commit(moved, store)
             if last:
                 return
             await asyncio.sleep(COMMIT_INTERVAL)
 
-    async def _commit(self, moved: list[StreamState], store: OffsetStore | None) -> None:
-        tokens = {st.job.name: st.handed_on for st in moved}
+    async def _commit(self, moved: list[tuple[StreamState, Lane]],
+                      store: OffsetStore | None) -> None:
+        tokens = {(st.job.name, lane.partition): lane.handed_on for st, lane in moved}
+        changes = {(st.job.name, lane.partition): lane.unsaved for st, lane in moved
+                   if st.job.keyed}
+        for _, lane in moved:
+            lane.unsaved = []
+        sinks = {id(s): s for st, _ in moved for s in (st.job.sink, st.dead_letter)}
         try:
-            await asyncio.to_thread(_sync_all, [s for st in moved
-                                                for s in (st.job.sink, st.dead_letter)])
-        except OSError as exc:
-            log.error("cannot sync the sinks (nothing committed): %s", exc)
+            await asyncio.to_thread(_sync_all, list(sinks.values()))
+            if self.checkpoint_store is not None and changes:
+                keyed = {k: t for k, t in tokens.items() if k in changes}
+                await asyncio.to_thread(self.checkpoint_store.commit, changes, keyed)
+        except (OSError, ValueError) as exc:  # sqlite3.Error is neither: see below
+            self._uncommit(moved, changes)
+            log.error("cannot sync the sinks or the checkpoint (nothing committed): %s", exc)
             return
-        for st in moved:
-            st.job.source.commit(tokens[st.job.name])
-            st.committed = tokens[st.job.name]
+        except Exception as exc:  # sqlite3.DatabaseError and the like: kept for the next try
+            self._uncommit(moved, changes)
+            log.error("cannot write the checkpoint (nothing committed): %s", exc)
+            return
+        for st, lane in moved:
+            token = tokens[(st.job.name, lane.partition)]
+            if token is not None and token != lane.committed:
+                st.job.source.commit(token, lane.partition)
+            lane.committed = token
         if store is not None:
-            entries = {st.job.name: (st.job.source.kind, st.committed)
+            entries = {st.job.name: (st.job.source.kind, self.committed(st.job.name))
                        for st in self.jobs.values()}
             try:
                 await asyncio.to_thread(store.save, entries)
             except (OSError, TypeError, ValueError) as exc:
                 log.error("cannot save the committed offsets to %s: %s", store.path, exc)
+
+    def _uncommit(self, moved: list[tuple[StreamState, Lane]],
+                  changes: dict[tuple[str, int], list[checkpoints.Change]]) -> None:
+        """A failed commit: its keyed changes go back in front of what came since."""
+        for st, lane in moved:
+            kept = changes.get((st.job.name, lane.partition))
+            if kept:
+                lane.unsaved = kept + lane.unsaved
 
 
 def _sync_all(sinks: list[Sink | None]) -> None:

@@ -71,6 +71,7 @@ class Executor(Hub, Runner, Express):
         self.id = name
         self.states = {}
         self.cache = {}
+        self.keyed = {}
         self.current = None
         self.suspended = {}
         self.ready = deque()
@@ -250,6 +251,7 @@ class Executor(Hub, Runner, Express):
         self.failure = None
         self.switched_into = None
         self.hold_until = 0.0
+        self.keyed.clear()  # the next driver restores what it gives us
         self.suspension_samples.clear()
         self.link.close()
 

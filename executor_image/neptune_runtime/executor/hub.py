@@ -16,10 +16,20 @@ from typing import Any
 import greenlet
 
 from .. import protocol
+from ..keyed import KEY_TYPES, PartitionState
 from .state import ExecutorState
 from .task import TaskRecord, from_run
 
 log = logging.getLogger("neptune.executor")
+
+
+def _restored(maps: dict[Any, Any]) -> PartitionState:
+    """A keyed lane's state as the driver sends it: {name: [[key, value], ...]}."""
+    if not all(isinstance(name, str) and isinstance(entries, list)
+               and all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], KEY_TYPES)
+                       for e in entries) for name, entries in maps.items()):
+        raise protocol.ProtocolError("restore: maps must be {name: [[key, value], ...]}")
+    return PartitionState({name: dict(entries) for name, entries in maps.items()})
 
 
 class Hub(ExecutorState):
@@ -37,6 +47,13 @@ class Hub(ExecutorState):
             self._kill(message["id"])
         elif kind == "state":
             self.states[message["name"]] = (message["version"], message["value"])
+        elif kind == "restore":
+            lane, restored = (message["job"], message["partition"]), _restored(message["maps"])
+            if message.get("add") and lane in self.keyed:
+                for name, values in restored.maps.items():
+                    self.keyed[lane].maps.setdefault(name, {}).update(values)
+            else:
+                self.keyed[lane] = restored
         elif kind == "bell":  # the driver rings our doorbell from now on
             if self.bell is not None:
                 self.bell.unlink()

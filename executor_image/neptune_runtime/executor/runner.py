@@ -17,7 +17,8 @@ from typing import Any
 import greenlet
 
 from .. import protocol, yieldpoint
-from ..app import BatchJob, TaskContext
+from ..app import BatchJob, StreamJob, TaskContext
+from ..keyed import PartitionState
 from .metrics import TASK_DURATION
 from .state import ExecutorState
 from .task import TaskRecord
@@ -87,10 +88,12 @@ class Runner(ExecutorState):
         elapsed = (time.monotonic_ns() - task.started_ns) / 1e9
         TASK_DURATION.labels(task.job, task.kind).observe(elapsed)
         if status == "ok":
+            message = {"t": "finished", "id": task.id, "result": value,
+                       "records": task.consumed, "elapsed": elapsed, "gap_ns": task.max_gap_ns}
+            if task.changes is not None:
+                message["changes"] = task.changes
             try:
-                body = protocol.pack({"t": "finished", "id": task.id, "result": value,
-                                      "records": task.consumed, "elapsed": elapsed,
-                                      "gap_ns": task.max_gap_ns})
+                body = protocol.pack(message)
             except (TypeError, ValueError) as exc:  # msgpack cannot encode the result
                 status, value = "error", f"result of job {task.job} is not serialisable: {exc}"
             else:
@@ -120,8 +123,14 @@ class Runner(ExecutorState):
     def _run_task(self, task: TaskRecord) -> tuple[str, Any]:
         try:
             job = self.app.job(task.job)
+            keyed = None
+            if isinstance(job, StreamJob) and job.keyed:
+                lane = self.keyed.get((task.job, task.partition))
+                if lane is None:  # the lane's first task: the driver had no state to restore
+                    lane = self.keyed[(task.job, task.partition)] = PartitionState()
+                keyed = lane.begin()
             ctx = TaskContext(task.id, task.job, task.partition, task.epoch, task.attempt,
-                              self.states, self.published)
+                              self.states, self.published, keyed)
             records = self._inputs(task, job)
             counter = None if hasattr(records, "__len__") else _Counted(iter(records))
             source: Any = records if counter is None else counter
@@ -134,6 +143,11 @@ class Runner(ExecutorState):
                 value = [] if result is None else list(result)
             if counter is not None:
                 task.consumed = counter.count
+            if keyed is not None:
+                # checked before anything is kept: a value that cannot be stored fails the
+                # task, and none of its writes stay (its re-run starts from the same state)
+                task.changes = keyed.changes()
+                keyed.commit()
             return "ok", value
         except Exception as exc:
             detail = "".join(traceback.format_exception(exc)[-6:])

@@ -18,6 +18,7 @@ import greenlet
 from .. import yieldpoint
 from ..app import App
 from ..doorbell import Bell
+from ..keyed import PartitionState
 from .link import Link
 from .task import TaskRecord
 
@@ -32,6 +33,7 @@ class ExecutorState:
     id: str
     states: dict[str, tuple[int, Any]]
     cache: dict[tuple[str, int], list[Any]]
+    keyed: dict[tuple[str, int], PartitionState]  # the keyed lanes this executor holds
     current: TaskRecord | None
     suspended: dict[str, TaskRecord]
     ready: deque[TaskRecord]

@@ -26,6 +26,7 @@ class TaskRecord:
     preempting: bool = False  # started from the greenlet of the task it preempted
     more: int = 0  # stream tasks the driver still held when it sent this one
     max_gap_ns: int = 0  # the longest time between two of its yield points
+    changes: list[Any] | None = None  # a keyed task's state changes, once it succeeded
 
 
 def from_run(message: dict[str, Any], received_ns: int) -> TaskRecord:
