@@ -334,6 +334,9 @@ class IngestApp:
         kubectl.apply(obj)
         app = cls(kubectl, ns, name, executors)
         app.wait_running()
+        # Running is not Ready: until the driver's endpoint is, the API server answers 503.
+        wait_until(f"{name}: the driver's /healthz through the service proxy",
+                   lambda: app.request("GET", "/healthz")[0] == 200, timeout=120)
         return app
 
     @property
