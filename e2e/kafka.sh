@@ -196,6 +196,23 @@ kafka_running() {
 port_taken() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 port_open() { (exec 3<>"/dev/tcp/$KHOST/$KPORT") 2>/dev/null; }
 
+wait_broker() { # wait_broker SECONDS: the port (cheap), then a real request (each try is a JVM)
+    local deadline=$(( SECONDS + $1 )) next=$(( SECONDS + 15 ))
+    until port_open && broker_answers; do
+        check_alive kafka  # died: its log's tail, and FAILED
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            log "last lines of $LOGS/kafka.log:"
+            tail -n 25 "$LOGS/kafka.log" >&2 || true
+            die "timed out after $1s waiting for the broker at $BOOTSTRAP to answer"
+        fi
+        if [ "$SECONDS" -ge "$next" ]; then
+            log "    still waiting for the broker at $BOOTSTRAP ($(( SECONDS - deadline + $1 ))s)"
+            next=$(( SECONDS + 15 ))
+        fi
+        sleep 1
+    done
+}
+
 kafka_up() {
     kafka_build
     need_java
@@ -203,12 +220,13 @@ kafka_up() {
     write_config
     if kafka_running; then
         log "    Kafka already running (pid $(pid_of kafka))"
-        wait_for 120 "the broker at $BOOTSTRAP to answer" broker_answers
+        wait_broker 120
         CURRENT_STEP="(finished)"
         log "Kafka $KAFKA_VERSION up at $BOOTSTRAP (already running)"
         print_env
         return 0
     fi
+    step "ports $KPORT and $KCPORT free"
     local p
     for p in "$KPORT" "$KCPORT"; do
         if port_taken "$p"; then
@@ -227,6 +245,7 @@ kafka_up() {
         log "    storage formatted already (cluster id $(sed -n 's/^cluster.id=//p' "$DATA/meta.properties"))"
     fi
     step "start the broker ($BOOTSTRAP, controller $KHOST:$KCPORT)"
+    rm -f "$RUN/kafka.pid"  # stale (not our broker): its pid may belong to another program now
     # keep one older log: logs/kafka.log.1
     if [ -f "$LOGS/kafka.log" ] && [ "$(stat -c %s "$LOGS/kafka.log")" -gt 52428800 ]; then
         mv -f "$LOGS/kafka.log" "$LOGS/kafka.log.1"
@@ -236,9 +255,7 @@ kafka_up() {
         -Dlog4j2.configurationFile="$KSTATE/log4j2.properties" -Dkafka.logs.dir="$LOGS" \
         -cp "$KAFKA_JARS/*" kafka.Kafka "$PROPS"
     step "wait until the broker answers (ApiVersions and Metadata at $BOOTSTRAP)"
-    # the port first (cheap), then a real request (each try starts a JVM)
-    WATCH=kafka wait_for 180 "port $KPORT to open" port_open
-    WATCH=kafka wait_for 180 "the broker at $BOOTSTRAP to answer" broker_answers
+    wait_broker 180
     CURRENT_STEP="(finished)"
     log "Kafka $KAFKA_VERSION up at $BOOTSTRAP (pid $(pid_of kafka), log $LOGS/kafka.log)"
     print_env
@@ -281,6 +298,7 @@ case "${1:-}" in
     env) print_env ;;
     reset)
         kafka_down
+        case "$KSTATE" in /|"") die "refusing to remove NEPTUNE_KAFKA_STATE=$KSTATE" ;; esac
         step "remove $KSTATE"
         rm -rf "$KSTATE"
         log "Kafka reset: the next up formats fresh storage" ;;
