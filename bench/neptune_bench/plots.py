@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .suite_report import sweep
+from .suite_report import BATCH_ALONE, is_shape, sweep
 from .summary import empirical_cdf
 
 COLORS = {"neptune": "#d62728", "fair": "#1f77b4", "fifo": "#7f7f7f", "kill": "#9467bd",
@@ -26,7 +26,8 @@ def _headline(result: dict[str, Any]) -> dict[str, Any] | None:
     cfg = result["config"]
     for point in result["points"]:
         if (point["point"]["batch_ms"] == cfg["headline_batch_ms"]
-                and point["point"]["rate"] == cfg["headline_rate"]):
+                and point["point"]["rate"] == cfg["headline_rate"]
+                and not is_shape(point["point"])):
             found: dict[str, Any] = point
             return found
     return None
@@ -83,7 +84,7 @@ def p99_sweep(result: dict[str, Any], axis: str, path: str) -> bool:
         return False
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 5))
-    systems = list(dict.fromkeys(s for p in points for s in p["aggregate"]))
+    systems = list(dict.fromkeys(s for p in points for s in p["aggregate"] if s != BATCH_ALONE))
     for system in systems:
         xs, ys, lo, hi = [], [], [], []
         for p in points:
@@ -124,7 +125,7 @@ def throughput_bars(result: dict[str, Any], path: str) -> bool:
     if point is None:
         return False
     rows = [(s, r["batch_throughput_rel"]) for s, r in point["aggregate"].items()
-            if r["batch_throughput_rel"]["median"] is not None]
+            if r["batch_throughput_rel"]["median"] is not None and s != BATCH_ALONE]
     if not rows:
         return False
     plt = _pyplot()

@@ -1,10 +1,11 @@
 """`neptunectl bench --full`: the full suite of DESIGN.md section 7.
 
 Sweeps the batch task length (10, 100, 1000 ms at the headline rate) and the stream arrival
-rate (10 to 200/s at 100 ms batch tasks); at each point runs our runtime (stream alone, batch
-alone, each policy) and the peers; repeats the whole sweep `--repetitions` times (repetitions
-outermost, so that a time budget that runs out still leaves every point measured at least once);
-writes full.json, full.md and PNG plots to `--out`.
+rate (10 to 200/s at 100 ms batch tasks), then issue 15's two shapes (bursts of 20 events every
+0.5 s with ~10 us records, and with ~25 ms sha256 records); at each point runs our runtime
+(stream alone, batch alone, each policy) and the peers; repeats the whole sweep
+`--repetitions` times (repetitions outermost, so that a time budget that runs out still leaves
+every point measured at least once); writes full.json, full.md and PNG plots to `--out`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from .runner import Point, _cpus, machine, run_peers, run_runtime
-from .suite_report import aggregate, markdown
+from .runner import SHAPES, Point, _cpus, machine, run_peers, run_runtime
+from .suite_report import aggregate, markdown, point_key
 from .work import calibrate, records_for
 
 HEADLINE_BATCH_MS = 100.0
@@ -30,7 +31,7 @@ RATES = (10.0, 50.0, 200.0)
 def points() -> list[Point]:
     out = [Point(batch_ms=b, rate=HEADLINE_RATE) for b in BATCH_LENGTHS]
     out += [Point(batch_ms=HEADLINE_BATCH_MS, rate=r) for r in RATES if r != HEADLINE_RATE]
-    return out
+    return out + list(SHAPES.values())
 
 
 def windows(point: Point) -> tuple[float, float]:
@@ -55,7 +56,7 @@ def run_suite(repetitions: int, budget: float, plan_points: list[Point] | None =
     started = time.monotonic()
     for index, (rep, point) in enumerate(plan):
         elapsed = time.monotonic() - started
-        label = f"batch {point.batch_ms:g} ms, {point.rate:g}/s, repetition {rep + 1}"
+        label = f"{point_key(asdict(point))}, repetition {rep + 1}"
         if elapsed > budget:
             skipped.append(label)
             continue
@@ -77,7 +78,7 @@ def run_suite(repetitions: int, budget: float, plan_points: list[Point] | None =
         "points": [
             {"point": asdict(point), "warmup_s": windows(point)[0],
              "measure_s": windows(point)[1],
-             "records_per_task": {"batch": records_for(point.batch_ms),
+             "records_per_task": {"batch": point.batch_records,
                                   "stream": records_for(point.stream_ms)},
              "aggregate": aggregate(point_runs), "runs": point_runs}
             for point, point_runs in runs.items() if point_runs

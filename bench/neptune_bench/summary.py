@@ -7,9 +7,11 @@ Percentiles are nearest-rank, the same definition the runtime's /status uses
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -43,6 +45,10 @@ def phase_summary(stream: Sequence[tuple[float, float | None, int]],
             stream_records += records
             stream_counts.add(records)
     latencies.sort()
+    groups: dict[float, list[float | None]] = {}  # a burst's events share their arrival time
+    for arrival, end, _ in stream:
+        if t0 <= arrival <= t1:
+            groups.setdefault(arrival, []).append(end)
     inside = [(end, records) for end, records in batch if t0 <= end <= t1]
     batch_records = sum(records for _, records in inside)
     has_stream = bool(latencies)
@@ -59,6 +65,74 @@ def phase_summary(stream: Sequence[tuple[float, float | None, int]],
         "batch_records_per_s": batch_records / (t1 - t0),
         "batch_records_per_task": sorted({records for _, records in inside}),
         "latencies_ms": [round(v * 1e3, 4) for v in latencies],
+        **burst_service([(at, ends) for at, ends in groups.items() if len(ends) > 1]),
+    }
+
+
+def burst_service(bursts: Sequence[tuple[float, Sequence[float | None]]]) -> dict[str, Any]:
+    """How bursts were served, from (emission time, each event's answer time or None): from
+    the emission to the burst's last answer (p50, max), and the time between two answers of a
+    burst (p50, p99), in ms. A burst with an unanswered event is left out; `bursts` counts the
+    ones in."""
+    served, gaps = [], []
+    for at, answered in bursts:
+        times = sorted(t for t in answered if t is not None)
+        if len(times) == len(answered) and len(times) > 1:
+            served.append((times[-1] - at) * 1e3)
+            gaps += [(b - a) * 1e3 for a, b in itertools.pairwise(times)]
+    served.sort()
+    gaps.sort()
+    return {
+        "bursts": len(served),
+        "burst_served_ms": {"p50": percentile(served, 50), "max": served[-1]} if served else None,
+        "answer_gap_ms": ({"p50": percentile(gaps, 50), "p99": percentile(gaps, 99)}
+                          if gaps else None),
+    }
+
+
+def ledger_counts(text: str, t0: float, t1: float) -> dict[str, Any]:
+    """Events given to the driver inside [t0, t1] and the results it got back for them, from
+    the workload's ledger ("e TIME FIRST COUNT" and "r TIME INDEX" lines; workload.Ledger).
+
+    `results_out` counts every result of those events, so an event answered twice counts
+    twice: events_in == results_out with none lost nor answered twice is the check. A line
+    that does not parse (the last one, read while the driver wrote it) is left out;
+    `unknown_results` are results of events the ledger never saw emitted."""
+    arrived: dict[int, float] = {}
+    bursts: list[tuple[float, range]] = []  # the window's emissions of more than one event
+    emitted: set[int] = set()
+    answers: Counter[int] = Counter()
+    first_answer: dict[int, float] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        try:
+            if len(parts) == 4 and parts[0] == "e":
+                at, first, count = float(parts[1]), int(parts[2]), int(parts[3])
+                indexes = range(first, first + count)
+                emitted.update(indexes)
+                if t0 <= at <= t1:
+                    arrived.update((i, at) for i in indexes)
+                    if count > 1:
+                        bursts.append((at, indexes))
+            elif len(parts) == 3 and parts[0] == "r":
+                index, at = int(parts[2]), float(parts[1])
+                answers[index] += 1
+                first_answer.setdefault(index, at)
+        except ValueError:
+            continue
+    lost = sorted(i for i in arrived if answers[i] == 0)
+    twice = sorted(i for i in arrived if answers[i] > 1)
+    service = burst_service([(at, [first_answer.get(i) for i in indexes])
+                             for at, indexes in bursts])
+    return {
+        **service,
+        "events_in": len(arrived),
+        "results_out": sum(answers[i] for i in arrived),
+        "lost": len(lost),
+        "answered_twice": len(twice),
+        "unknown_results": sum(n for i, n in answers.items() if i not in emitted),
+        "lost_first": lost[:10],
+        "twice_first": twice[:10],
     }
 
 
@@ -139,6 +213,8 @@ def peer_figures(raw: dict[str, Any], batch_records: int, stream_records: int) -
         "stream_p99_ms": both.get("stream_p99_ms"),
         "stream_max_ms": both.get("stream_max_ms"),
         "stream_unfinished": both.get("stream_unfinished"),
+        "burst_served_ms": both.get("burst_served_ms"),
+        "answer_gap_ms": both.get("answer_gap_ms"),
         "batch_throughput_rel": ratio(both.get("batch_records_per_s"),
                                       alone.get("batch_records_per_s")),
         "records": {

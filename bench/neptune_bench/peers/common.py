@@ -3,9 +3,9 @@
 A peer runs in its own process (`python -m neptune_bench.peers.NAME CONFIG_JSON`) and
 prints one JSON document on its last stdout line. Each phase (batch alone, both, optionally
 stream alone) has a warm-up that is excluded, then a measured window:
-- stream latency: from the event's scheduled Poisson arrival time (not the time the submitter
-  got round to it, so a late submitter counts against its system) to the result being back in
-  the submitting process;
+- stream latency: from the event's scheduled arrival time, Poisson or in bursts (not the time
+  the submitter got round to it, so a late submitter counts against its system) to the result
+  being back in the submitting process;
 - batch throughput: records of batch tasks that ended inside the window, per second. Tasks
   append `end_time records` to a file; CLOCK_MONOTONIC is one clock for all processes of a host.
 """
@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ..work import work
+from ..work import BURST_EVERY_S, BURST_SIZE, burst_offsets, coarse_work, work
 
 Done = Callable[[int], None]  # called with the records processed, in any thread
 
@@ -47,6 +47,12 @@ class PeerConfig:
     # spark_fair: "microbatch" (the events that arrived while the previous stream job ran make
     # the next job, as Structured Streaming's default trigger does) or "per_event" (a job each)
     stream_mode: str = "microbatch"
+    # issue 15's shapes: "poisson" or "bursts" (`burst` events every `burst_every` s); batch
+    # records "python" (~10 us) or "sha256" (a ~25 ms GIL-releasing C call, work.coarse_work)
+    arrival: str = "poisson"
+    burst: int = BURST_SIZE
+    burst_every: float = BURST_EVERY_S
+    batch_record: str = "python"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -73,20 +79,23 @@ def pin_process(cpu: int | None) -> None:
             os.sched_setaffinity(int(tid), {cpu})
 
 
-def _records(seed: int, records: int, loops: int) -> tuple[int, int]:
-    """`records` records of `work`, counted: the same work and count in every peer."""
+def _records(seed: int, records: int, loops: int, kind: str = "python") -> tuple[int, int]:
+    """`records` records of `work` (or of `coarse_work` for kind "sha256"), counted: the same
+    work and count in every peer."""
     counted = 0
     acc = 0
     for record in range(records):
-        acc ^= work(record + seed, loops)
+        acc ^= coarse_work(record + seed) if kind == "sha256" else work(record + seed, loops)
         counted += 1
     return counted, acc
 
 
-def batch_task(seed: int, records: int, loops: int, log_path: str, cpu: int | None) -> int:
-    """One batch task: `records` records of `work`; logs its end time and the records counted."""
+def batch_task(seed: int, records: int, loops: int, log_path: str, cpu: int | None,
+               kind: str = "python") -> int:
+    """One batch task: `records` records of `work` (`kind` "python") or of `coarse_work`
+    ("sha256"); logs its end time and the records counted."""
     pin_thread(cpu)
-    counted, acc = _records(seed, records, loops)
+    counted, acc = _records(seed, records, loops, kind)
     # one small O_APPEND write per task is atomic, so concurrent writers never interleave
     with open(log_path, "a") as log:
         log.write(f"{time.monotonic()} {counted} {acc}\n")
@@ -111,6 +120,13 @@ def poisson_arrivals(rate: float, duration: float, seed: int) -> list[float]:
         out.append(t)
         t += rng.expovariate(rate)
     return out
+
+
+def arrivals(cfg: PeerConfig, duration: float, seed: int) -> list[float]:
+    """The phase's stream arrival offsets (s): Poisson at cfg.rate, or cfg's bursts."""
+    if cfg.arrival == "bursts":
+        return burst_offsets(cfg.burst, cfg.burst_every, duration)
+    return poisson_arrivals(cfg.rate, duration, seed)
 
 
 def read_batch_log(path: str) -> list[tuple[float, int]]:
@@ -161,7 +177,7 @@ def run_phase(system: System, mode: str, cfg: PeerConfig, index: int) -> PhaseRe
 
     def submit_all() -> None:
         nonlocal pending
-        offsets = poisson_arrivals(cfg.rate, cfg.warmup + cfg.measure, cfg.seed + index)
+        offsets = arrivals(cfg, cfg.warmup + cfg.measure, cfg.seed + index)
         for i, offset in enumerate(offsets):
             arrival = start + offset
             delay = arrival - time.monotonic()

@@ -48,7 +48,8 @@ class DaskPriority:
 
         def submit(seed: int) -> Any:
             return self.client.submit(batch_task, seed, cfg.batch_records, cfg.loops, log_path,
-                                      cfg.executor_cpu, priority=BATCH_PRIORITY, pure=False)
+                                      cfg.executor_cpu, cfg.batch_record,
+                                      priority=BATCH_PRIORITY, pure=False)
 
         def feed() -> None:
             futures = _dask().as_completed([submit(seed) for seed in range(BATCH_AHEAD)])

@@ -1,6 +1,7 @@
 """os_priority: stream and batch in two processes on the executor's core, the batch one at
 SCHED_IDLE (or nice 19 where that is refused). The kernel preempts the batch process the moment
-the stream process wakes: the floor a cooperative runtime can approach but not beat.
+the stream process wakes, even in the middle of a C call (the coarse records' sha256): the
+floor a cooperative runtime can approach but not beat.
 
 The stream process blocks on a pipe; the submitting process (on the driver's core) sends it the
 event and reads the answer back, as our driver does with an executor over a socket.
@@ -38,7 +39,7 @@ def _batch_loop(cfg: PeerConfig, log_path: str) -> None:
     _lower_priority()
     seed = 0
     while True:  # until the parent terminates us
-        batch_task(seed, cfg.batch_records, cfg.loops, log_path, None)
+        batch_task(seed, cfg.batch_records, cfg.loops, log_path, None, cfg.batch_record)
         seed += 1
 
 

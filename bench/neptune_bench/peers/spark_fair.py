@@ -83,7 +83,7 @@ class SparkFair:
             # cancelled at the end of the phase, which raises here as intended
             with contextlib.suppress(Exception):
                 rdd.map(lambda i: batch_task(i, cfg.batch_records, cfg.loops, log_path,
-                                             cfg.executor_cpu)).count()
+                                             cfg.executor_cpu, cfg.batch_record)).count()
 
         self.batch_thread = threading.Thread(target=run, daemon=True)
         self.batch_thread.start()
