@@ -65,7 +65,8 @@ chart-check: setup tools
 	$(PY) -m neptune_operator.crdgen --check
 	promtool test rules tests/operator/promtool/neptune_rules_test.yaml
 
-test: lint tools
+# tests/kafka needs the real broker of e2e/kafka.sh (built from Maven Central jars, cached)
+test: lint tools kafka-up
 	$(VENV)/bin/pytest -q tests
 	$(MAKE) chart-check
 	$(MAKE) e2e

@@ -1,29 +1,38 @@
-"""The driver's checkpoint store: keyed state and the offsets it reflects, in one transaction.
+"""The driver's checkpoint store: keyed state and the offsets it reflects, in one write.
 
 A keyed stream job's partitions keep their state on executors (keyed.py); every finished task's
 changes come to the driver with its `finished` message. Once the task's outputs are handed on,
-its changes are committed here with the partition's token, atomically (one SQLite
-transaction): restoring a checkpoint and replaying the source from its token never counts an
-event twice in state. The file is `keyed.sqlite` in the checkpoint directory (the driver's
-state directory by default), in WAL mode with synchronous=FULL: a commit is durable when it
-returns. Keys and values are stored msgpack-encoded.
+its changes are committed here with the partition's token in one atomic, synced RocksDB write
+batch: restoring a checkpoint and replaying the source from its token never counts an event
+twice in state. The store is the directory `keyed.rocksdb` in the checkpoint directory (the
+driver's state directory by default). rocksdict rather than SQLite: a checkpoint of 1M changed
+keys took 0.74 s against 8.7 s (bench/results/keyed_store.md).
+
+With a Kafka transaction in the way (exactly-once), a checkpoint is first written as pending,
+then the transaction commits, then the pending one is confirmed. A driver that died in between
+asks Kafka: the group's committed offsets say whether that transaction committed
+(`settle`), so the state stays consistent with the offsets Kafka resumes from.
+
+Keys: b"s" + msgpack([job, partition, name, key]) -> msgpack(value); b"o" + msgpack([job,
+partition]) -> JSON token; b"pending" -> msgpack({"changes", "tokens"}).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgpack
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
-FILE = "keyed.sqlite"
+DIRECTORY = "keyed.rocksdb"
 Lane = tuple[str, int]  # (job, partition)
 Change = list[Any]  # [name, key, value or None (removed)]
 Maps = dict[str, dict[Any, Any]]
+PENDING = b"pending"
 
 
 def _pack(value: Any) -> bytes:
@@ -32,63 +41,84 @@ def _pack(value: Any) -> bytes:
 
 
 def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
 
 
 class CheckpointStore:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / FILE
-        # commits run in a worker thread, loads in the caller's: one connection, one lock
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript("""
-                CREATE TABLE IF NOT EXISTS state (
-                    job TEXT, part INTEGER, name TEXT, key BLOB, value BLOB,
-                    PRIMARY KEY (job, part, name, key)) WITHOUT ROWID;
-                CREATE TABLE IF NOT EXISTS offsets (
-                    job TEXT, part INTEGER, token TEXT, PRIMARY KEY (job, part)) WITHOUT ROWID;
-            """)
+        self.path = directory / DIRECTORY
+        self._db = Rdict(str(self.path), Options(raw_mode=True))
+        self._synced = WriteOptions()
+        self._synced.sync = True  # durable when `write` returns
+        self._lock = threading.Lock()  # commits run in a worker thread
 
     def load(self) -> tuple[dict[Lane, Maps], dict[Lane, Any]]:
         """Every lane's state (name -> key -> value) and committed token."""
         maps: dict[Lane, Maps] = {}
+        tokens: dict[Lane, Any] = {}
         with self._lock:
-            for job, part, name, key, value in self._db.execute(
-                    "SELECT job, part, name, key, value FROM state"):
-                maps.setdefault((job, part), {}).setdefault(name, {})[_unpack(key)] = \
-                    _unpack(value)
-            tokens = {(job, part): json.loads(token) for job, part, token
-                      in self._db.execute("SELECT job, part, token FROM offsets")}
+            for row, value in self._rows(b"o"):
+                job, part = _unpack(row)
+                tokens[(job, part)] = json.loads(value)
+            for row, value in self._rows(b"s"):
+                job, part, name, key = _unpack(row)
+                maps.setdefault((job, part), {}).setdefault(name, {})[key] = _unpack(value)
         return maps, tokens
 
-    def commit(self, changes: dict[Lane, list[Change]], tokens: dict[Lane, Any]) -> None:
-        """Apply the lanes' changes and set their tokens, in one durable transaction."""
-        upserts: list[tuple[str, int, str, bytes, bytes]] = []
-        deletes: list[tuple[str, int, str, bytes]] = []
+    def _rows(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key without the prefix, value) of the rows under `prefix`, in key order."""
+        for raw, value in cast(Iterable[tuple[bytes, bytes]],
+                               self._db.items(from_key=prefix)):
+            if not raw.startswith(prefix):
+                return
+            yield raw[len(prefix):], value
+
+    @staticmethod
+    def _batch(changes: dict[Lane, list[Change]], tokens: dict[Lane, Any]) -> WriteBatch:
+        batch = WriteBatch(raw_mode=True)
         for (job, part), lane_changes in changes.items():
             for name, key, value in lane_changes:
+                row = b"s" + _pack([job, part, name, key])
                 if value is None:
-                    deletes.append((job, part, name, _pack(key)))
+                    batch.delete(row)
                 else:
-                    upserts.append((job, part, name, _pack(key), _pack(value)))
+                    batch.put(row, _pack(value))
+        for (job, part), token in tokens.items():
+            batch.put(b"o" + _pack([job, part]), json.dumps(token).encode())
+        return batch
+
+    def commit(self, changes: dict[Lane, list[Change]], tokens: dict[Lane, Any]) -> None:
+        """Apply the lanes' changes and set their tokens, in one durable write."""
+        batch = self._batch(changes, tokens)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?, ?)",
-                                     upserts)
-                self._db.executemany(
-                    "DELETE FROM state WHERE job = ? AND part = ? AND name = ? AND key = ?",
-                    deletes)
-                self._db.executemany("INSERT OR REPLACE INTO offsets VALUES (?, ?, ?)",
-                                     [(j, p, json.dumps(t)) for (j, p), t in tokens.items()])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._db.write(batch, self._synced)
+
+    def prepare(self, changes: dict[Lane, list[Change]], tokens: dict[Lane, Any]) -> None:
+        """Write a checkpoint as pending, before the Kafka transaction that it goes with."""
+        document = {"changes": [[j, p, c] for (j, p), c in changes.items()],
+                    "tokens": [[j, p, t] for (j, p), t in tokens.items()]}
+        with self._lock:
+            self._db.put(PENDING, _pack(document), self._synced)
+
+    def pending(self) -> tuple[dict[Lane, list[Change]], dict[Lane, Any]] | None:
+        with self._lock:
+            raw = self._db.get(PENDING)
+        if raw is None:
+            return None
+        document = _unpack(cast(bytes, raw))
+        return ({(j, p): c for j, p, c in document["changes"]},
+                {(j, p): t for j, p, t in document["tokens"]})
+
+    def settle(self, committed: bool) -> None:
+        """The pending checkpoint's transaction committed (apply it) or did not (drop it)."""
+        found = self.pending()
+        if found is None:
+            return
+        batch = self._batch(*found) if committed else WriteBatch(raw_mode=True)
+        batch.delete(PENDING)
+        with self._lock:
+            self._db.write(batch, self._synced)
 
     def close(self) -> None:
         with self._lock:

@@ -50,6 +50,14 @@ AUTH_FAILURES = Counter(
 EXECUTORS = Gauge("neptune_executors", "Registered executors.")
 EXECUTORS_LOST = Counter("neptune_executors_lost_total", "Executors whose connection was lost.")
 STATE_VERSION = Gauge("neptune_shared_state_version", "Published shared state version.", ["name"])
+SOURCE_BAD_RECORDS = Counter(
+    "neptune_source_bad_records_total", "Source records that could not be decoded, skipped.",
+    ["job"],
+)
+SOURCE_LAG = Gauge(
+    "neptune_source_lag_records", "Records waiting in the source, per partition.",
+    ["job", "partition"],
+)
 DEAD_LETTERS = Counter(
     "neptune_dead_letter_total", "Records that kept failing, sent to the dead-letter sink.", ["job"]
 )

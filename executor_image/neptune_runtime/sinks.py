@@ -97,3 +97,8 @@ class Callback(Sink):
 
     def write(self, job: str, outputs: list[Any]) -> None:
         self.fn(job, outputs)
+
+
+from .kafka.sink import KafkaSink as Kafka  # noqa: E402  # it builds on the above
+
+__all__ = ["Callback", "JsonLines", "Kafka", "Log", "Sink", "json_line"]

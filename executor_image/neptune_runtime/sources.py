@@ -38,6 +38,12 @@ class SourceOutput(Protocol):
         """Return once the job has room for more events in flight (back-pressure: a source
         with a backlog, such as a log to replay, awaits this between chunks)."""
 
+    def degraded(self, cause: str | None) -> None:
+        """The source cannot read now, and why (its job shows degraded); None: it reads again."""
+
+    def lag(self, partition: int, records: int) -> None:
+        """How many records of `partition` wait in the source, not yet read."""
+
 
 @dataclass(frozen=True)
 class Saved:
@@ -312,3 +318,6 @@ class JsonLinesTail(Source):
             handle.seek(start)
             await _emit_chunks(out, events(handle))
         return end[0]
+
+
+from .kafka.source import Kafka as Kafka  # noqa: E402  # it builds on the above

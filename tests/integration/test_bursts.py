@@ -24,9 +24,9 @@ def test_a_burst_is_served_back_to_back_with_one_suspension(tmp_path: Path) -> N
                  "a batch task running")
         for burst in range(3):
             before = cluster.status()["jobs"]["sums"]["suspensions"]
-            ids = list(range(burst * 20, burst * 20 + 20))
-            cluster.post("/ingest/events", json.dumps([{"id": i} for i in ids]).encode())
-            wait_for(lambda ids=ids: {r["id"] for r in read_jsonl(sink)} >= set(ids), 30,
+            ids = set(range(burst * 20, burst * 20 + 20))
+            cluster.post("/ingest/events", json.dumps([{"id": i} for i in sorted(ids)]).encode())
+            wait_for(lambda: {r["id"] for r in read_jsonl(sink)} >= ids, 30,  # noqa: B023
                      "the burst's results")
             time.sleep(0.2)
             # Without the hold, the batch task resumed between two events of the burst and

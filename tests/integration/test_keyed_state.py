@@ -79,7 +79,7 @@ def test_a_killed_driver_resumes_from_its_checkpoint_and_counts_every_event_once
                  "every event processed")
         figures = wait_for(lambda: (f := cluster.status()["jobs"]["counts"])["offsets"][
             "committed"] == 200 and f, 20, "everything committed")
-    assert (state / "keyed.sqlite").exists()
+    assert (state / "keyed.rocksdb").is_dir()
     assert figures["offsets"]["resumed_from"] is not None and figures["uncommitted"] == 0
     check_counts(sink, 200)
 

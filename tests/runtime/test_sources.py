@@ -13,11 +13,13 @@ class Collect:
         self.events: list[tuple[Any, Any]] = []
         self.bad: list[str] = []
         self.rooms = 0  # how often a source waited for room
+        self.problems: list[str | None] = []
+        self.lags: dict[int, int] = {}
 
-    def emit(self, value: Any, token: Any) -> None:
+    def emit(self, value: Any, token: Any, partition: int = 0) -> None:
         self.events.append((value, token))
 
-    def emit_all(self, events: list[tuple[Any, Any]]) -> None:
+    def emit_all(self, events: list[tuple[Any, Any]], partition: int = 0) -> None:
         self.events += events
 
     def malformed(self, reason: str) -> None:
@@ -25,6 +27,12 @@ class Collect:
 
     async def room(self) -> None:
         self.rooms += 1
+
+    def degraded(self, cause: str | None) -> None:
+        self.problems.append(cause)
+
+    def lag(self, partition: int, records: int) -> None:
+        self.lags[partition] = records
 
 
 def test_synthetic_is_deterministic_per_partition() -> None:

@@ -23,7 +23,9 @@ from .. import hotpath, metrics, protocol
 from ..app import App, BatchJob, StreamJob
 from ..bodies import IngestLimits
 from ..checkpoints import CheckpointStore
-from ..durable import OffsetStore, open_state_dir
+from ..durable import OffsetStore, StateDirError, open_state_dir
+from ..kafka.sink import KafkaSink
+from ..kafka.source import Kafka as KafkaSource
 from ..keyed import KEY_TYPES
 from ..policies import POLICIES, NeptuneConfig, get_policy
 from ..sources import Saved
@@ -60,6 +62,19 @@ class _SourceOutput:
 
     async def room(self) -> None:
         await self.driver.streams.room(self.job.name)
+
+    def degraded(self, cause: str | None) -> None:
+        stats = self.driver.stats[self.job.name]
+        if cause != stats.source_problem:
+            if cause is None:
+                log.warning("job %s: its source reads again", self.job.name)
+            else:
+                log.error("job %s: %s", self.job.name, cause)
+            stats.source_problem = cause
+
+    def lag(self, partition: int, records: int) -> None:
+        self.driver.stats[self.job.name].lag[partition] = records
+        metrics.SOURCE_LAG.labels(self.job.name, str(partition)).set(records)
 
 
 def _changes(entries: Any) -> list[list[Any]]:
@@ -135,10 +150,18 @@ class Driver:
         keyed = [j.name for j in app.stream_jobs() if j.keyed]
         where = checkpoint_dir or self.state_dir
         self.checkpoints = CheckpointStore(Path(where)) if keyed and where else None
+        for stream in app.stream_jobs():
+            if isinstance(stream.sink, KafkaSink):
+                stream.sink.bind(app.name, stream.name)
+                if stream.sink.exactly_once:
+                    # what its transactions committed is the truth: the group's offsets
+                    tokens[stream.name] = {}
+        if self.checkpoints is not None:
+            self._settle(self.checkpoints)
         state, checkpointed = self.checkpoints.load() if self.checkpoints else ({}, {})
-        for (job, partition), token in checkpointed.items():
-            if job in keyed:
-                tokens.setdefault(job, {})[partition] = token
+        for (name, partition), token in checkpointed.items():
+            if name in keyed:
+                tokens.setdefault(name, {})[partition] = token
         self.streams = Streams(self, list(app.stream_jobs()), self.stats, tokens,
                                self.state_dir, self.limits, self.checkpoints, state)
         self.batches = Batches(self, list(app.batch_jobs()), self.stats, self._broadcast)
@@ -148,6 +171,31 @@ class Driver:
                 saved_tokens = tokens.get(stream.name, {})
                 stream.source.restore(Saved(stream.name, saved_tokens.get(0), self.state_dir,
                                             saved_tokens))
+
+    def _settle(self, store: CheckpointStore) -> None:
+        """A checkpoint left pending by a driver that died during its Kafka transaction:
+        whether the transaction committed is in the group's committed offsets."""
+        pending = store.pending()
+        if pending is None:
+            return
+        _, tokens = pending
+        for name in {job for job, _ in tokens}:
+            source = self.app.job(name)
+            assert isinstance(source, StreamJob)
+            if not isinstance(source.source, KafkaSource):
+                store.settle(False)
+                return
+            try:
+                offsets = source.source.committed_offsets()
+            except Exception as exc:
+                raise StateDirError(f"job {name}: cannot tell whether its last transaction "
+                                    f"committed ({exc}); its checkpoint stays pending") from None
+            committed = all(offsets.get(p) == int(t) + 1 for (j, p), t in tokens.items()
+                            if j == name)
+            log.warning("job %s: the transaction of its pending checkpoint %s: %s", name,
+                        "committed" if committed else "did not commit",
+                        "confirming it" if committed else "dropping it")
+            store.settle(committed)
 
     @staticmethod
     def _saved_token(job: StreamJob, saved: tuple[str, dict[int, Any]] | None) -> dict[int, Any]:

@@ -30,6 +30,8 @@ class JobStats:
     state: str = "running"
     error: str | None = None
     epoch: int = 0
+    source_problem: str | None = None  # the source cannot read now (a broker away)
+    lag: dict[int, int] = field(default_factory=dict)  # per source partition, records waiting
 
     def fail(self, error: str) -> None:
         self.state, self.error = "failed", error
@@ -43,6 +45,15 @@ class JobStats:
     def recover(self) -> None:
         if self.state == "degraded":
             self.state, self.error = "running", None
+
+    @property
+    def shown_state(self) -> str:
+        """The state /status shows: a source that cannot read degrades a running job too."""
+        return "degraded" if self.state == "running" and self.source_problem else self.state
+
+    @property
+    def shown_error(self) -> str | None:
+        return self.error or (self.source_problem if self.state == "running" else None)
 
     @property
     def takes_events(self) -> bool:

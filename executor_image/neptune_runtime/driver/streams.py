@@ -36,6 +36,8 @@ from ..app import StreamJob
 from ..bodies import IngestLimits
 from ..checkpoints import CheckpointStore, Maps
 from ..durable import OffsetStore
+from ..kafka.sink import KafkaSink
+from ..kafka.source import Kafka as KafkaSource
 from ..offsets import OffsetTracker
 from ..sinks import JsonLines, Sink
 from ..tasks import Task
@@ -112,6 +114,19 @@ class StreamState:
     def uncommitted(self) -> int:
         return sum(lane.tracker.uncommitted for lane in self.lanes.values())
 
+    @property
+    def transactional(self) -> KafkaSink | None:
+        """The job's exactly-once sink, if it has one (its commits are Kafka transactions)."""
+        sink = self.job.sink
+        return sink if isinstance(sink, KafkaSink) and sink.exactly_once else None
+
+    @property
+    def ordered(self) -> bool:
+        """Its lanes run one task at a time, in order: a keyed job's (its state), and an
+        exactly-once job's (a transaction holds the outputs of exactly the offsets it commits,
+        so a lane's outputs must be written in offset order)."""
+        return self.job.keyed or self.transactional is not None
+
 
 def default_dead_letter(job: str, state_dir: Path | None) -> Sink:
     base = (state_dir or Path.cwd()) / "dead-letter"
@@ -171,20 +186,20 @@ class Streams:
         per_event = job.trigger.interval is None
         for value, token in events:
             seq = lane.tracker.track(token)
-            if job.keyed:
+            if st.ordered:
                 lane.waiting.append((value, seq, now))
             elif per_event:
                 self.host.new_task(job, records=[value], seqs=[seq], event_times=[now],
                                    partition=partition)
             else:
                 lane.microbatch.append((value, seq, now))
-        if job.keyed and per_event:
+        if st.ordered and per_event:
             self._feed(st, lane)
         if per_event:
             self.host.schedule()
 
     def _feed(self, st: StreamState, lane: Lane) -> None:
-        """A keyed lane's next task, if none is in flight: one event under a per-event
+        """An ordered lane's next task, if none is in flight: one event under a per-event
         trigger, else all that wait (up to KEYED_BATCH)."""
         if lane.in_flight is not None or not lane.waiting or not st.stats.takes_events:
             return
@@ -207,7 +222,7 @@ class Streams:
             if not st.stats.takes_events:
                 continue
             for lane in list(st.lanes.values()):
-                if job.keyed:
+                if st.ordered:
                     self._feed(st, lane)
                 elif lane.microbatch:
                     batch, lane.microbatch = lane.microbatch, []
@@ -225,7 +240,7 @@ class Streams:
     def refusal(self, job: str, count: int) -> tuple[str, dict[str, Any]] | None:
         """Why the job cannot take `count` more events now, as (reason, answer), or None."""
         st = self.jobs[job]
-        answer = {"job": job, "state": st.stats.state, "error": st.stats.error}
+        answer = {"job": job, "state": st.stats.shown_state, "error": st.stats.shown_error}
         if not st.stats.takes_events:
             return "job_failed", {**answer, "message": f"job {job!r} has failed and takes no "
                                   "events; fix the cause and restart the driver"}
@@ -284,7 +299,7 @@ class Streams:
         stats.results += len(outputs)
         stats.records += len(task.event_times)
         stats.rate.add(now, len(task.event_times))
-        if st.job.keyed:
+        if st.ordered:
             lane = st.lane(task.partition)
             checkpoints.apply(lane.state, changes)
             if lane.in_flight is task:
@@ -299,7 +314,7 @@ class Streams:
         if task.attempt < job.max_retries:
             return True
         lane = st.lane(task.partition)
-        if job.keyed and lane.in_flight is task:
+        if st.ordered and lane.in_flight is task:
             lane.in_flight = None
         if job.on_error == "fail":
             log.error("job %s failed: task %s raised %d times: %s", job.name, task.id,
@@ -314,7 +329,7 @@ class Streams:
             # one after the other, in order: the second half waits at the head of the lane.
             half = len(records) // 2
             events = list(zip(records, task.seqs, task.event_times, strict=True))
-            if job.keyed:
+            if st.ordered:
                 lane.waiting.extendleft(reversed(events[half:]))
                 lane.in_flight = self._task(job, task.partition, events[:half],
                                             attempt=task.attempt, pinned=lane.owner)
@@ -329,7 +344,7 @@ class Streams:
         letter = {"job": job.name, "record": records[0] if records else None, "error": error,
                   "task": task.id, "attempts": task.attempt + 1, "at": time.time()}
         self._hand_on(st, Delivery(task.partition, task.seqs, letters=[letter]))
-        if job.keyed:
+        if st.ordered:
             self._feed(st, lane)
         return False
 
@@ -412,32 +427,75 @@ class Streams:
                    if st.job.keyed}
         for _, lane in moved:
             lane.unsaved = []
-        sinks = {id(s): s for st, _ in moved for s in (st.job.sink, st.dead_letter)}
+        jobs = {st.job.name: st for st, _ in moved}
+        for st in jobs.values():
+            if st.transactional is not None:
+                st.transactional.seal()  # its writes from now on belong to the next commit
+        done: list[tuple[StreamState, Lane]] = []
+        plain = [(st, lane) for st, lane in moved if st.transactional is None]
         try:
+            sinks = {id(s): s for st, _ in plain for s in (st.job.sink, st.dead_letter)}
             await asyncio.to_thread(_sync_all, list(sinks.values()))
-            if self.checkpoint_store is not None and changes:
-                keyed = {k: t for k, t in tokens.items() if k in changes}
-                await asyncio.to_thread(self.checkpoint_store.commit, changes, keyed)
-        except (OSError, ValueError) as exc:  # sqlite3.Error is neither: see below
-            self._uncommit(moved, changes)
-            log.error("cannot sync the sinks or the checkpoint (nothing committed): %s", exc)
-            return
-        except Exception as exc:  # sqlite3.DatabaseError and the like: kept for the next try
-            self._uncommit(moved, changes)
-            log.error("cannot write the checkpoint (nothing committed): %s", exc)
-            return
-        for st, lane in moved:
+            keyed = {k: c for k, c in changes.items() if jobs[k[0]].transactional is None}
+            if self.checkpoint_store is not None and keyed:
+                await asyncio.to_thread(self.checkpoint_store.commit, keyed,
+                                        {k: tokens[k] for k in keyed})
+            done += plain
+        except Exception as exc:  # OSError, or the store's: nothing of these is committed
+            self._uncommit(plain, changes)
+            log.error("cannot sync the sinks or write the checkpoint (nothing committed; "
+                      "trying again): %s", exc)
+        for st in jobs.values():
+            if st.transactional is not None:
+                lanes = [(s, lane) for s, lane in moved if s is st]
+                if await self._commit_transaction(st, lanes, tokens, changes):
+                    done += lanes
+                else:
+                    self._uncommit(lanes, changes)
+        for st, lane in done:
             token = tokens[(st.job.name, lane.partition)]
-            if token is not None and token != lane.committed:
+            if token is not None and token != lane.committed and st.transactional is None:
                 st.job.source.commit(token, lane.partition)
             lane.committed = token
-        if store is not None:
+        if store is not None and done:
             entries = {st.job.name: (st.job.source.kind, self.committed(st.job.name))
                        for st in self.jobs.values()}
             try:
                 await asyncio.to_thread(store.save, entries)
             except (OSError, TypeError, ValueError) as exc:
                 log.error("cannot save the committed offsets to %s: %s", store.path, exc)
+
+    async def _commit_transaction(self, st: StreamState, lanes: list[tuple[StreamState, Lane]],
+                                  tokens: dict[tuple[str, int], Any],
+                                  changes: dict[tuple[str, int], list[checkpoints.Change]]
+                                  ) -> bool:
+        """An exactly-once job's commit: its outputs and its source's offsets in one Kafka
+        transaction; with keyed state, the checkpoint is written as pending first and
+        confirmed after (checkpoints.py says why)."""
+        sink, source = st.transactional, st.job.source
+        assert sink is not None
+        if not isinstance(source, KafkaSource) or source.consumer is None:
+            sink.seal_off()
+            return False  # nothing consumed yet
+        lane_tokens = {lane.partition: tokens[(st.job.name, lane.partition)] for _, lane in lanes
+                       if tokens[(st.job.name, lane.partition)] is not None}
+        keyed = {k: c for k, c in changes.items() if k[0] == st.job.name}
+        store = self.checkpoint_store if st.job.keyed else None
+        try:
+            if store is not None:
+                await asyncio.to_thread(store.prepare, keyed,
+                                        {k: tokens[k] for k in keyed if tokens[k] is not None})
+            await asyncio.to_thread(sink.commit_transaction, source.offsets(lane_tokens),
+                                    source.consumer.consumer_group_metadata())
+        except Exception as exc:
+            if store is not None:
+                await asyncio.to_thread(store.settle, False)
+            log.error("job %s: the transaction did not commit (trying again): %s", st.job.name,
+                      exc)
+            return False
+        if store is not None:
+            await asyncio.to_thread(store.settle, True)
+        return True
 
     def _uncommit(self, moved: list[tuple[StreamState, Lane]],
                   changes: dict[tuple[str, int], list[checkpoints.Change]]) -> None:

@@ -1,0 +1,73 @@
+"""Keyed state (pure): a task's writes stay apart until it succeeds, and are checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from neptune_runtime.checkpoints import CheckpointStore, apply
+from neptune_runtime.keyed import PartitionState, StateError
+
+
+def test_a_task_sees_its_writes_and_they_are_kept_only_when_it_succeeds() -> None:
+    lane = PartitionState({"n": {"a": 1, "b": 2}})
+    task = lane.begin()
+    counts = task.view("n")
+    counts["a"] = counts["a"] + 10
+    del counts["b"]
+    counts["c"] = 3
+    assert dict(counts) == {"a": 11, "c": 3} and "b" not in counts and len(counts) == 2
+    assert lane.maps["n"] == {"a": 1, "b": 2}, "nothing is kept before the task ends"
+    assert task.changes() == [["n", "a", 11], ["n", "b", None], ["n", "c", 3]]
+    task.commit()
+    assert lane.maps["n"] == {"a": 11, "c": 3}
+    failed = lane.begin()
+    failed.view("n")["a"] = 0  # this task fails: its writes are never committed
+    assert lane.begin().view("n")["a"] == 11
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    (("a", 1), 1, "key ('a', 1) is a tuple"),
+    ("a", None, "None is not a value"),
+])
+def test_bad_keys_and_values_are_refused_at_once(key: object, value: object,
+                                                 message: str) -> None:
+    view = PartitionState().begin().view("n")
+    with pytest.raises(StateError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        view[key] = value  # type: ignore[index]
+
+
+def test_a_value_that_cannot_be_stored_is_named_when_the_task_ends() -> None:
+    task = PartitionState().begin()
+    task.view("n")["k"] = {1, 2}
+    with pytest.raises(StateError, match="keyed state 'n': the value for key 'k' cannot be"):
+        task.changes()
+
+
+def test_the_checkpoint_store_commits_state_and_tokens_together(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    store.commit({("j", 0): [["n", "a", 1], ["n", 7, [1, 2]]], ("j", 1): [["n", "a", 5]]},
+                 {("j", 0): 10, ("j", 1): 3})
+    store.commit({("j", 0): [["n", "a", None]]}, {("j", 0): 11})
+    store.close()
+    again = CheckpointStore(tmp_path)
+    maps, tokens = again.load()
+    assert maps == {("j", 0): {"n": {7: [1, 2]}}, ("j", 1): {"n": {"a": 5}}}
+    assert tokens == {("j", 0): 11, ("j", 1): 3}
+    # a pending checkpoint (exactly-once): applied only when settled as committed
+    again.prepare({("j", 1): [["n", "a", 6]]}, {("j", 1): 4})
+    assert again.load()[1][("j", 1)] == 3
+    assert again.pending() == ({("j", 1): [["n", "a", 6]]}, {("j", 1): 4})
+    again.settle(False)
+    assert again.pending() is None and again.load()[1][("j", 1)] == 3
+    again.prepare({("j", 1): [["n", "a", 6]]}, {("j", 1): 4})
+    again.settle(True)
+    maps, tokens = again.load()
+    assert maps[("j", 1)] == {"n": {"a": 6}} and tokens[("j", 1)] == 4
+
+
+def test_apply_keeps_the_driver_s_copy() -> None:
+    maps = {"n": {"a": 1}}
+    apply(maps, [["n", "a", None], ["m", "b", 2]])
+    assert maps == {"n": {}, "m": {"b": 2}}
