@@ -87,11 +87,21 @@ app.batch_job(
     publishes="model",
     initial_state=[0.0] * FEATURES,
 )
+def scores_sink() -> sinks.Sink:
+    """EXAMPLE_SCORES (a JSON-lines path); else out/scores.jsonl on this machine (make demo
+    makes out/), and the driver's log in a pod, whose root filesystem is read-only."""
+    if "EXAMPLE_SCORES" in os.environ:
+        return sinks.JsonLines(os.environ["EXAMPLE_SCORES"])
+    if "KUBERNETES_SERVICE_HOST" in os.environ:
+        return sinks.Log()
+    return sinks.JsonLines("out/scores.jsonl")
+
+
 app.stream_job(
     "score",
     source=sources.Synthetic(rate=float(os.environ.get("EXAMPLE_EVENT_RATE", "50")),
                              make=make_event, partitions=4, seed=7),
     task=score,
     slo="20ms",
-    sink=sinks.JsonLines(os.environ.get("EXAMPLE_SCORES", "out/scores.jsonl")),
+    sink=scores_sink(),
 )

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from e2e.controlplane import ControlPlane, find_binaries  # noqa: E402
 
 CHILD_KINDS = "deploy,sts,svc,secret,cm,networkpolicy"
-CHILDREN_PER_APP = 7
+CHILDREN_PER_APP = 8
 
 
 def app(name: str, ns: str) -> dict[str, Any]:

@@ -148,6 +148,7 @@ def cmd_driver(args: argparse.Namespace) -> int:
                        state_dir=args.state_dir, tokens_dir=args.tokens_dir,
                        heartbeat_timeout=args.heartbeat_timeout,
                        coarse_fraction=args.coarse_fraction,
+                       upgrade_mode=args.upgrade_mode, generation=args.generation,
                        limits=IngestLimits(max_depth=args.max_depth,
                                            max_events=args.max_events,
                                            max_body=args.max_body,
@@ -234,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
                         default=_duration(_env("NEPTUNE_HEARTBEAT_TIMEOUT", "10s") or "10s"),
                         help="declare an executor lost, and re-run its tasks, when it is not "
                              "heard from for this long (default 10s)")
+    driver.add_argument("--upgrade-mode", choices=["last-state", "stateless"],
+                        default=_env("NEPTUNE_UPGRADE_MODE", "last-state"),
+                        help="stateless: a driver of a new --generation starts keyed jobs with "
+                             "empty state, from their source's committed offsets")
+    driver.add_argument("--generation", default=_env("NEPTUNE_SPEC_GENERATION"),
+                        help="the resource's spec generation (set by the operator)")
     driver.add_argument("--coarse-fraction", type=float,
                         default=float(_env("NEPTUNE_COARSE_FRACTION", "0.25") or 0.25),
                         help="warn about a batch job whose tasks go longer than this fraction "

@@ -56,6 +56,7 @@ def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: i
                 jobs_file: str | None = None, state_dir: str | None = None,
                 tokens_dir: str | None = None, heartbeat_timeout: float | None = None,
                 limits: IngestLimits | None = None, coarse_fraction: float = 0.25,
+                upgrade_mode: str = "last-state", generation: str | None = None,
                 neptune_config: NeptuneConfig | None = None) -> int:
     from .driver import Driver
     from .http_api import serve
@@ -69,7 +70,8 @@ def driver_main(app_ref: str, secret: str, *, host: str, port: int, http_port: i
         driver = Driver(app, secret, policy=policy, neptune_config=neptune_config,
                         priorities_file=priorities_file, state_dir=state_dir, warm_us=warm_us,
                         limits=limits, heartbeat_timeout=heartbeat_timeout,
-                        coarse_fraction=coarse_fraction)
+                        coarse_fraction=coarse_fraction, upgrade_mode=upgrade_mode,
+                        generation=generation)
         grants = _tokens(tokens_dir, state_dir)
     except (StateDirError, tokens.TokensError, ValueError) as exc:
         print(f"neptunectl driver: {exc}", file=sys.stderr)

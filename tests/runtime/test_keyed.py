@@ -71,3 +71,30 @@ def test_apply_keeps_the_driver_s_copy() -> None:
     maps = {"n": {"a": 1}}
     apply(maps, [["n", "a", None], ["m", "b", 2]])
     assert maps == {"n": {}, "m": {"b": 2}}
+
+
+def test_a_stateless_upgrade_drops_the_checkpoints_a_restart_keeps_them(tmp_path: Path) -> None:
+    from neptune_runtime.driver.core import upgrade
+
+    def store_with_state() -> None:
+        store = CheckpointStore(tmp_path)
+        store.commit({("j", 0): [["n", "a", 1]]}, {("j", 0): 5})
+        store.close()
+
+    def state() -> dict[object, object]:
+        store = CheckpointStore(tmp_path)
+        try:
+            return dict(store.load()[0])
+        finally:
+            store.close()
+
+    upgrade(tmp_path, "stateless", "3")
+    store_with_state()
+    upgrade(tmp_path, "stateless", "3")  # the same generation: a restart
+    assert state() == {("j", 0): {"n": {"a": 1}}}
+    upgrade(tmp_path, "last-state", "4")  # an upgrade that keeps state
+    assert state() == {("j", 0): {"n": {"a": 1}}}
+    upgrade(tmp_path, "stateless", "5")  # an upgrade that does not
+    assert state() == {}
+    with pytest.raises(ValueError, match="upgrade mode must be one of"):
+        upgrade(tmp_path, "sometimes", "6")

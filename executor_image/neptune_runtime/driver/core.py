@@ -14,6 +14,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from .. import hotpath, metrics, protocol
 from ..app import App, BatchJob, StreamJob
 from ..bodies import IngestLimits
-from ..checkpoints import CheckpointStore
+from ..checkpoints import DIRECTORY, CheckpointStore
 from ..durable import OffsetStore, StateDirError, open_state_dir
 from ..kafka.sink import KafkaSink
 from ..kafka.source import Kafka as KafkaSource
@@ -77,6 +78,26 @@ class _SourceOutput:
         metrics.SOURCE_LAG.labels(self.job.name, str(partition)).set(records)
 
 
+UPGRADE_MODES = ("last-state", "stateless")
+
+
+def upgrade(directory: Path, mode: str, generation: str | None) -> None:
+    """The operator's upgrade mode (the Flink operator's idea): with `stateless`, a driver of a
+    new spec generation (an upgrade, not a restart) starts its keyed jobs with empty state, from
+    their source's committed offsets: the checkpoint store is dropped. `last-state` keeps it."""
+    if mode not in UPGRADE_MODES:
+        raise ValueError(f"upgrade mode must be one of {', '.join(UPGRADE_MODES)}, got {mode!r}")
+    if generation is None:
+        return
+    stamp = directory / "generation"
+    before = stamp.read_text().strip() if stamp.exists() else None
+    if mode == "stateless" and before is not None and before != generation:
+        log.warning("stateless upgrade (spec generation %s -> %s): keyed state starts empty",
+                    before, generation)
+        shutil.rmtree(directory / DIRECTORY, ignore_errors=True)
+    stamp.write_text(generation + "\n")
+
+
 def _changes(entries: Any) -> list[list[Any]]:
     """A finished keyed task's state changes, [[name, key, value or None], ...]."""
     if entries is None:
@@ -105,7 +126,8 @@ class Driver:
                  heartbeat_timeout: float | None = None,
                  limits: IngestLimits | None = None,
                  coarse_fraction: float = DEFAULT_COARSE_FRACTION,
-                 checkpoint_dir: str | os.PathLike[str] | None = None) -> None:
+                 checkpoint_dir: str | os.PathLike[str] | None = None,
+                 upgrade_mode: str = "last-state", generation: str | None = None) -> None:
         """Raises durable.StateDirError if `state_dir` or what is in it cannot be used."""
         self.app = app
         self.secret = secret
@@ -149,6 +171,8 @@ class Driver:
         # tokens are the ones to resume from, whatever offsets.json says.
         keyed = [j.name for j in app.stream_jobs() if j.keyed]
         where = checkpoint_dir or self.state_dir
+        if where is not None:
+            upgrade(Path(where), upgrade_mode, generation)
         self.checkpoints = CheckpointStore(Path(where)) if keyed and where else None
         for stream in app.stream_jobs():
             if isinstance(stream.sink, KafkaSink):
