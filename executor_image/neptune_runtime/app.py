@@ -12,10 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from .durations import parse_duration
 from .keyed import KeyedState, StateError, TaskState
+
+if TYPE_CHECKING:
+    from .datasets import Dataset
 from .sinks import Sink
 from .sources import Source
 
@@ -41,6 +44,7 @@ class TaskContext:
         states: dict[str, tuple[int, Any]],
         published: frozenset[str] = frozenset(),
         keyed: TaskState | None = None,
+        stage: int = 0,
     ) -> None:
         self.task_id = task_id
         self.job = job
@@ -50,6 +54,7 @@ class TaskContext:
         self._states = states
         self._published = published
         self._keyed = keyed
+        self.stage = stage  # of a multi-stage batch job (the dataset API's)
 
     def keyed_state(self, name: str) -> KeyedState:
         """The keyed state `name` of this task's partition: a dict of key -> value, restored
@@ -119,6 +124,18 @@ class StreamJob:
     kind: Kind = "stream"
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a multi-stage batch job (the dataset API compiles to these): a source stage
+    `read`s its partitions; another reads the shuffle outputs of its `inputs` (shuffle.py), and
+    with `ranged` the driver splits them into sorted key ranges, for sort_by."""
+
+    partitions: int
+    read: ReadFn | None = None
+    inputs: tuple[int, ...] = ()
+    ranged: bool = False
+
+
 @dataclass
 class BatchJob:
     name: str
@@ -133,7 +150,12 @@ class BatchJob:
     max_retries: int = 3
     cache_partitions: bool = True
     max_epochs: int | None = None
+    # several stages (the dataset API); empty: one stage of `partitions` tasks over `read`
+    stages: tuple[Stage, ...] = ()
     kind: Kind = "batch"
+
+    def plan(self) -> tuple[Stage, ...]:
+        return self.stages or (Stage(self.partitions, self.read),)
 
 
 Job = StreamJob | BatchJob
@@ -239,6 +261,13 @@ class App:
 
     def batch_jobs(self) -> Sequence[BatchJob]:
         return [j for j in self.jobs.values() if isinstance(j, BatchJob)]
+
+    def dataset(self, name: str, *, read: ReadFn, partitions: int) -> Dataset:
+        """A dataset read `partitions` ways by `read(partition, epoch)`, whose operators
+        compile to a multi-stage batch job named `name` (datasets.py)."""
+        from .datasets import Dataset
+
+        return Dataset(self, name, read=read, partitions=partitions)
 
     def published(self) -> frozenset[str]:
         """The names of the shared state that this app's jobs publish."""

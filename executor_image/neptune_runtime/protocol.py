@@ -189,12 +189,14 @@ FROM_DRIVER: dict[str, Fields] = {
     "run": {"id": _ID, "job": _ID, "kind": ((str,), True, None), "priority": ((int,), True, None),
             "partition": ((int,), True, -1), "epoch": _COUNT, "attempt": _COUNT,
             "records": ((list,), False, None), "victim": ((str,), False, None),
-            "action": ((str,), False, None), "more": ((int,), False, 0)},
+            "action": ((str,), False, None), "more": ((int,), False, 0),
+            "stage": ((int,), False, 0)},
     "resume": {"id": _ID},
     "kill": {"id": _ID},
     "state": {"name": _ID, "version": _COUNT, "value": (ANY, True, None)},
     "restore": {"job": _ID, "partition": _COUNT, "maps": ((dict,), True, None),
                 "add": ((bool,), False, None)},
+    "fetch": {"job": _ID, "epoch": _COUNT, "stage": _COUNT, "partition": _COUNT},
     "bell": {},
 }
 FROM_EXECUTOR: dict[str, Fields] = {
@@ -208,6 +210,9 @@ FROM_EXECUTOR: dict[str, Fields] = {
                  "gap_ns": ((int,), False, 0), "changes": ((list,), False, None)},
     "failed": {"id": _ID, "error": ((str,), True, None)},
     "killed": {"id": _ID, "ran_s": _SECONDS},
+    # a fetched shuffle output: [[bucket, records], ...], or nil when it is not there
+    "shuffle": {"job": _ID, "epoch": _COUNT, "stage": _COUNT, "partition": _COUNT,
+                "buckets": ((list,), False, None)},
 }
 
 

@@ -40,6 +40,7 @@ class Task(AttemptClock):
     ready_at: float
     partition: int = -1
     epoch: int = 0
+    stage: int = 0  # of a multi-stage batch job
     attempt: int = 0
     records: list[Any] | None = None
     seqs: list[int] = field(default_factory=list)  # offset-tracker sequence numbers

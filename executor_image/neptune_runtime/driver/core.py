@@ -379,6 +379,7 @@ class Driver:
         if not self.executors:
             log.warning("no live executor: tasks wait until one registers")
         self.streams.lost(conn.id)  # its keyed lanes restore on their next executor
+        self.batches.lost(conn.id)  # the shuffle outputs it held are computed again
         for task in orphans:
             self.reruns += 1
             self._requeue(task)
@@ -395,6 +396,15 @@ class Driver:
             return
         if kind == "bye":
             conn.leaving = True
+            return
+        if kind == "shuffle":
+            buckets = message.get("buckets")
+            if buckets is not None and not all(
+                    isinstance(b, list) and len(b) == 2 and isinstance(b[0], int)
+                    and isinstance(b[1], list) for b in buckets):
+                raise protocol.ProtocolError("shuffle: buckets must be [[bucket, records], ...]")
+            self.batches.shuffled(message["job"], message["epoch"], message["stage"],
+                                  message["partition"], buckets)
             return
         if kind == "ready":
             conn.ready = True
@@ -456,7 +466,7 @@ class Driver:
             self.streams.finished(task, result if isinstance(result, list) else [],
                                   _changes(message.get("changes")), now)
         else:
-            self.batches.finished(task, message["result"], message["records"], now)
+            self.batches.finished(task, message["result"], message["records"], conn.id, now)
         self._update_gauges()
         self.schedule()
 
@@ -516,6 +526,14 @@ class Driver:
             running = tasks.get(conn.running) if conn.running is not None else None
             if conn.ringer is not None and running is not None and running.priority < priority:
                 conn.ringer.forewarn()
+
+    def send_to(self, executor: str, message: dict[str, Any]) -> bool:
+        """Send to one executor; False if it is gone."""
+        conn = self.executors.get(executor)
+        if conn is None:
+            return False
+        conn.send(message)
+        return True
 
     def _broadcast(self, message: dict[str, Any]) -> None:
         for conn in self.executors.values():

@@ -88,6 +88,8 @@ def apply(decisions: Sequence[Decision], table: TaskTable, slots: Mapping[str, S
                 "t": "run", "id": task.id, "job": task.job, "kind": task.kind,
                 "priority": task.priority, "partition": task.partition,
                 "epoch": task.epoch, "attempt": task.attempt}
+            if task.stage:
+                message["stage"] = task.stage
             if task.records is not None:
                 message["records"] = task.records
             if task.kind == "stream":

@@ -28,6 +28,7 @@ from .. import protocol, yieldpoint
 from ..app import App
 from ..doorbell import SIZE, Bell, Ringer
 from ..hotpath import CANNED_RUN
+from ..shuffle import ShuffleStore
 from . import metrics
 from .express import Express
 from .hub import Hub
@@ -72,6 +73,7 @@ class Executor(Hub, Runner, Express):
         self.states = {}
         self.cache = {}
         self.keyed = {}
+        self.shuffle = ShuffleStore()
         self.current = None
         self.suspended = {}
         self.ready = deque()
@@ -119,7 +121,7 @@ class Executor(Hub, Runner, Express):
         metrics.EXECUTOR_MEMORY.set(rss)
         metrics.EXECUTOR_SUSPENDED.set(len(self.suspended))
         return {"t": "heartbeat", "memory": rss, "memory_limit": self.memory_limit,
-                "partitions": [[j, p] for j, p in list(self.cache)]}
+                "partitions": [[j, p] for j, _, p in list(self.cache)]}
 
     # -- main loop --------------------------------------------------------------------------
     def run(self, metrics_port: int | None = None) -> int:
@@ -252,6 +254,7 @@ class Executor(Hub, Runner, Express):
         self.switched_into = None
         self.hold_until = 0.0
         self.keyed.clear()  # the next driver restores what it gives us
+        self.shuffle.clear()  # and never heard of these outputs
         self.suspension_samples.clear()
         self.link.close()
 

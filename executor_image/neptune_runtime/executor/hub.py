@@ -47,6 +47,10 @@ class Hub(ExecutorState):
             self._kill(message["id"])
         elif kind == "state":
             self.states[message["name"]] = (message["version"], message["value"])
+        elif kind == "fetch":
+            key = (message["job"], message["epoch"], message["stage"], message["partition"])
+            self.link.send({"t": "shuffle", "job": key[0], "epoch": key[1], "stage": key[2],
+                            "partition": key[3], "buckets": self.shuffle.take(key)})
         elif kind == "restore":
             lane, restored = (message["job"], message["partition"]), _restored(message["maps"])
             if message.get("add") and lane in self.keyed:

@@ -19,6 +19,7 @@ import greenlet
 from .. import protocol, yieldpoint
 from ..app import BatchJob, StreamJob, TaskContext
 from ..keyed import PartitionState
+from ..shuffle import ShuffleOutput
 from .metrics import TASK_DURATION
 from .state import ExecutorState
 from .task import TaskRecord
@@ -88,6 +89,9 @@ class Runner(ExecutorState):
         elapsed = (time.monotonic_ns() - task.started_ns) / 1e9
         TASK_DURATION.labels(task.job, task.kind).observe(elapsed)
         if status == "ok":
+            if isinstance(value, ShuffleOutput):  # kept here until the driver fetches it
+                value = {"shuffle": self.shuffle.put(
+                    (task.job, task.epoch, task.stage, task.partition), value)}
             message = {"t": "finished", "id": task.id, "result": value,
                        "records": task.consumed, "elapsed": elapsed, "gap_ns": task.max_gap_ns}
             if task.changes is not None:
@@ -130,7 +134,7 @@ class Runner(ExecutorState):
                     lane = self.keyed[(task.job, task.partition)] = PartitionState()
                 keyed = lane.begin()
             ctx = TaskContext(task.id, task.job, task.partition, task.epoch, task.attempt,
-                              self.states, self.published, keyed)
+                              self.states, self.published, keyed, task.stage)
             records = self._inputs(task, job)
             counter = None if hasattr(records, "__len__") else _Counted(iter(records))
             source: Any = records if counter is None else counter
@@ -159,9 +163,12 @@ class Runner(ExecutorState):
     def _inputs(self, task: TaskRecord, job: Any) -> Any:
         if not isinstance(job, BatchJob):
             return task.records or []
-        key = (job.name, task.partition)
+        read = job.plan()[task.stage].read
+        if read is None:  # a stage over shuffled records: they came with the task
+            return task.records or []
+        key = (job.name, task.stage, task.partition)
         if job.cache_partitions:
             if key not in self.cache:  # reading is task work too: suspendable
-                self.cache[key] = list(self._maybe_yielding(job.read(task.partition, task.epoch)))
+                self.cache[key] = list(self._maybe_yielding(read(task.partition, task.epoch)))
             return self.cache[key]
-        return job.read(task.partition, task.epoch)
+        return read(task.partition, task.epoch)

@@ -19,6 +19,7 @@ from .. import yieldpoint
 from ..app import App
 from ..doorbell import Bell
 from ..keyed import PartitionState
+from ..shuffle import ShuffleStore
 from .link import Link
 from .task import TaskRecord
 
@@ -32,8 +33,9 @@ class ExecutorState:
     connect_timeout: float
     id: str
     states: dict[str, tuple[int, Any]]
-    cache: dict[tuple[str, int], list[Any]]
+    cache: dict[tuple[str, int, int], list[Any]]  # (job, stage, partition) -> records
     keyed: dict[tuple[str, int], PartitionState]  # the keyed lanes this executor holds
+    shuffle: ShuffleStore  # shuffle outputs not fetched yet
     current: TaskRecord | None
     suspended: dict[str, TaskRecord]
     ready: deque[TaskRecord]

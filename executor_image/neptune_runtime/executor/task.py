@@ -15,6 +15,7 @@ class TaskRecord:
     kind: str
     partition: int
     epoch: int
+    stage: int
     attempt: int
     priority: int
     records: list[Any] | None
@@ -33,6 +34,7 @@ def from_run(message: dict[str, Any], received_ns: int) -> TaskRecord:
     """The record of a `run` message (its fields were checked by protocol.check)."""
     return TaskRecord(id=message["id"], job=message["job"], kind=message["kind"],
                       partition=message["partition"], epoch=message["epoch"],
+                      stage=message.get("stage") or 0,
                       attempt=message["attempt"], priority=message["priority"],
                       records=message.get("records"), received_ns=received_ns,
                       more=message.get("more") or 0)
