@@ -10,12 +10,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from neptune_runtime.loader import load_app
 from neptune_runtime.processes import LocalCluster
 
 from .conftest import APPS, wait_for
 
-sys.path.insert(0, str(APPS))
-import dataset_app  # noqa: E402  # the app's own generator: the reference uses the same data
+# the app's own generator: the reference counts the same data
+load_app(str(APPS / "dataset_app.py"))
+dataset_app: Any = sys.modules["neptune_app_dataset_app"]
 
 
 def reference_counts(env: dict[str, str]) -> dict[str, int]:
