@@ -8,6 +8,7 @@ values of any type, so that the checks and the handlers behind them are both rea
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 from hypothesis import given
@@ -78,10 +79,15 @@ def test_the_frame_decoder_raises_only_protocol_errors(data: bytes, sealed: bool
 @given(messages(protocol.FROM_DRIVER))
 def test_the_executor_handles_any_driver_message_or_refuses_it(message: dict[str, Any]) -> None:
     executor = Executor(_app(), "fuzz", ("127.0.0.1", 1), "secret", "e")
+    ours, theirs = socket.socketpair()  # where its answers (a fetched shuffle output) go
+    executor.link.sock = ours
     try:
         executor._handle(message)
     except protocol.ProtocolError:
         return
+    finally:
+        ours.close()
+        theirs.close()
     assert message["t"] in protocol.FROM_DRIVER
 
 

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import metrics
 from ..sources import Saved, Source, SourceOutput
 from . import CLIENT_LOG
 
@@ -137,6 +136,8 @@ class Kafka(Source):
             try:
                 value = self.decode(message.value())
             except Exception as exc:
+                from .. import metrics  # the driver's: executors import sources, never this
+
                 metrics.SOURCE_BAD_RECORDS.labels(self.job).inc()
                 out.malformed(f"{where}: {type(exc).__name__}: {exc}")
                 self._dead_letter(message, exc)
