@@ -15,7 +15,7 @@ MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operato
 K8S_BIN := $(shell . e2e/versions.env && echo $$NEPTUNE_CACHE/$$K8S_VERSION/bin)
 export NEPTUNE_K8S_BIN ?= $(K8S_BIN)
 
-.PHONY: setup demo test lint unit integration fuzz tools chart-check bench bench-setup bench-quick clean
+.PHONY: setup demo test lint unit integration fuzz docs tools chart-check bench bench-setup bench-quick clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ unit: setup
 
 integration: setup
 	$(VENV)/bin/pytest -q tests/integration
+
+# The API reference from the docstrings, into out/site (make test builds it too, strictly).
+docs: setup
+	$(VENV)/bin/mkdocs build --strict
 
 # The wire fuzzer's long run (make test runs a bounded one): executions and failures per target.
 fuzz: setup

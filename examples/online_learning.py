@@ -1,9 +1,9 @@
 """Online learning: score events with the current model while a batch job retrains it.
 
-The batch job `train` runs logistic regression by full-batch gradient steps: each task computes
-the gradient over one partition of the training set, `combine` averages the partitions'
-gradients, takes a step and publishes new weights as shared state "model". The stream job
-`score` scores each arriving event with the latest published weights.
+The dataset `train` runs logistic regression by full-batch gradient steps: each task computes
+the gradient over one partition of the training set (map_partitions, with the published model),
+and `step` averages the partitions' gradients, takes a step and publishes new weights as shared
+state "model". The stream job `score` scores each arriving event with the latest weights.
 
 Pure Python on purpose: the work is CPU-bound and holds the GIL, exactly the case where a
 stream task must suspend a batch task to meet its SLO.
@@ -44,8 +44,7 @@ def read_partition(partition: int, epoch: int) -> Iterator[tuple[list[float], in
         yield _example(rng)  # lazily, so that reading is suspendable too
 
 
-def gradient(ctx: TaskContext, rows: Iterator[Any]) -> dict[str, Any]:
-    weights = ctx.state("model")
+def gradient(rows: Iterator[Any], weights: list[float]) -> Iterator[dict[str, Any]]:
     grad = [0.0] * FEATURES
     n = 0
     for x, y in rows:  # every row is a yield point: a stream task can suspend us here
@@ -53,7 +52,7 @@ def gradient(ctx: TaskContext, rows: Iterator[Any]) -> dict[str, Any]:
         for i in range(FEATURES):
             grad[i] += error * x[i]
         n += 1
-    return {"grad": grad, "n": n}
+    yield {"grad": grad, "n": n}
 
 
 def step(results: list[dict[str, Any]], weights: list[float]) -> list[float]:
@@ -78,15 +77,11 @@ def score(ctx: TaskContext, events: Iterator[Any]) -> list[dict[str, Any]]:
 
 
 app = App("online-learning")
-app.batch_job(
-    "train",
-    read=read_partition,
-    task=gradient,
-    partitions=8,
-    combine=step,
-    publishes="model",
-    initial_state=[0.0] * FEATURES,
-)
+(app.dataset("train", read=read_partition, partitions=8)
+ .map_partitions(gradient, state="model")
+ .publish("model", combine=step, initial_state=[0.0] * FEATURES))
+
+
 def scores_sink() -> sinks.Sink:
     """EXAMPLE_SCORES (a JSON-lines path); else out/scores.jsonl on this machine (make demo
     makes out/), and the driver's log in a pod, whose root filesystem is read-only."""

@@ -76,6 +76,7 @@ class TaskContext:
         return default if entry is None else entry[1]
 
     def state_version(self, name: str) -> int:
+        """The version of shared state `name` as this executor last heard it (0: initial)."""
         entry = self._states.get(name)
         return 0 if entry is None else entry[0]
 
@@ -94,6 +95,7 @@ class Trigger:
 
     @staticmethod
     def parse(value: str | Trigger | None) -> Trigger:
+        """A trigger from None or 'per_event' (per event) or a duration ('100ms': micro-batches)."""
         if value is None or isinstance(value, Trigger):
             return value or Trigger()
         if value in ("per_event", "per-event", "event"):
@@ -155,6 +157,7 @@ class BatchJob:
     kind: Kind = "batch"
 
     def plan(self) -> tuple[Stage, ...]:
+        """Its stages: the dataset API's, or one stage of `partitions` tasks over `read`."""
         return self.stages or (Stage(self.partitions, self.read),)
 
 
@@ -190,6 +193,9 @@ class App:
         dead_letter: Sink | None = None,
         keyed: bool = False,
     ) -> StreamJob:
+        """Declare a stream job: `task(ctx, records)` over the events of `source`, per event or per
+        `trigger` micro-batch, within `slo`; outputs to `sink`. See docs/architecture.md for
+        `on_error`, `dead_letter` and `keyed`."""
         if on_error not in get_args(OnError):
             raise ValueError(f"job {name}: on_error must be 'dead_letter' or 'fail', "
                              f"got {on_error!r}")
@@ -227,6 +233,9 @@ class App:
         cache_partitions: bool = True,
         max_epochs: int | None = None,
     ) -> BatchJob:
+        """Declare a batch job: `task(ctx, records)` over each of `partitions` partitions read by
+        `read(partition, epoch)`, then `combine(results, previous)` on the driver, published as
+        shared state `publishes`; epochs run continuously or every `schedule`."""
         if partitions < 1:
             raise ValueError(f"job {name}: partitions must be at least 1, got {partitions}")
         if publishes is not None and combine is None:
@@ -251,15 +260,18 @@ class App:
         return job
 
     def job(self, name: str) -> Job:
+        """The job named `name` (KeyError naming the app's jobs if none)."""
         try:
             return self.jobs[name]
         except KeyError:
             raise KeyError(f"app {self.name} has no job {name!r}") from None
 
     def stream_jobs(self) -> Sequence[StreamJob]:
+        """The stream jobs, in declaration order."""
         return [j for j in self.jobs.values() if isinstance(j, StreamJob)]
 
     def batch_jobs(self) -> Sequence[BatchJob]:
+        """The batch jobs, in declaration order."""
         return [j for j in self.jobs.values() if isinstance(j, BatchJob)]
 
     def dataset(self, name: str, *, read: ReadFn, partitions: int) -> Dataset:

@@ -43,7 +43,7 @@ Op = Callable[[Iterator[Any]], Iterator[Any]]
 @dataclass(frozen=True)
 class _Narrow:
     name: str
-    apply: Callable[[str, Iterator[Any]], Iterator[Any]]  # (job, records) -> records
+    apply: Callable[[str, Iterator[Any], TaskContext], Iterator[Any]]  # job, records, ctx
 
 
 @dataclass(frozen=True)
@@ -117,36 +117,42 @@ class Dataset:
         self._wide = wide
 
     # -- narrow operators: same task, record by record --------------------------------------
-    def _then(self, name: str, apply: Callable[[str, Iterator[Any]], Iterator[Any]]) -> Dataset:
+    def _then(self, name: str,
+              apply: Callable[[str, Iterator[Any], TaskContext], Iterator[Any]]) -> Dataset:
         return Dataset(self.app, self.name, partitions=self.partitions, parent=self,
                        narrow=_Narrow(name, apply))
 
     def map(self, fn: Callable[[Any], Any]) -> Dataset:
         """fn(record) for every record."""
-        return self._then("map", lambda job, it: (_call(job, "map", fn, r) for r in it))
+        return self._then("map", lambda job, it, ctx: (_call(job, "map", fn, r) for r in it))
 
     def filter(self, fn: Callable[[Any], Any]) -> Dataset:
         """The records for which fn(record) is true."""
-        return self._then("filter", lambda job, it: (r for r in it if _call(job, "filter", fn, r)))
+        return self._then("filter", lambda job, it, ctx: (
+            r for r in it if _call(job, "filter", fn, r)))
 
     def flat_map(self, fn: Callable[[Any], Iterable[Any]]) -> Dataset:
         """Every item of fn(record), for every record."""
-        return self._then("flat_map", lambda job, it: (
+        return self._then("flat_map", lambda job, it, ctx: (
             x for r in it for x in _call(job, "flat_map", fn, r)))
 
-    def map_partitions(self, fn: Callable[[Iterator[Any]], Iterable[Any]]) -> Dataset:
-        """fn(records of a partition): an iterator in, an iterable out."""
-        return self._then("map_partitions", lambda job, it: iter(fn(it)))
+    def map_partitions(self, fn: Callable[..., Iterable[Any]],
+                       state: str | None = None) -> Dataset:
+        """fn(records of a partition): an iterator in, an iterable out; with `state`,
+        fn(records, value) gets the latest published value of that shared state too."""
+        if state is None:
+            return self._then("map_partitions", lambda job, it, ctx: iter(fn(it)))
+        return self._then("map_partitions", lambda job, it, ctx: iter(fn(it, ctx.state(state))))
 
     def key_by(self, fn: Callable[[Any], Any]) -> Dataset:
         """(fn(record), record) pairs."""
-        return self._then("key_by", lambda job, it: (
+        return self._then("key_by", lambda job, it, ctx: (
             (_key(job, "key_by", _call(job, "key_by", fn, r), r), r) for r in it))
 
     def map_batches(self, fn: Callable[[Any], Any]) -> Dataset:
         """fn(batch) for records that are batches (pyarrow RecordBatches, frames): a yield
         point comes between batches, so keep them small enough (10^4-10^5 rows)."""
-        return self._then("map_batches", lambda job, it: (_call(job, "map_batches", fn, b)
+        return self._then("map_batches", lambda job, it, ctx: (_call(job, "map_batches", fn, b)
                                                           for b in it))
 
     # -- wide operators: a shuffle ends the stage -------------------------------------------
@@ -259,7 +265,8 @@ class Dataset:
             partitions=specs[0].partitions, publishes=publishes, initial_state=initial_state,
             combine=lambda results, previous: combine(
                 [r for part in results for r in part], previous), **options)
-        job.stages = specs
+        if len(specs) > 1:  # one stage is a plain batch job (its partitions are settable)
+            job.stages = specs
         return job
 
 
@@ -317,7 +324,7 @@ def _runner(job: str, stages: list[_StagePlan]) -> Callable[[TaskContext, Iterat
         stage = stages[ctx.stage]
         it: Iterator[Any] = records if stage.wide is None else stage.wide.read(job, records)
         for op in stage.ops:
-            it = op.apply(job, it)
+            it = op.apply(job, it, ctx)
         if stage.writes is not None:
             wide, side = stage.writes
             return wide.write(job, it, side, wide.partitions)

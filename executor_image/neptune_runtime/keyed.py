@@ -36,6 +36,7 @@ class PartitionState:
         self.maps: dict[str, dict[Key, Any]] = maps or {}
 
     def begin(self) -> TaskState:
+        """A task's view of this state, its writes kept apart until it succeeds."""
         return TaskState(self)
 
 
@@ -47,6 +48,7 @@ class TaskState:
         self.views: dict[str, KeyedState] = {}
 
     def view(self, name: str) -> KeyedState:
+        """The keyed state `name` as this task sees it."""
         view = self.views.get(name)
         if view is None:
             view = self.views[name] = KeyedState(

@@ -21,19 +21,22 @@ log = logging.getLogger("neptune.sink")
 
 class Sink(ABC):
     @abstractmethod
-    def write(self, job: str, outputs: list[Any]) -> None: ...
+    def write(self, job: str, outputs: list[Any]) -> None:
+        """Hand the outputs of job `job` on; raise if they were not taken (they are written
+        again, and nothing of them is committed meanwhile)."""
 
     def sync(self) -> None:  # noqa: B027 - most sinks hand on in `write`
         """Make everything written so far durable (called off the event loop, before a commit)."""
 
     def close(self) -> None:  # noqa: B027 - optional
-        pass
+        """Release what the sink holds (at the driver's stop)."""
 
 
 class Log(Sink):
     """Log each output at INFO on the driver."""
 
     def write(self, job: str, outputs: list[Any]) -> None:
+        """Log each output."""
         for output in outputs:
             log.info("%s: %s", job, output)
 
@@ -70,6 +73,7 @@ class JsonLines(Sink):
         self._handle: Any = None
 
     def write(self, job: str, outputs: list[Any]) -> None:
+        """Append each output as a line."""
         if self._handle is None:
             self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
         self._handle.write("".join(json_line(o, self.allow_nan) for o in outputs))
@@ -84,6 +88,7 @@ class JsonLines(Sink):
         return f"JsonLines({self.path!r})"
 
     def close(self) -> None:
+        """Close the file."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
@@ -96,6 +101,7 @@ class Callback(Sink):
         self.fn = fn
 
     def write(self, job: str, outputs: list[Any]) -> None:
+        """Call the function."""
         self.fn(job, outputs)
 
 

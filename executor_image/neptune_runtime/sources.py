@@ -26,13 +26,15 @@ REPLAY_CHUNK = 1000  # events read and emitted between two turns of the driver's
 
 
 class SourceOutput(Protocol):
-    def emit(self, value: Any, token: Any, partition: int = 0) -> None: ...
+    def emit(self, value: Any, token: Any, partition: int = 0) -> None:
+        """One event of `partition`, with its token."""
 
     def emit_all(self, events: list[tuple[Any, Any]], partition: int = 0) -> None:
         """Several (value, token) events of one partition at once, in order: the driver
         schedules once for all. Tokens are per partition (`commit` gets them back with it)."""
 
-    def malformed(self, reason: str) -> None: ...
+    def malformed(self, reason: str) -> None:
+        """An event that could not be read (counted and skipped), and why."""
 
     async def room(self) -> None:
         """Return once the job has room for more events in flight (back-pressure: a source
@@ -61,7 +63,8 @@ class Source(ABC):
     kind = "source"
 
     @abstractmethod
-    async def run(self, out: SourceOutput) -> None: ...
+    async def run(self, out: SourceOutput) -> None:
+        """Emit events into `out` until cancelled (on the driver's event loop)."""
 
     def commit(self, token: Any, partition: int = 0) -> None:  # noqa: B027 - most have nothing
         """Persist that everything of `partition` up to `token` is processed (and handed on)."""
@@ -114,6 +117,7 @@ class Synthetic(Source):
             self._start = int(saved.committed) + 1
 
     async def run(self, out: SourceOutput) -> None:
+        """Emit the events at their rate, after the committed index."""
         loop = asyncio.get_running_loop()
         timing = random.Random(self.seed)
         rngs = [random.Random(self.seed * 1_000_003 + p) for p in range(self.partitions)]
@@ -164,6 +168,7 @@ class HttpIngest(Source):
         self.accepted = self._log.accepted
 
     async def run(self, out: SourceOutput) -> None:
+        """Replay the logged events after the committed token, then take ingest requests."""
         if self._log is not None:
             if self._log.torn:
                 out.malformed(f"{self._log.directory}: cut a torn last line of {self._log.torn} "
@@ -282,6 +287,7 @@ class JsonLinesTail(Source):
         return [self.path] if self.path.exists() else []
 
     def committed(self) -> dict[str, int]:
+        """The committed position in each file."""
         try:
             data = json.loads(self.offsets_file.read_text())
         except FileNotFoundError:
@@ -297,6 +303,7 @@ class JsonLinesTail(Source):
         os.replace(tmp, self.offsets_file)
 
     async def run(self, out: SourceOutput) -> None:
+        """Emit new whole lines of the files, polling every `poll` seconds."""
         positions = self.committed()
         while True:
             for file in self._files():

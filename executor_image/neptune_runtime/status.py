@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .app import StreamJob
+from .app import BatchJob, StreamJob
 from .driver import Driver
 from .driver.streams import tokens_view
 from .sources import HttpIngest
@@ -26,6 +26,17 @@ def coarse_warning(job: str, gap_p50: float, fraction: float,
             f"{stream}): a stream task waits that long to preempt it. Add checkpoint() calls "
             "in long loops, or use smaller records; a C call (numpy, hashlib) cannot be "
             "interrupted, so split its input")
+
+
+def stage_figures(driver: Driver, job: BatchJob) -> list[dict[str, Any]]:
+    """Per stage of the current epoch: its tasks, how many finished, outputs not fetched."""
+    epoch = driver.batches.epochs.get(job.name)
+    return [{"stage": index, "partitions": spec.partitions,
+             "writes_shuffle": any(index in other.inputs for other in job.plan()),
+             "begun": epoch is not None and index in epoch.begun,
+             "finished": len(epoch.done.get(index, ())) if epoch is not None else 0,
+             "outputs_held": sum(1 for s, _ in epoch.held if s == index) if epoch else 0}
+            for index, spec in enumerate(job.plan())]
 
 
 def job_figures(driver: Driver, now: float) -> dict[str, Any]:
@@ -73,8 +84,9 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
                 offsets=offsets,
             )
         else:
-            figures.update(epoch=stats.epoch, warning=coarse_warning(
-                name, gaps["p50"], driver.coarse_fraction, tightest))
+            figures.update(epoch=stats.epoch, stages=stage_figures(driver, job),
+                           warning=coarse_warning(name, gaps["p50"], driver.coarse_fraction,
+                                                  tightest))
         jobs[name] = figures
     return jobs
 

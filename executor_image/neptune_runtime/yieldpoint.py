@@ -47,6 +47,8 @@ stride: Callable[[], int] = _yieldcore.stride
 
 
 def microseconds_from_env(name: str, default: int, minimum: int) -> int:
+    """A number of microseconds from environment variable `name`, at least `minimum` (ValueError
+    naming the variable otherwise)."""
     raw = os.environ.get(name, str(default))
     if not raw.isdigit() or int(raw) < minimum:
         what = "a positive number" if minimum else "a number (0: off)"

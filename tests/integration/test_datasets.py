@@ -49,6 +49,9 @@ def test_a_word_count_and_a_join_across_two_executors_equal_plain_python(
     assert dict(counts) == reference_counts(env)
     assert sorted(pairs) == reference_pairs()
     assert status["jobs"]["wordcount"]["state"] == "done"
+    stages = status["jobs"]["wordcount"]["stages"]
+    assert [(s["partitions"], s["writes_shuffle"], s["finished"]) for s in stages] == [
+        (4, True, 4), (3, False, 3)]
 
 
 def test_stream_tasks_preempt_shuffle_map_tasks_and_nothing_is_lost(tmp_path: Path) -> None:

@@ -86,6 +86,7 @@ class KafkaSink(Sink):
                 producer.poll(0.05)
 
     def write(self, job: str, outputs: list[Any]) -> None:
+        """Produce the outputs (in the open transaction when exactly once)."""
         records = [(None if self.key is None else _bytes(self.key(o)), self.encode(o))
                    for o in outputs]
         if not self.exactly_once:  # the producer is thread-safe: no lock, no wait on a flush
@@ -189,6 +190,7 @@ class KafkaSink(Sink):
             self._batch = records + self._batch
 
     def close(self) -> None:
+        """Flush, or abort an open transaction (the next driver replays it)."""
         if self._producer is not None:
             if self.exactly_once and self._in_txn:
                 # the commit did not come: whatever it held is replayed by the next driver

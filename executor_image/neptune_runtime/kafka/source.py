@@ -54,6 +54,7 @@ class Kafka(Source):
         self.job = ""
 
     def where(self) -> str:
+        """The topic and the bootstrap servers, as errors name them."""
         return f"topic {self.topic!r} on bootstrap servers {self.bootstrap}"
 
     def restore(self, saved: Saved) -> None:
@@ -89,6 +90,7 @@ class Kafka(Source):
         return len(topic.partitions)
 
     async def run(self, out: SourceOutput) -> None:
+        """Consume the topic into `out` (see the module's documentation)."""
         consumer = self.consumer = self._consumer()
         while True:
             try:
@@ -178,6 +180,7 @@ class Kafka(Source):
                                  asynchronous=True)
 
     def offsets(self, tokens: dict[int, Any]) -> list[Any]:
+        """The Kafka offsets (the next to read) that the tokens of partitions stand for."""
         from confluent_kafka import TopicPartition
 
         return [TopicPartition(self.topic, p, int(t) + 1) for p, t in tokens.items()]
