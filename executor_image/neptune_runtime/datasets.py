@@ -16,13 +16,18 @@ stable hash of the key (combining on the map side where the operator allows) and
 their executor until the next stage fetches it (shuffle.py); a lost output is computed again.
 Keyed records are (key, value) pairs; keys are numbers, strings, bytes or tuples of them.
 
+Columnar records (columnar.py, with pyarrow): a read may yield pyarrow RecordBatches (or
+Tables, pandas or Polars DataFrames), each one record and so one yield point; `arrow` makes
+every record RecordBatches, `rows` makes them dict rows, and `aggregate_columns` (wide) groups
+and aggregates columns with pyarrow.compute on both sides of its shuffle.
+
 Every error in a user function, a key that cannot be hashed, and a record that is not a pair
 where a pair is needed names the job, the operator and the record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -155,6 +160,33 @@ class Dataset:
         return self._then("map_batches", lambda job, it, ctx: (_call(job, "map_batches", fn, b)
                                                           for b in it))
 
+    def arrow(self) -> Dataset:
+        """Every record as pyarrow RecordBatches: a RecordBatch stays, a pyarrow Table or a
+        pandas or Polars DataFrame becomes its batches (columnar.py; needs pyarrow)."""
+        from . import columnar
+
+        def batches(job: str, record: Any) -> list[Any]:
+            try:
+                return columnar.as_batches(record)
+            except columnar.ColumnarError as exc:
+                raise DatasetError(f"job {job}, arrow: {exc}") from None
+
+        return self._then("arrow", lambda job, it, ctx: (
+            b for r in it for b in batches(job, r)))
+
+    def rows(self) -> Dataset:
+        """Each batch (see `arrow`) as its rows, dicts of column -> value (columnar.py)."""
+        from . import columnar
+
+        def rows(job: str, record: Any) -> Iterator[Any]:
+            try:
+                batches = columnar.as_batches(record)
+            except columnar.ColumnarError as exc:
+                raise DatasetError(f"job {job}, rows: {exc}") from None
+            return (row for batch in batches for row in columnar.rows(batch))
+
+        return self._then("rows", lambda job, it, ctx: (x for r in it for x in rows(job, r)))
+
     # -- wide operators: a shuffle ends the stage -------------------------------------------
     def _shuffle(self, name: str, partitions: int | None,
                  write: Callable[[str, Iterator[Any], int, int], ShuffleOutput],
@@ -247,6 +279,21 @@ class Dataset:
             return (r for _, r in sorted(records, key=lambda kr: kr[0]))
 
         return self._shuffle("sort_by", partitions, write, read, ranged=True)
+
+    def aggregate_columns(self, by: str | Sequence[str] = (), partitions: int | None = None,
+                          *, rows_per_call: int | None = None,
+                          **outputs: tuple[str, str]) -> Dataset:
+        """Column aggregations of batch records by pyarrow.compute: `by` a column or columns
+        (none: the whole dataset), each output `name=(column, fn)`, fn one of sum, count, min,
+        max, mean; one dict per key, of the `by` columns and the outputs. Each map task
+        aggregates its batches with Arrow and shuffles the partial aggregates as rows; the
+        reduce side merges them (columnar.py; needs pyarrow)."""
+        from . import columnar
+
+        agg = columnar.compile_aggregation(self.name, by, outputs,
+                                           rows_per_call or columnar.ROWS_PER_CALL)
+        return self._shuffle(columnar.OP, partitions, columnar.map_side(self.name, agg),
+                             columnar.reduce_side(self.name, agg))
 
     # -- results ------------------------------------------------------------------------------
     def collect(self, publishes: str, **options: Any) -> BatchJob:
