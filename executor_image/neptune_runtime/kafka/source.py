@@ -49,6 +49,7 @@ class Kafka(Source):
         self.config = dict(config or {})
         self.consumer: confluent_kafka.Consumer | None = None
         self._resume: dict[int, int] = {}  # partition -> next offset, from the driver's tokens
+        self._next: dict[int, int] = {}  # partition -> next offset after what was read
         self._problem: str | None = None
         self._dlq: confluent_kafka.Producer | None = None
         self.job = ""
@@ -117,9 +118,13 @@ class Kafka(Source):
                 await out.room()
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        # Where to read on: after what this source already emitted (a rebalance, e.g. after a
+        # broker restart, would otherwise go back to the group's committed offsets and emit
+        # events again that are in flight), else after the driver's restored tokens.
         for tp in partitions:
-            if tp.partition in self._resume:
-                tp.offset = self._resume[tp.partition]
+            offset = self._next.get(tp.partition, self._resume.get(tp.partition))
+            if offset is not None:
+                tp.offset = offset
         consumer.assign(partitions)
         log.info("job %s: %s: assigned partitions %s", self.job, self.where(),
                  sorted(tp.partition for tp in partitions))
@@ -145,6 +150,9 @@ class Kafka(Source):
                 self._dead_letter(message, exc)
                 continue
             by_partition.setdefault(message.partition(), []).append((value, message.offset()))
+        for message in messages:
+            if message.error() is None:
+                self._next[message.partition()] = message.offset() + 1
         for partition, events in by_partition.items():
             out.emit_all(events, partition)
 
