@@ -12,6 +12,9 @@ SHORT_NAMES = ["capp"]
 
 POLICIES = ("fifo", "fair", "kill", "neptune")
 JOB_KINDS = ("stream", "batch")
+# spec.upgradeMode (the Flink operator's idea), passed to the driver as NEPTUNE_UPGRADE_MODE.
+UPGRADE_MODES = ("last-state", "stateless")
+DEFAULT_UPGRADE_MODE = "last-state"
 
 # Ports of the runtime contract (see executor_image/neptune_runtime/cli.py).
 EXECUTOR_PORT = 7077  # driver <- executors (msgpack over TCP, HMAC handshake)
@@ -52,3 +55,14 @@ TOKEN_HEADER = "X-Neptune-Token"
 # whatever the mode, so 0440 is what the files get; 0400 would read the same in the manifest
 # and still end up 0440.
 TOKENS_FILE_MODE = 0o440
+
+# A Kafka source's Secret (spec.jobs[].source.kafka.secretRef) is mounted read-only in the
+# driver at KAFKA_SECRETS_DIR/SECRET (its keys are librdkafka settings, one file each), with
+# the same mode as the tokens.
+KAFKA_SECRETS_DIR = "/var/run/neptune/kafka"
+
+# Driver pod template annotations: the job settings' hash (a change restarts the driver), and
+# the hash of what the driver runs (see render.driver_revision): NEPTUNE_SPEC_GENERATION only
+# changes with it, so a scale or a priority change never restarts the driver.
+JOBS_HASH_ANNOTATION = "neptune.dev/jobs-hash"
+DRIVER_SPEC_ANNOTATION = "neptune.dev/driver-spec-hash"

@@ -18,13 +18,25 @@ import aiohttp
 import kopf
 import prometheus_client
 
-from . import config, feedback, metrics, ranking, reconcile, specdiff
+from . import (
+    autoscale,
+    config,
+    feedback,
+    metrics,
+    migrate,
+    ranking,
+    reconcile,
+    render,
+    specdiff,
+)
 from . import status as status_mod
 from .appspec import app_spec
-from .constants import GROUP, PLURAL, VERSION
+from .constants import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from .kube import ApiError, Kube, default_login
 
 CONFIG = config.from_env()
+# The namespaces kopf watches (main.py sets them; empty: all).
+WATCHED: tuple[str, ...] = ()
 RESOURCE = (GROUP, VERSION, PLURAL)
 AppIndex = kopf.Index[tuple[str, str], ranking.AppSpec]
 
@@ -36,6 +48,8 @@ class _State:
     feedback: dict[tuple[str, str], feedback.FeedbackState] = {}
     # Last priority table written per app, to skip identical ConfigMap applies.
     tables: dict[tuple[str, str], dict[str, int]] = {}
+    # Autoscaler windows, in memory like the feedback's: a restart only delays the next step.
+    autoscale: dict[tuple[str, str], autoscale.AutoscaleState] = {}
     # Each app's read token for the driver's /status, re-read from its Secret on a 401.
     tokens = reconcile.TokenCache()
 
@@ -95,6 +109,32 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     metrics.register()
     prometheus_client.start_http_server(CONFIG.metrics_port)
     STATE.kube = Kube(lambda: default_login(settings))
+    await migrate_stored(STATE.kube)
+
+
+async def migrate_stored(client: Kube) -> None:
+    """Patch the objects an older CRD stored to this one's schema (migrate.py), before kopf
+    watches them: until then every write to them fails, kopf's own finalizer and status
+    patches included, so no handler would ever run for them."""
+    namespaces: tuple[str | None, ...] = WATCHED or (None,)
+    for namespace in namespaces:
+        for obj in await client.list(API_VERSION, KIND, namespace):
+            ops = migrate.source_patch(obj.get("spec") or {})
+            if ops is None:
+                continue
+            meta = obj["metadata"]
+            try:
+                await client.patch(API_VERSION, KIND, meta["namespace"], meta["name"], ops,
+                                   content_type="application/json-patch+json")
+            except ApiError as exc:  # changed meanwhile: kopf will show it failing
+                log.warning("cannot migrate %s/%s: %s", meta["namespace"], meta["name"], exc)
+                continue
+            log.info("migrated %s/%s: %s", meta["namespace"], meta["name"],
+                     migrate.describe(ops))
+            # kopf's event poster is not running yet: the Event is written directly.
+            await client.create(migrate.event(
+                obj, f"{migrate.describe(ops)} (sources are objects since this operator "
+                     "version; update your manifests)", now_iso()))
 
 
 @kopf.on.cleanup()
@@ -131,6 +171,11 @@ async def _apply(body: kopf.Body, action: str, index: AppIndex, patch: kopf.Patc
         _event(body, "MonitoringUnavailable",
                f"not created (kind not served; install the Prometheus Operator): "
                f"{', '.join(result.skipped)}", warning=True)
+    if result.missing_secrets:
+        _event(body, "SecretMissing",
+               f"Secret {', '.join(result.missing_secrets)} (spec.jobs[].source.kafka."
+               "secretRef) not found in the namespace: the driver pod waits for it",
+               warning=True)
     if assignment is not None:
         STATE.tables[key] = dict(assignment.table)
     patch.status["lastAction"] = action
@@ -143,7 +188,14 @@ async def on_create(*, body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> Non
     async with measured("create"):
         await _apply(body, action, apps_index, patch)
     _event(body, "Created", f"children applied ({action}); executors "
-           f"{0 if body['spec'].get('suspend') else body['spec']['executors']['replicas']}")
+           f"{0 if body['spec'].get('suspend') else render.executor_replicas(body['spec'])}")
+    _state_warning(body)
+
+
+def _state_warning(body: kopf.Body) -> None:
+    message = status_mod.state_warning(body["spec"])
+    if message is not None:
+        _event(body, "StateNotDurable", message, warning=True)
 
 
 @kopf.on.resume(*RESOURCE)
@@ -167,6 +219,8 @@ async def on_update(*, body: kopf.Body, old: Any, new: Any, patch: kopf.Patch,
     _event(body, change.action.capitalize(),
            f"{change.action} (also {', '.join(change.actions[1:]) or 'nothing else'}): "
            f"changed {', '.join(change.fields)}")
+    if "upgradeMode" in change.fields:
+        _state_warning(body)
 
 
 @kopf.on.delete(*RESOURCE, optional=True)
@@ -176,6 +230,7 @@ async def on_delete(*, namespace: str | None, name: str, spec: kopf.Spec, **_: A
     key = (namespace, name)
     STATE.feedback.pop(key, None)
     STATE.tables.pop(key, None)
+    STATE.autoscale.pop(key, None)
     STATE.tokens.forget(namespace, name)
     metrics.forget(namespace, name, [str(j.get("name")) for j in spec.get("jobs") or []])
 
@@ -232,10 +287,12 @@ async def refresh(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
                 since = now_iso()
             assigned["since"] = since
 
+        scaled = await _autoscale(body, spec, status, key, doc)
+
         new_status = status_mod.build(
             name=name, generation=int(body["metadata"].get("generation") or 0), spec=spec,
             children=children, driver_doc=doc, driver_error=error, assigned=assigned,
-            previous=status, now=now_iso())
+            previous=status, now=now_iso(), autoscale=scaled)
         old_phase = status.get("phase")
         if old_phase and old_phase != new_status["phase"]:
             _event(body, "PhaseChanged", f"{old_phase} -> {new_status['phase']}",
@@ -251,3 +308,26 @@ async def refresh(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
             if job.slo_seconds is not None:
                 metrics.JOB_SLO.labels(namespace, name, job.name).set(job.slo_seconds)
 
+
+
+async def _autoscale(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
+                     key: tuple[str, str], doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """spec.executors.autoscale: decide (autoscale.step), write executors.replicas and say
+    why in an Event; the update handler then scales the StatefulSet. None: not autoscaled."""
+    cfg = autoscale.AutoscaleSpec.from_spec(spec)
+    if cfg is None or spec.get("suspend"):
+        STATE.autoscale.pop(key, None)
+        return None
+    current = render.executor_replicas(spec)
+    decision = autoscale.step(STATE.autoscale.get(key) or autoscale.AutoscaleState(), cfg,
+                              current, autoscale.worst(autoscale.drains(doc)), time.time())
+    if decision.changed or (spec.get("executors") or {}).get("replicas") is None:
+        # Also when replicas is absent (autoscale set without it): written once, so that
+        # the scale subresource has a value.
+        await reconcile.set_executor_replicas(kube(), body, decision.replicas)
+    STATE.autoscale[key] = decision.state
+    if decision.changed:
+        metrics.AUTOSCALE_CHANGES.labels(
+            "up" if decision.replicas > current else "down").inc()
+        _event(body, "Autoscaled", decision.reason)
+    return autoscale.status(decision, status.get("autoscale"), now_iso())

@@ -131,6 +131,17 @@ class Kube:
             content_type="application/apply-patch+yaml")
         return out
 
+    async def patch(self, api_version: str, kind: str, namespace: str | None, name: str,
+                    body: Any, content_type: str = "application/merge-patch+json",
+                    ) -> dict[str, Any]:
+        """A JSON merge patch, or with content_type application/json-patch+json a JSON patch:
+        fields the operator changes on objects it does not render (the resource's own
+        executors.replicas, a migration)."""
+        out: dict[str, Any] = await self.request(
+            "PATCH", path_for(api_version, kind, namespace, name), body=body,
+            params={"fieldManager": FIELD_MANAGER}, content_type=content_type)
+        return out
+
     async def create(self, manifest: Mapping[str, Any]) -> dict[str, Any] | None:
         """Create; None if it already exists (for things made once, like the secret)."""
         meta = manifest["metadata"]
@@ -143,6 +154,20 @@ class Kube:
             if exc.status == 409:
                 return None
             raise
+
+    async def list(self, api_version: str, kind: str,
+                   namespace: str | None) -> list[dict[str, Any]]:
+        """Every object of a kind in a namespace (None: in all), one page at a time."""
+        out: list[dict[str, Any]] = []
+        params = {"limit": "500"}
+        while True:
+            page = await self.request("GET", path_for(api_version, kind, namespace),
+                                      params=params)
+            out.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return out
+            params = {"limit": "500", "continue": token}
 
     async def get(self, api_version: str, kind: str, namespace: str | None,
                   name: str) -> dict[str, Any] | None:

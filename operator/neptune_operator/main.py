@@ -40,7 +40,9 @@ def main(argv: list[str]) -> int:
     # Imported here: importing registers the handlers with kopf's default registry.
     import kopf
 
-    from . import handlers  # noqa: F401
+    from . import handlers
+
+    handlers.WATCHED = tuple(namespaces)
 
     kopf.run(
         standalone=True,

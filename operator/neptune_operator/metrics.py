@@ -21,6 +21,8 @@ DURATION = Histogram("neptune_operator_reconcile_duration_seconds",
                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 PRIORITY_CHANGES = Counter("neptune_operator_priority_changes_total",
                            "Feedback loop steps.", ["direction"])
+AUTOSCALE_CHANGES = Counter("neptune_operator_autoscale_changes_total",
+                            "Executor replica changes made by the autoscaler.", ["direction"])
 JOB_SLO = Gauge("neptune_operator_job_slo_seconds", "SLO of each stream job.",
                 ["namespace", "app", "job"])
 EXECUTORS_DESIRED = Gauge("neptune_operator_executors_desired",

@@ -11,14 +11,14 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from . import render, tokens
 from .config import OperatorConfig
-from .constants import READ_TOKEN_KEY
+from .constants import API_VERSION, KIND, READ_TOKEN_KEY
 from .kube import ApiError, Kube, http_get_json
 from .ranking import Assignment
 from .render import Names, RenderContext
@@ -36,6 +36,9 @@ class ApplyResult:
     applied: list[str]
     skipped: list[str]  # kinds the cluster does not serve (PodMonitor without its CRD)
     secrets_created: list[str]  # Secrets made by this reconcile (the first one, normally)
+    # Secrets named by Kafka sources (secretRef) that do not exist: the driver pod waits.
+    missing_secrets: list[str] = field(default_factory=list)
+    revision: render.DriverRevision | None = None  # what the driver template says
 
 
 async def ensure_secrets(kube: Kube, obj: Mapping[str, Any]) -> list[str]:
@@ -65,17 +68,32 @@ async def live_priority_class(kube: Kube, obj: Mapping[str, Any]) -> str | None:
     return cls
 
 
+async def missing_secrets(kube: Kube, obj: Mapping[str, Any]) -> list[str]:
+    """The Secrets the Kafka sources name that are not there (the driver pod would wait for
+    its volume)."""
+    namespace = obj["metadata"]["namespace"]
+    wanted = render.kafka_secrets(obj["spec"])
+    found = await asyncio.gather(*(kube.get("v1", "Secret", namespace, n) for n in wanted))
+    return [name for name, secret in zip(wanted, found, strict=True) if secret is None]
+
+
 async def apply_children(kube: Kube, cfg: OperatorConfig, obj: Mapping[str, Any],
                          action: str, assignment: Assignment | None) -> ApplyResult:
+    meta = obj["metadata"]
     secrets_created = await ensure_secrets(kube, obj)
     pod_class = assignment.priority_class if assignment else None
     if action in KEEP_POD_CLASS:
         live = await live_priority_class(kube, obj)
         pod_class = live if live is not None else pod_class
+    # The generation and upgrade mode the driver runs with, unless what it runs changes.
+    live_driver = await kube.get("apps/v1", "Deployment", meta["namespace"],
+                                 Names(meta["name"]).driver)
+    revision = render.driver_revision(obj, live_driver)
     ctx = RenderContext(secret_hex="", priority_class=pod_class,
                         priorities=dict(assignment.table) if assignment else {},
                         monitoring_namespace=cfg.monitoring_namespace,
-                        operator_namespace=cfg.operator_namespace)
+                        operator_namespace=cfg.operator_namespace,
+                        driver_revision=revision)
     applied, skipped = [], []
     for manifest in render.render(obj, ctx):
         ident = f"{manifest['kind']}/{manifest['metadata']['name']}"
@@ -90,7 +108,8 @@ async def apply_children(kube: Kube, cfg: OperatorConfig, obj: Mapping[str, Any]
                 skipped.append(ident)
                 continue
             raise
-    return ApplyResult(applied, skipped, secrets_created)
+    return ApplyResult(applied, skipped, secrets_created, await missing_secrets(kube, obj),
+                       revision)
 
 
 async def apply_priorities(kube: Kube, cfg: OperatorConfig, obj: Mapping[str, Any],
@@ -109,12 +128,13 @@ async def child_state(kube: Kube, obj: Mapping[str, Any]) -> ChildState:
         return await kube.get("v1", "PersistentVolumeClaim", meta["namespace"],
                               names.driver_state)
 
-    dep, sts, pvc = await asyncio.gather(
+    dep, sts, pvc, missing = await asyncio.gather(
         kube.get("apps/v1", "Deployment", meta["namespace"], names.driver),
         kube.get("apps/v1", "StatefulSet", meta["namespace"], names.executor),
         claim(),
+        missing_secrets(kube, obj),
     )
-    desired = 0 if spec.get("suspend") else int(spec["executors"]["replicas"])
+    desired = 0 if spec.get("suspend") else render.executor_replicas(spec)
     pvc_status = (pvc or {}).get("status") or {}
     return ChildState(
         driver_ready=bool(dep and (dep.get("status") or {}).get("readyReplicas")),
@@ -122,7 +142,17 @@ async def child_state(kube: Kube, obj: Mapping[str, Any]) -> ChildState:
         executors_desired=desired,
         claim_phase=pvc_status.get("phase") if pvc else None,
         claim_capacity=(pvc_status.get("capacity") or {}).get("storage"),
+        missing_secrets=tuple(missing),
     )
+
+
+async def set_executor_replicas(kube: Kube, obj: Mapping[str, Any], replicas: int) -> None:
+    """The autoscaler's write: spec.executors.replicas of the resource, as `kubectl scale`
+    would write it (a merge patch: the operator's update handler then scales the
+    StatefulSet, as for any other scale)."""
+    meta = obj["metadata"]
+    await kube.patch(API_VERSION, KIND, meta["namespace"], meta["name"],
+                     {"spec": {"executors": {"replicas": int(replicas)}}})
 
 
 class TokenCache:

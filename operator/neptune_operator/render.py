@@ -16,9 +16,13 @@ from .constants import (
     API_VERSION,
     CONFIG_MOUNT,
     DEFAULT_STATE_SIZE,
+    DEFAULT_UPGRADE_MODE,
+    DRIVER_SPEC_ANNOTATION,
     EXECUTOR_PORT,
     HTTP_PORT,
     JOBS_FILE,
+    JOBS_HASH_ANNOTATION,
+    KAFKA_SECRETS_DIR,
     KIND,
     LABEL_APP,
     LABEL_MANAGED_BY,
@@ -49,6 +53,20 @@ class RenderContext:
     monitoring_namespace: str = "monitoring"
     # The operator reads the driver's /status; None leaves that path closed (tests, dev).
     operator_namespace: str | None = None
+    # NEPTUNE_SPEC_GENERATION and NEPTUNE_UPGRADE_MODE of the driver (see driver_revision);
+    # None: those of the resource as it is (a new app, and the pure tests).
+    driver_revision: DriverRevision | None = None
+
+
+@dataclass(frozen=True)
+class DriverRevision:
+    """What the driver is told about upgrades: the spec generation it runs and the upgrade
+    mode to start it with. The driver compares the generation with the one it left in its
+    state directory: another one is an upgrade (stateless: keyed state starts empty), the same
+    one a restart (state kept either way)."""
+
+    generation: str
+    upgrade_mode: str
 
 
 @dataclass(frozen=True)
@@ -199,11 +217,99 @@ def scrape_annotations(port: int) -> dict[str, str]:
     return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port)}
 
 
+def kafka_source(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A job's spec.jobs[].source.kafka, or None (no source, http, or an old object's
+    source name, which the CRD took as a string before sources became objects)."""
+    source = job.get("source")
+    kafka = source.get("kafka") if isinstance(source, Mapping) else None
+    return kafka if isinstance(kafka, Mapping) else None
+
+
+def kafka_secrets(spec: Mapping[str, Any]) -> list[str]:
+    """The Secrets the app's Kafka sources name (secretRef), each once, sorted."""
+    names = {str(k["secretRef"]["name"]) for j in spec.get("jobs") or []
+             if (k := kafka_source(j)) is not None and (k.get("secretRef") or {}).get("name")}
+    return sorted(names)
+
+
+def kafka_secret_dir(secret: str) -> str:
+    return f"{KAFKA_SECRETS_DIR}/{secret}"
+
+
+def kafka_volume_name(secret: str) -> str:
+    # A volume name is a DNS label of at most 63 characters; a Secret's name is a subdomain
+    # of up to 253: a digest keeps it short and stable.
+    return "kafka-" + hashlib.sha256(secret.encode()).hexdigest()[:12]
+
+
+def _job_settings(job: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in job.items() if k != "name"}
+    kafka = kafka_source(job)
+    if kafka is not None and (kafka.get("secretRef") or {}).get("name"):
+        # Where the driver finds the Secret's files (jobconfig turns them into settings).
+        out["source"] = {"kafka": {**kafka,
+                                   "secretDir": kafka_secret_dir(kafka["secretRef"]["name"])}}
+    return out
+
+
 def jobs_document(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Job settings as the driver reads them (NEPTUNE_JOBS_FILE)."""
-    return {"jobs": {j["name"]: {k: v for k, v in j.items() if k != "name"}
-                     for j in spec["jobs"]},
+    return {"jobs": {j["name"]: _job_settings(j) for j in spec["jobs"]},
             "policy": spec.get("policy", "neptune")}
+
+
+def executor_replicas(spec: Mapping[str, Any]) -> int:
+    """Executor pods wanted (suspension aside): executors.replicas, which the autoscaler
+    writes while executors.autoscale is set; before its first write, autoscale.minReplicas."""
+    execs = spec.get("executors") or {}
+    if execs.get("replicas") is not None:
+        return int(execs["replicas"])
+    return int((execs.get("autoscale") or {}).get("minReplicas", 1))
+
+
+# What the driver runs: a change of any of these restarts it with another program or other
+# settings, which is an upgrade. Not in it: executor-only fields (the driver keeps running),
+# replicas, priority, monitoring, suspend (a resume is a restart of the same spec),
+# upgradeMode itself (it says what the next upgrade does) and autoscale.
+DRIVER_SPEC_FIELDS = ("image", "imagePullPolicy", "app", "driver", "jobs", "policy")
+
+
+def driver_spec_hash(spec: Mapping[str, Any]) -> str:
+    return _hash({k: spec.get(k) for k in DRIVER_SPEC_FIELDS})
+
+
+def _env_value(container: Mapping[str, Any], name: str) -> str | None:
+    for env in container.get("env") or []:
+        if env.get("name") == name and isinstance(env.get("value"), str):
+            return str(env["value"])
+    return None
+
+
+def driver_revision(obj: Mapping[str, Any],
+                    live: Mapping[str, Any] | None) -> DriverRevision:
+    """NEPTUNE_SPEC_GENERATION and NEPTUNE_UPGRADE_MODE for the driver's template, given the
+    live driver Deployment (None: there is none yet).
+
+    metadata.generation counts every spec change, a scale and a priority change too: put in
+    the template as it is, it would restart the driver on each. So the live template's values
+    are kept while what the driver runs (driver_spec_hash) is unchanged, and the resource's
+    generation and upgradeMode are taken when it changed (an upgrade: the driver restarts
+    anyway). This holds across operator restarts, since the hash is in the live template."""
+    fresh = DriverRevision(str(obj["metadata"].get("generation") or 1),
+                           str(obj["spec"].get("upgradeMode") or DEFAULT_UPGRADE_MODE))
+    if live is None:
+        return fresh
+    template = (live.get("spec") or {}).get("template") or {}
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(DRIVER_SPEC_ANNOTATION) != driver_spec_hash(obj["spec"]):
+        return fresh
+    containers = (template.get("spec") or {}).get("containers") or []
+    driver = next((c for c in containers if c.get("name") == "driver"), None)
+    generation = _env_value(driver or {}, "NEPTUNE_SPEC_GENERATION")
+    mode = _env_value(driver or {}, "NEPTUNE_UPGRADE_MODE")
+    if generation is None or mode is None:
+        return fresh
+    return DriverRevision(generation, mode)
 
 
 def priorities_document(spec: Mapping[str, Any], priorities: Mapping[str, int]) -> dict[str, Any]:
@@ -249,10 +355,27 @@ def _state_volume(obj: Mapping[str, Any]) -> dict[str, Any]:
             "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}
 
 
+def kafka_volumes(spec: Mapping[str, Any]) -> tuple[list[dict[str, Any]],
+                                                    list[dict[str, Any]]]:
+    """The Kafka sources' Secrets as read-only files in the driver (the only pod that runs
+    sources): volumes and mounts. Not optional: a missing Secret keeps the pod waiting (the
+    operator says so in an Event and in the status) rather than starting without
+    credentials."""
+    volumes, mounts = [], []
+    for secret in kafka_secrets(spec):
+        name = kafka_volume_name(secret)
+        volumes.append({"name": name,
+                        "secret": {"secretName": secret, "defaultMode": TOKENS_FILE_MODE}})
+        mounts.append({"name": name, "mountPath": kafka_secret_dir(secret), "readOnly": True})
+    return volumes, mounts
+
+
 def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
     spec = obj["spec"]
     names = Names(obj["metadata"]["name"])
     app_env, app_volumes, app_mounts = _app_env_and_mounts(spec)
+    kafka_vols, kafka_mounts = kafka_volumes(spec)
+    revision = ctx.driver_revision or driver_revision(obj, None)
     container = {
         "name": "driver",
         "image": spec["image"],
@@ -271,6 +394,9 @@ def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
             # Files `ingest` and `read`: the HTTP tokens, re-read when the kubelet refreshes
             # them after the Secret's values are replaced.
             {"name": "NEPTUNE_TOKENS_DIR", "value": TOKENS_DIR},
+            # stateless: a driver of another generation starts its keyed jobs empty.
+            {"name": "NEPTUNE_UPGRADE_MODE", "value": revision.upgrade_mode},
+            {"name": "NEPTUNE_SPEC_GENERATION", "value": revision.generation},
         ],
         "ports": [
             {"name": "executors", "containerPort": EXECUTOR_PORT, "protocol": "TCP"},
@@ -289,14 +415,16 @@ def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
             {"name": "state", "mountPath": STATE_DIR},
             # The whole Secret (no subPath), or a rotation would never reach the files.
             {"name": "tokens", "mountPath": TOKENS_DIR, "readOnly": True},
+            *kafka_mounts,
             *app_mounts,
         ],
     }
     volumes = [{"name": "config", "configMap": {"name": names.config}}, _state_volume(obj),
-               tokens_volume(names), *app_volumes]
+               tokens_volume(names), *kafka_vols, *app_volumes]
     # Job settings are read at start: their hash in the template restarts the driver on
     # change (the "reload" action) without touching the executors.
-    template_annotations = {"neptune.dev/jobs-hash": _hash(jobs_document(spec)),
+    template_annotations = {JOBS_HASH_ANNOTATION: _hash(jobs_document(spec)),
+                            DRIVER_SPEC_ANNOTATION: driver_spec_hash(spec),
                             **scrape_annotations(HTTP_PORT)}
     pod = _pod_spec(ctx, [container], volumes)
     # fsGroup (pod_security_context) makes the volume writable by the non-root user; only
@@ -377,7 +505,6 @@ def executor_container(spec: Mapping[str, Any], names: Names) -> dict[str, Any]:
 def executor_statefulset(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
     spec = obj["spec"]
     names = Names(obj["metadata"]["name"])
-    execs = spec["executors"]
     _, app_volumes, _ = _app_env_and_mounts(spec)
     containers = [executor_container(spec, names)]
     return {
@@ -385,7 +512,7 @@ def executor_statefulset(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest
         "kind": "StatefulSet",
         "metadata": _meta(obj, names.executor, "executor"),
         "spec": {
-            "replicas": 0 if spec.get("suspend") else int(execs["replicas"]),
+            "replicas": 0 if spec.get("suspend") else executor_replicas(spec),
             "serviceName": names.executor,
             # Executors are independent: start and stop them all at once.
             "podManagementPolicy": "Parallel",

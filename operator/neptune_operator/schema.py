@@ -11,6 +11,7 @@ from typing import Any
 
 from .constants import (
     DEFAULT_STATE_SIZE,
+    DEFAULT_UPGRADE_MODE,
     GROUP,
     JOB_KINDS,
     KIND,
@@ -18,6 +19,7 @@ from .constants import (
     POLICIES,
     SHORT_NAMES,
     SINGULAR,
+    UPGRADE_MODES,
     VERSION,
 )
 
@@ -38,6 +40,7 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 MAX_JOBS = 32
+MAX_REPLICAS = 1000
 MAX_NAME = 40  # of an app: NAME-executor-N stays a valid pod name and label value
 
 
@@ -220,6 +223,143 @@ def storage_schema() -> Schema:
     )
 
 
+# CEL regexes (no backslashes: CEL string literals refuse them, so [.] and friends).
+CEL_DNS_SUBDOMAIN = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# host:port, comma-separated: a host name or IPv4 address, or an IPv6 address in brackets.
+PORT = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+KAFKA_HOST_PORT = f"([a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?|[[][0-9a-fA-F:.]+[]]):{PORT}"
+KAFKA_BOOTSTRAP = f"^{KAFKA_HOST_PORT}(,{KAFKA_HOST_PORT})*$"
+KAFKA_TOPIC = "^[-._a-zA-Z0-9]+$"
+MAX_KAFKA_TOPIC = 249  # Kafka's own limit
+MAX_BOOTSTRAP = 512
+
+
+def kafka_schema() -> Schema:
+    return _o(
+        "Read the job's events from a Kafka topic (the runtime's sources.Kafka): its "
+        "partitions map onto the job's partitions, offsets are committed to the group after "
+        "their tasks finished. Replaces the app module's source when that is a Kafka or an "
+        "HTTP source. Credentials (SASL, TLS) come from secretRef, never from the spec.",
+        {
+            "bootstrapServers": _s(
+                "Brokers to start from: host:port, comma-separated without spaces, e.g. "
+                "kafka-0.kafka.svc:9092,kafka-1.kafka.svc:9092.",
+                minLength=1, maxLength=MAX_BOOTSTRAP,
+                **{"x-kubernetes-validations": [{
+                    **_rule(f"self.matches('{KAFKA_BOOTSTRAP}')",
+                            "bootstrapServers must be host:port pairs separated by commas "
+                            "(no spaces, ports 1-65535)"),
+                    "messageExpression": (
+                        "'bootstrapServers must be host:port pairs separated by commas (no "
+                        "spaces, ports 1-65535), e.g. kafka-0.kafka:9092,kafka-1.kafka:9092, "
+                        "not ' + self"),
+                }]}),
+            "topic": _s(
+                "The topic to read (it must exist: the broker may refuse to create topics).",
+                minLength=1, maxLength=MAX_KAFKA_TOPIC,
+                **{"x-kubernetes-validations": [{
+                    **_rule(f"self.matches('{KAFKA_TOPIC}') && self != '.' && self != '..'",
+                            "topic must be a Kafka topic name: letters, digits, '.', '_' and "
+                            "'-', not '.' or '..'"),
+                    "messageExpression": ("'topic must be a Kafka topic name (letters, digits, "
+                                          "., _ and -; not . or ..), not ' + self"),
+                }]}),
+            "group": _s(
+                "Consumer group: where the job's offsets are committed, and where a stateless "
+                "upgrade starts from. One group per job and topic.",
+                minLength=1, maxLength=255,
+                **{"x-kubernetes-validations": [
+                    _rule("!self.matches('[[:space:][:cntrl:]]')",
+                          "group must not contain whitespace or control characters"),
+                ]}),
+            "secretRef": _o(
+                "A Secret in the application's namespace whose keys are librdkafka settings "
+                "(security.protocol, sasl.mechanism, sasl.username, sasl.password, "
+                "ssl.ca.location, ...). It is mounted read-only in the driver; a key that "
+                "names a file setting (ending in .location or .file, or "
+                "sasl.kerberos.keytab) holds the file's content and the setting gets the "
+                "mounted file's path, every other key holds the setting's value.",
+                {"name": _s(
+                    "Name of the Secret.", minLength=1, maxLength=253,
+                    **{"x-kubernetes-validations": [
+                        _rule(f"self.matches('{CEL_DNS_SUBDOMAIN}')",
+                              "secretRef.name must be a Secret name (a DNS subdomain: "
+                              "lowercase letters, digits, '-' and '.')"),
+                    ]})},
+                required=["name"],
+            ),
+        },
+        required=["bootstrapServers", "topic", "group"],
+    )
+
+
+def source_schema() -> Schema:
+    return _o(
+        "Where a stream job's events come from, overriding the app module's source: "
+        "exactly one of http and kafka. Absent: the module's own source.",
+        {
+            "http": _o("Events POSTed to the driver's /ingest/JOB (with the ingest token).",
+                       {}),
+            "kafka": kafka_schema(),
+        },
+        **{"x-kubernetes-validations": [
+            _rule("[has(self.http), has(self.kafka)].exists_one(x, x)",
+                  "source must set exactly one of http and kafka"),
+        ]},
+    )
+
+
+def _kafka_key(j: str) -> str:
+    return f"has({j}.source) && has({j}.source.kafka)"
+
+
+# Two jobs consuming one topic in one group would split its partitions between them.
+KAFKA_UNIQUE = _rule(
+    f"self.all(j, !({_kafka_key('j')}) || self.exists_one(k, {_kafka_key('k')} && "
+    "k.source.kafka.topic == j.source.kafka.topic && "
+    "k.source.kafka.group == j.source.kafka.group))",
+    "two jobs must not read the same Kafka topic in the same group (they would split its "
+    "partitions): give each job its own source.kafka.group")
+
+
+def autoscale_schema() -> Schema:
+    return _o(
+        "Scale the executors from the lag the driver reports: for each running stream job "
+        "whose source reports lag, the seconds to drain it (records waiting / records per "
+        "second); the worst job decides. Over targetLagSeconds for scaleUpWindowSeconds: "
+        "scale up (up to double, at least one pod); under half of it for "
+        "scaleDownWindowSeconds: one pod down; at most one step per window, within "
+        "minReplicas..maxReplicas. While set, the operator owns executors.replicas.",
+        {
+            "minReplicas": _i("Fewest executor pods.", minimum=1, maximum=MAX_REPLICAS,
+                              default=1),
+            "maxReplicas": _i("Most executor pods.", minimum=1, maximum=MAX_REPLICAS),
+            "targetLagSeconds": _i(
+                "Seconds of backlog (lag / throughput) the executors may have before they are "
+                "scaled up; under half of it they are scaled down.",
+                minimum=1, maximum=86400, default=30),
+            "scaleUpWindowSeconds": _i(
+                "How long the lag must stay over target before a step up.",
+                minimum=0, maximum=3600, default=60),
+            "scaleDownWindowSeconds": _i(
+                "How long the lag must stay under half the target before a step down (at "
+                "least scaleUpWindowSeconds).",
+                minimum=0, maximum=86400, default=300),
+        },
+        required=["maxReplicas"],
+        **{"x-kubernetes-validations": [
+            # Static: string(int) in a messageExpression is beyond the cost budget.
+            _rule("self.minReplicas <= self.maxReplicas",
+                  "autoscale.minReplicas must not be above autoscale.maxReplicas",
+                  ".minReplicas"),
+            _rule("self.scaleDownWindowSeconds >= self.scaleUpWindowSeconds",
+                  "autoscale.scaleDownWindowSeconds must be at least scaleUpWindowSeconds "
+                  "(scale down more slowly than up, or it flaps)",
+                  ".scaleDownWindowSeconds"),
+        ]},
+    )
+
+
 def job_schema() -> Schema:
     return _o(
         "One job of the application. Stream jobs are latency-critical and carry an SLO; "
@@ -251,14 +391,13 @@ def job_schema() -> Schema:
             ),
             "partitions": _i("Number of partitions of a batch job's dataset.",
                              minimum=1, maximum=100000),
-            "source": _s(
-                "Where a stream job's events come from, e.g. 'http' (POST to the driver's "
-                "/ingest/JOB) or a source name known to the app module.",
-                maxLength=253,
-            ),
+            "source": source_schema(),
         },
         required=["name", "kind"],
         **{"x-kubernetes-validations": [
+            _rule("self.kind == 'stream' || !has(self.source)",
+                  "source applies to stream jobs only (a batch job reads its dataset with its "
+                  "read function)", ".source"),
             _rule("self.kind != 'stream' || has(self.slo)",
                   "a stream job needs an slo (e.g. slo: 50ms)", ".slo"),
             _rule("self.kind != 'batch' || !has(self.slo)",
@@ -333,13 +472,21 @@ def spec_schema() -> Schema:
                 "The executor pods. Each pod runs one executor process per slot (one core); "
                 "give each pod about one CPU per slot in resources.",
                 {
-                    "replicas": _i("Number of executor pods (scale subresource).", minimum=1,
-                                   maximum=1000),
+                    "replicas": _i(
+                        "Number of executor pods (scale subresource). Required unless "
+                        "autoscale is set; while autoscale is set, the operator writes it "
+                        "(leave it out of manifests applied with server-side apply).",
+                        minimum=1, maximum=MAX_REPLICAS),
                     "slotsPerPod": _i("Executor processes (one core each) per pod.", minimum=1,
                                       maximum=64, default=1),
                     "resources": resources_schema("executor"),
+                    "autoscale": autoscale_schema(),
                 },
-                required=["replicas"],
+                **{"x-kubernetes-validations": [
+                    _rule("has(self.replicas) || has(self.autoscale)",
+                          "executors.replicas is required unless executors.autoscale is set",
+                          ".replicas"),
+                ]},
             ),
             "jobs": {
                 "type": "array",
@@ -353,12 +500,21 @@ def spec_schema() -> Schema:
                 "x-kubernetes-validations": [
                     _rule("self.all(j, self.exists_one(k, k.name == j.name))",
                           "job names must be unique"),
+                    KAFKA_UNIQUE,
                 ],
             },
             "policy": _s(
                 "Scheduling policy inside the app: fifo, fair, kill (preempt by killing) or "
                 "neptune (suspend batch tasks; locality- and memory-aware).",
                 enum=list(POLICIES), default="neptune"),
+            "upgradeMode": _s(
+                "What a driver of a new spec (a roll or a reload that changes what the driver "
+                "runs) starts from. last-state: the keyed state and offsets the last driver "
+                "left in its state directory (durable only with driver.storage). stateless: "
+                "empty keyed state, from the source's committed offsets (a Kafka group's). A "
+                "restart of the same spec keeps state either way. Changing upgradeMode alone "
+                "restarts nothing: it applies to the next upgrade.",
+                enum=list(UPGRADE_MODES), default=DEFAULT_UPGRADE_MODE),
             "priority": _i(
                 "Application priority across the cluster (higher first). Ranks this app's "
                 "stream jobs against other apps', then SLO tightness breaks ties.",
@@ -405,6 +561,8 @@ def status_schema() -> Schema:
             "records": _i("Records processed."),
             "throughputPerSecond": _n("Records per second."),
             "uncommitted": _i("Events accepted but not yet committed (stream jobs)."),
+            "lag": _i("Records waiting in the source, over all its partitions (a Kafka "
+                      "source's high watermark minus its position)."),
             "offsets": _o(
                 "Offsets of a stream job's source, kept in the driver's state directory.",
                 {
@@ -471,6 +629,19 @@ def status_schema() -> Schema:
                             "capacity": _s("The bound volume's capacity."),
                         },
                     ),
+                },
+            ),
+            "autoscale": _o(
+                "What the executor autoscaler (spec.executors.autoscale) last saw and did.",
+                {
+                    "drainSeconds": _n("Seconds to drain the worst stream job's lag at its "
+                                       "throughput (absent: no evidence; very large: lag "
+                                       "but no throughput)."),
+                    "job": _s("The stream job that decided (the worst)."),
+                    "message": _s("What the autoscaler is waiting for, or why it holds."),
+                    "lastScaleTime": _s("When it last changed executors.replicas.",
+                                        format="date-time"),
+                    "lastScale": _s("Its last change: from -> to, and why."),
                 },
             ),
             "lastAction": _s("The last spec change classification: scale, roll, reload, ..."),

@@ -4,7 +4,8 @@
     roll        image, pull policy, app source, resources, driver storage or slots: pods
                 are replaced
     reload      job settings or policy: only the driver restarts
-    reconfigure priority or monitoring: ConfigMap / PodMonitor only, no pod restarts
+    reconfigure priority, monitoring, upgradeMode or executors.autoscale: no pod restarts
+                (upgradeMode applies to the next upgrade; autoscale to the next status round)
     suspend     suspend became true: pods removed, resource kept
     resume      suspend became false: pods come back
     noop        nothing in the spec changed (metadata only)
@@ -26,12 +27,16 @@ ROLL_PATHS = ("image", "imagePullPolicy", "app", "driver.resources", "driver.sto
               "executors.resources", "executors.slotsPerPod")
 RELOAD_PATHS = ("jobs", "policy")
 SCALE_PATHS = ("executors.replicas",)
-RECONFIGURE_PATHS = ("priority", "monitoring")
+# upgradeMode says what the next upgrade does: the driver only reads it when it starts with
+# another spec, so changing it alone restarts nothing (a restart of the same spec keeps state
+# in either mode; see render.driver_revision).
+RECONFIGURE_PATHS = ("priority", "monitoring", "upgradeMode", "executors.autoscale")
 
 # Defaults the API server fills in: a field absent on one side and at its default on the other
 # is not a change (old objects may predate a default).
 DEFAULTS: dict[str, Any] = {"imagePullPolicy": "IfNotPresent", "executors.slotsPerPod": 1,
-                            "policy": "neptune", "priority": 0, "suspend": False}
+                            "policy": "neptune", "priority": 0, "suspend": False,
+                            "upgradeMode": "last-state"}
 
 
 @dataclass(frozen=True)

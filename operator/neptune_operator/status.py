@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .constants import DEFAULT_UPGRADE_MODE
 from .render import Names, driver_storage, executor_selector_string
 
 
@@ -22,6 +23,8 @@ class ChildState:
     # when it does not exist yet) and capacity. Ignored without spec.driver.storage.
     claim_phase: str | None = None
     claim_capacity: str | None = None
+    # Secrets named by Kafka sources (spec.jobs[].source.kafka.secretRef) that do not exist.
+    missing_secrets: tuple[str, ...] = ()
 
 
 def _f(value: Any) -> float | None:
@@ -41,6 +44,9 @@ def job_figures(driver_doc: Mapping[str, Any] | None) -> dict[str, dict[str, Any
                 fig[dst] = j[src]
         if isinstance(j.get("uncommitted"), int):
             fig["uncommitted"] = j["uncommitted"]
+        if isinstance(j.get("lag"), Mapping) and j["lag"]:
+            fig["lag"] = sum(v for v in j["lag"].values()
+                             if isinstance(v, int) and not isinstance(v, bool) and v > 0)
         if isinstance(j.get("offsets"), Mapping):
             fig["offsets"] = offsets(j["offsets"])
         for src, dst in (("throughput_per_s", "throughputPerSecond"), ("slo_ms", "sloMs"),
@@ -76,6 +82,20 @@ def storage_status(name: str, spec: Mapping[str, Any],
     if children.claim_capacity:
         out["capacity"] = children.claim_capacity
     return out
+
+
+def state_warning(spec: Mapping[str, Any]) -> str | None:
+    """Why upgradeMode last-state would not hold, or None: without driver.storage the state
+    directory is an emptyDir, gone with the pod (the StateNotDurable Warning)."""
+    if (spec.get("upgradeMode") or DEFAULT_UPGRADE_MODE) != "last-state":
+        return None
+    if driver_storage(spec) is not None:
+        return None
+    return ("upgradeMode is last-state but driver.storage is not set: keyed state, offsets "
+            "and the ingest log are on an emptyDir, lost when the driver pod is replaced "
+            "(roll, reload, eviction, node loss); a Kafka job then starts from its group's "
+            "committed offsets with empty keyed state, as with stateless. driver.storage can "
+            "only be set at creation")
 
 
 def _has_samples(fig: Mapping[str, Any], raw: Mapping[str, Any]) -> bool:
@@ -117,7 +137,7 @@ def _condition(previous: Sequence[Mapping[str, Any]], ctype: str, status: bool |
 def build(*, name: str, generation: int, spec: Mapping[str, Any], children: ChildState,
           driver_doc: Mapping[str, Any] | None, driver_error: str | None,
           assigned: Mapping[str, Any] | None, previous: Mapping[str, Any] | None,
-          now: str) -> dict[str, Any]:
+          now: str, autoscale: Mapping[str, Any] | None = None) -> dict[str, Any]:
     suspended = bool(spec.get("suspend"))
     figures = job_figures(driver_doc)
     failed_jobs = sorted(n for n, f in figures.items() if f.get("state") == "failed")
@@ -143,6 +163,11 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
     waiting = "waiting for pods to become ready"
     if storage.get("phase") not in (None, "Bound"):
         waiting += f"; driver state claim {storage['claimName']} is {storage['phase']}"
+    if children.missing_secrets:
+        many = len(children.missing_secrets) > 1
+        waiting += (f"; the driver waits for Secret{'s' if many else ''} "
+                    f"{', '.join(children.missing_secrets)} (spec.jobs[].source.kafka."
+                    f"secretRef), which do{'' if many else 'es'} not exist")
 
     def cond(ctype: str, status: bool | None, reason: str, message: str) -> dict[str, Any]:
         return _condition(prev_conditions, ctype, status, reason, message, generation, now)
@@ -188,6 +213,8 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
         status["worstJob"] = worst
     if assigned:
         status["assignedPriority"] = dict(assigned)
+    if autoscale:
+        status["autoscale"] = dict(autoscale)
     return status
 
 

@@ -18,7 +18,7 @@ BASE: dict[str, Any] = {
                                     "limits": {"cpu": "1", "memory": "1Gi"}}},
         "jobs": [
             {"name": "score", "kind": "stream", "slo": "50ms", "trigger": "event",
-             "source": "http"},
+             "source": {"http": {}}},
             {"name": "train", "kind": "batch", "partitions": 8},
         ],
         "policy": "neptune",

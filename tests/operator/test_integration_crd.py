@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from e2e.controlplane import ControlPlane
-from neptune_operator import render
+from neptune_operator import migrate, render
 
 from .op_helpers import BASE
 
@@ -95,6 +96,36 @@ def both_sources(spec: dict[str, Any]) -> None:
     spec["app"]["configMap"] = {"name": "src", "key": "app.py"}
 
 
+KAFKA = {"bootstrapServers": "kafka-0.kafka.svc:9092,kafka-1.kafka.svc:9092",
+         "topic": "transactions", "group": "fraud-score", "secretRef": {"name": "kafka-creds"}}
+
+
+def kafka(**fields: Any) -> Mut:
+    """Job 0 reads Kafka, with `fields` changed (None: removed)."""
+    def mut(spec: dict[str, Any]) -> None:
+        src = {**KAFKA, **fields}
+        spec["jobs"][0]["source"] = {"kafka": {k: v for k, v in src.items() if v is not None}}
+    return mut
+
+
+def two_jobs_on_one_group(spec: dict[str, Any]) -> None:
+    kafka()(spec)
+    spec["jobs"].append({"name": "again", "kind": "stream", "slo": "1s",
+                         "source": copy.deepcopy(spec["jobs"][0]["source"])})
+
+
+def two_kafka_jobs(spec: dict[str, Any]) -> None:
+    kafka()(spec)
+    spec["jobs"].append({"name": "again", "kind": "stream", "slo": "1s",
+                         "source": {"kafka": {**KAFKA, "group": "other"}}})
+
+
+def autoscale(**fields: Any) -> Mut:
+    def mut(spec: dict[str, Any]) -> None:
+        spec["executors"]["autoscale"] = fields
+    return mut
+
+
 INVALID: list[tuple[str, Mut, list[str]]] = [
     ("stream job without slo", drop_slo, ["spec.jobs[0].slo", "needs an slo"]),
     ("batch job with slo", job(1, slo="1s"), ["spec.jobs[1].slo", "must not have an slo"]),
@@ -123,6 +154,52 @@ INVALID: list[tuple[str, Mut, list[str]]] = [
      ["spec.driver.storage.storageClassName", "should match"]),
     ("storage size huge exponent", set_("driver.storage", {"size": "1e9999999999"}),
      ["spec.driver.storage.size", "should match"]),
+    # Kafka sources.
+    ("bootstrap servers with a space", kafka(bootstrapServers="a:9092, b:9092"),
+     ["spec.jobs[0].source.kafka.bootstrapServers", "host:port pairs separated by commas",
+      "not a:9092, b:9092"]),
+    ("bootstrap server without a port", kafka(bootstrapServers="kafka"),
+     ["spec.jobs[0].source.kafka.bootstrapServers", "host:port"]),
+    ("bootstrap server port out of range", kafka(bootstrapServers="kafka:70000"),
+     ["spec.jobs[0].source.kafka.bootstrapServers", "ports 1-65535"]),
+    ("topic with a space", kafka(topic="card tx"),
+     ["spec.jobs[0].source.kafka.topic", "must be a Kafka topic name", "not card tx"]),
+    ("topic ..", kafka(topic=".."), ["spec.jobs[0].source.kafka.topic", "not . or .."]),
+    ("topic too long", kafka(topic="t" * 250), ["spec.jobs[0].source.kafka.topic", "249"]),
+    ("group with whitespace", kafka(group="fraud score"),
+     ["spec.jobs[0].source.kafka.group", "must not contain whitespace"]),
+    ("no group", kafka(group=None), ["spec.jobs[0].source.kafka.group", "Required value"]),
+    ("no topic", kafka(topic=None), ["spec.jobs[0].source.kafka.topic", "Required value"]),
+    ("secret name not a name", kafka(secretRef={"name": "Kafka_Creds"}),
+     ["spec.jobs[0].source.kafka.secretRef.name", "must be a Secret name"]),
+    # Credentials are never in the spec: unknown fields are refused, not kept.
+    ("password in the spec", kafka(secretRef={"name": "creds"}, password="hunter2"),
+     ["spec.jobs[0].source.kafka", 'unknown field "spec.jobs[0].source.kafka.password"']),
+    ("http and kafka", job(0, source={"http": {}, "kafka": KAFKA}),
+     ["spec.jobs[0].source", "exactly one of http and kafka"]),
+    ("empty source", job(0, source={}), ["spec.jobs[0].source", "exactly one of http and kafka"]),
+    ("source named as a string", job(0, source="http"),
+     ["spec.jobs[0].source", "must be of type object"]),
+    ("source on a batch job", job(1, source={"http": {}}),
+     ["spec.jobs[1].source", "stream jobs only"]),
+    ("two jobs on one topic and group", two_jobs_on_one_group,
+     ["spec.jobs", "same Kafka topic in the same group"]),
+    # Upgrade mode and autoscale.
+    ("unknown upgrade mode", set_("upgradeMode", "savepoint"),
+     ["spec.upgradeMode", "Unsupported value"]),
+    ("neither replicas nor autoscale", set_("executors", {"slotsPerPod": 1}),
+     ["spec.executors.replicas", "required unless executors.autoscale is set"]),
+    ("autoscale min above max", autoscale(minReplicas=5, maxReplicas=2),
+     ["spec.executors.autoscale.minReplicas", "must not be above autoscale.maxReplicas"]),
+    ("autoscale without max", autoscale(minReplicas=2),
+     ["spec.executors.autoscale.maxReplicas", "Required value"]),
+    ("autoscale max above 1000", autoscale(maxReplicas=1001),
+     ["spec.executors.autoscale.maxReplicas", "1000"]),
+    ("autoscale target zero", autoscale(maxReplicas=4, targetLagSeconds=0),
+     ["spec.executors.autoscale.targetLagSeconds", "1"]),
+    ("autoscale down faster than up",
+     autoscale(maxReplicas=4, scaleUpWindowSeconds=60, scaleDownWindowSeconds=30),
+     ["spec.executors.autoscale.scaleDownWindowSeconds", "at least scaleUpWindowSeconds"]),
 ]
 
 
@@ -266,8 +343,17 @@ def test_without_the_rule_the_api_server_refuses_the_child(
     set_("image", "registry.local:5000/team/neptune@sha256:" + "a" * 64),
     set_("app", {"configMap": {"name": "src", "key": ".app.py"}}),
     lambda spec: None,
+    kafka(),
+    kafka(bootstrapServers="[fd00::1]:9092,10.0.0.7:9093", topic="tx.in-2_a",
+          secretRef={"name": "kafka." + "c" * 200}),  # a subdomain no volume could be named
+    kafka(secretRef=None),  # no credentials (PLAINTEXT)
+    two_kafka_jobs,
+    lambda spec: spec["executors"].update(autoscale={"maxReplicas": 4}),
+    lambda spec: spec.update(upgradeMode="stateless"),
 ], ids=["equal-other-units", "limit-above", "fractional-gi", "limits-only", "requests-only",
-        "extended-equal", "extended-in-k", "image-digest", "dotfile-key", "name-a"])
+        "extended-equal", "extended-in-k", "image-digest", "dotfile-key", "name-a", "kafka",
+        "kafka-ipv6-long-secret", "kafka-plaintext", "kafka-two-groups", "autoscale",
+        "stateless"])
 def test_good_values_are_accepted_and_so_are_their_children(crd: ControlPlane,
                                                              mutate: Mut) -> None:
     obj = named("a")
@@ -277,6 +363,110 @@ def test_good_values_are_accepted_and_so_are_their_children(crd: ControlPlane,
     for kind in ("Deployment", "StatefulSet", "Service"):
         code, err = apply_children(crd, rendered(obj, kind))
         assert code == 0, f"{kind}: {err}"
+
+
+def test_autoscale_defaults_and_replicas_left_out(crd: ControlPlane) -> None:
+    obj = valid()
+    obj["metadata"]["name"] = "autoscaled"
+    del obj["spec"]["executors"]["replicas"]
+    obj["spec"]["executors"]["autoscale"] = {"maxReplicas": 6}
+    proc = crd.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-",
+                       stdin=yaml.safe_dump(obj))
+    spec = json.loads(proc.stdout)["spec"]
+    assert spec["executors"]["autoscale"] == {
+        "minReplicas": 1, "maxReplicas": 6, "targetLagSeconds": 30,
+        "scaleUpWindowSeconds": 60, "scaleDownWindowSeconds": 300}
+    assert "replicas" not in spec["executors"]
+    assert spec["upgradeMode"] == "last-state"
+    # The StatefulSet rendered from it is taken, with minReplicas pods.
+    (sts,) = rendered(obj, "StatefulSet")
+    assert sts["spec"]["replicas"] == 1
+    code, err = apply_children(crd, [sts])
+    assert code == 0, err
+
+
+def test_the_driver_of_a_kafka_app_is_taken_as_rendered(crd: ControlPlane) -> None:
+    obj = valid()
+    kafka()(obj["spec"])
+    obj["spec"]["upgradeMode"] = "stateless"
+    (dep,) = rendered(obj, "Deployment")
+    proc = crd.kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-",
+                       stdin=yaml.safe_dump(dep))
+    pod = json.loads(proc.stdout)["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"].startswith("kafka-")]
+    assert volume["secret"]["secretName"] == "kafka-creds"
+    assert volume["secret"]["defaultMode"] == 0o440
+    (driver,) = pod["containers"]
+    assert {"name": volume["name"], "mountPath": "/var/run/neptune/kafka/kafka-creds",
+            "readOnly": True} in driver["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in driver["env"]}
+    assert env["NEPTUNE_UPGRADE_MODE"] == "stateless"
+    assert env["NEPTUNE_SPEC_GENERATION"] == "1"  # valid() has no generation: a new object's
+
+
+def old_crd() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the CRD as generated, the same with jobs[].source a name, as before sources were
+    objects)."""
+    current = yaml.safe_load((ROOT / "crds" / "continuousapplication.yaml").read_text())
+    old = copy.deepcopy(current)
+    (version,) = old["spec"]["versions"]
+    job = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["jobs"]
+    job["items"]["properties"]["source"] = {"type": "string", "maxLength": 253,
+                                            "description": "A source name."}
+    job["items"]["x-kubernetes-validations"] = [
+        r for r in job["items"]["x-kubernetes-validations"] if "source" not in r["rule"]]
+    job["x-kubernetes-validations"] = [
+        r for r in job["x-kubernetes-validations"] if "source" not in r["rule"]]
+    return current, old
+
+
+def test_an_object_stored_with_a_source_name_needs_the_migration(crd: ControlPlane) -> None:
+    """Before sources were objects, `source: http` was a string. The API server keeps such
+    objects, but with the new schema every write to them (status and annotations too) fails
+    until the source is an object: the operator's migration (migrate.py) is that patch."""
+    current, old = old_crd()
+    obj = valid()
+    obj["metadata"]["name"] = "old-source"
+    obj["spec"]["jobs"][0]["source"] = "http"
+    try:
+        crd.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                    stdin=yaml.safe_dump(old))
+        wait_for_schema(crd, obj, accepted=True)
+        crd.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(obj))
+    finally:
+        crd.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                    stdin=yaml.safe_dump(current))
+    try:
+        other = copy.deepcopy(obj)
+        other["metadata"]["name"] = "new-source"
+        wait_for_schema(crd, other, accepted=False)  # a new object needs the object form
+        stored = crd.get("capp", "old-source", NS)
+        assert stored is not None and stored["spec"]["jobs"][0]["source"] == "http"
+        proc = crd.kubectl("patch", "capp", "old-source", "-n", NS, "--subresource=status",
+                           "--type", "merge", "-p", '{"status": {"phase": "Running"}}',
+                           check=False)
+        assert proc.returncode != 0 and "spec.jobs[0].source" in proc.stderr, proc.stderr
+        ops = migrate.source_patch(stored["spec"])
+        assert ops is not None
+        crd.kubectl("patch", "capp", "old-source", "-n", NS, "--type", "json",
+                    "-p", json.dumps(ops))
+        stored = crd.get("capp", "old-source", NS)
+        assert stored is not None and stored["spec"]["jobs"][0]["source"] == {"http": {}}
+        crd.kubectl("patch", "capp", "old-source", "-n", NS, "--subresource=status",
+                    "--type", "merge", "-p", '{"status": {"phase": "Running"}}')
+    finally:
+        crd.kubectl("delete", "capp", "old-source", "-n", NS, "--wait=true")
+
+
+def wait_for_schema(cp: ControlPlane, obj: dict[str, Any], accepted: bool) -> None:
+    """The API server takes a CRD's new schema within moments, not at once."""
+    deadline = time.monotonic() + 30
+    while True:
+        code, err = apply(cp, obj)
+        if (code == 0) is accepted:
+            return
+        assert time.monotonic() < deadline, f"schema not in effect: {err}"
+        time.sleep(0.3)
 
 
 @pytest.mark.parametrize(("label", "mutate", "expected"), INVALID, ids=[c[0] for c in INVALID])
@@ -350,7 +540,14 @@ def test_kubectl_explain_describes_fields(crd: ControlPlane) -> None:
     out = crd.kubectl("explain", "capp.spec.jobs.slo").stdout
     assert "Latency objective" in out
     out = crd.kubectl("explain", "capp.spec").stdout
-    for field in ("executors", "jobs", "policy", "suspend", "monitoring"):
+    for field in ("executors", "jobs", "policy", "suspend", "monitoring", "upgradeMode"):
+        assert field in out
+    # kubectl wraps descriptions: compare with the whitespace folded.
+    out = " ".join(crd.kubectl("explain", "capp.spec.jobs.source.kafka").stdout.split())
+    for field in ("bootstrapServers", "topic", "group", "secretRef", "never from the spec"):
+        assert field in out
+    out = " ".join(crd.kubectl("explain", "capp.spec.executors.autoscale").stdout.split())
+    for field in ("minReplicas", "maxReplicas", "targetLagSeconds", "owns executors.replicas"):
         assert field in out
 
 

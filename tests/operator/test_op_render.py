@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -325,3 +326,139 @@ def test_executors_get_no_http_tokens(capp: dict[str, Any]) -> None:
     pod = sts["spec"]["template"]["spec"]
     assert "tokens" not in {v["name"] for v in pod["volumes"]}
     assert "NEPTUNE_TOKENS_DIR" not in env(pod["containers"][0])
+
+
+KAFKA = {"bootstrapServers": "kafka-0.kafka:9092", "topic": "transactions", "group": "fraud",
+         "secretRef": {"name": "kafka-creds"}}
+
+
+def with_kafka(capp: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    capp["spec"]["jobs"][0]["source"] = {"kafka": {**KAFKA, **extra}}
+    return capp
+
+
+def test_kafka_secret_is_mounted_read_only_in_the_driver_only(capp: dict[str, Any]) -> None:
+    children = by_kind(render.render(with_kafka(capp), CTX))
+    pod = children[("Deployment", "fraud-driver")]["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"].startswith("kafka-")]
+    assert volume["secret"] == {"secretName": "kafka-creds", "defaultMode": 0o440}
+    assert "optional" not in volume["secret"]  # no credentials: the pod waits, never runs
+    (driver,) = pod["containers"]
+    assert {"name": volume["name"], "mountPath": "/var/run/neptune/kafka/kafka-creds",
+            "readOnly": True} in driver["volumeMounts"]
+    assert restricted_violations(pod) == []
+    # Nothing of the Secret in the pod's environment or the ConfigMap, only its path.
+    assert "kafka-creds" not in json.dumps(driver["env"])
+    jobs = json.loads(children[("ConfigMap", "fraud-config")]["data"]["jobs.json"])["jobs"]
+    assert jobs["score"]["source"] == {"kafka": {
+        **KAFKA, "secretDir": "/var/run/neptune/kafka/kafka-creds"}}
+    sts_pod = children[("StatefulSet", "fraud-executor")]["spec"]["template"]["spec"]
+    assert not [v for v in sts_pod["volumes"] if "secret" in v]
+
+
+def test_kafka_secrets_are_mounted_once_each(capp: dict[str, Any]) -> None:
+    long_name = "kafka." + "a" * 200  # a subdomain: too long for a volume name
+    capp["spec"]["jobs"] = [
+        {"name": "a", "kind": "stream", "slo": "1s", "source": {"kafka": {**KAFKA}}},
+        {"name": "b", "kind": "stream", "slo": "1s",
+         "source": {"kafka": {**KAFKA, "group": "other"}}},
+        {"name": "c", "kind": "stream", "slo": "1s",
+         "source": {"kafka": {**KAFKA, "secretRef": {"name": long_name}}}},
+        {"name": "d", "kind": "stream", "slo": "1s",
+         "source": {"kafka": {k: v for k, v in KAFKA.items() if k != "secretRef"}}},
+        {"name": "e", "kind": "stream", "slo": "1s", "source": {"http": {}}},
+    ]
+    assert render.kafka_secrets(capp["spec"]) == ["kafka-creds", long_name]
+    volumes, mounts = render.kafka_volumes(capp["spec"])
+    assert [v["secret"]["secretName"] for v in volumes] == ["kafka-creds", long_name]
+    assert all(len(v["name"]) <= 63 for v in volumes)
+    assert len({v["name"] for v in volumes}) == 2
+    assert [m["mountPath"] for m in mounts] == ["/var/run/neptune/kafka/kafka-creds",
+                                                f"/var/run/neptune/kafka/{long_name}"]
+    jobs = render.jobs_document(capp["spec"])["jobs"]
+    assert "secretDir" not in jobs["d"]["source"]["kafka"]
+    assert jobs["e"]["source"] == {"http": {}}
+
+
+def test_an_old_objects_source_name_is_passed_on(capp: dict[str, Any]) -> None:
+    # Before sources were objects the CRD took a name; the API server keeps such objects.
+    capp["spec"]["jobs"][0]["source"] = "http"
+    assert render.kafka_secrets(capp["spec"]) == []
+    assert render.jobs_document(capp["spec"])["jobs"]["score"]["source"] == "http"
+
+
+def test_upgrade_mode_and_generation_reach_the_driver(capp: dict[str, Any]) -> None:
+    dep = by_kind(render.render(capp, CTX))[("Deployment", "fraud-driver")]
+    (driver,) = dep["spec"]["template"]["spec"]["containers"]
+    assert env(driver)["NEPTUNE_UPGRADE_MODE"] == "last-state"  # the default
+    assert env(driver)["NEPTUNE_SPEC_GENERATION"] == "3"  # metadata.generation
+    capp["spec"]["upgradeMode"] = "stateless"
+    ctx = RenderContext(secret_hex="", driver_revision=render.DriverRevision("2", "last-state"))
+    dep = by_kind(render.render(capp, ctx))[("Deployment", "fraud-driver")]
+    (driver,) = dep["spec"]["template"]["spec"]["containers"]
+    assert (env(driver)["NEPTUNE_UPGRADE_MODE"], env(driver)["NEPTUNE_SPEC_GENERATION"]) == (
+        "last-state", "2")
+
+
+def live_driver(obj: dict[str, Any]) -> dict[str, Any]:
+    return render.driver_deployment(obj, CTX)
+
+
+def test_driver_revision_changes_only_with_what_the_driver_runs(capp: dict[str, Any]) -> None:
+    assert render.driver_revision(capp, None) == render.DriverRevision("3", "last-state")
+    live = live_driver(capp)
+    # A scale, a priority change, autoscale, monitoring, upgradeMode: the generation counts
+    # them, the driver's template does not change.
+    later = copy.deepcopy(capp)
+    later["metadata"]["generation"] = 9
+    later["spec"]["executors"]["replicas"] = 7
+    later["spec"]["priority"] = 900
+    later["spec"]["monitoring"] = {"podMonitor": False}
+    later["spec"]["upgradeMode"] = "stateless"
+    later["spec"]["executors"]["autoscale"] = {"maxReplicas": 9}
+    later["spec"]["executors"]["resources"] = {"requests": {"cpu": "2"}}  # executors only
+    kept = render.driver_revision(later, live)
+    assert kept == render.DriverRevision("3", "last-state")
+    # What the driver runs changes: an upgrade, with the mode of the resource as it is now.
+    for field, value in (("image", "neptune:v2"), ("jobs", [{"name": "score",
+                                                            "kind": "stream", "slo": "9ms"}]),
+                         ("policy", "fair"), ("app", {"module": "other"}),
+                         ("driver", {"resources": {"limits": {"memory": "1Gi"}}})):
+        changed = copy.deepcopy(later)
+        changed["spec"][field] = value
+        assert render.driver_revision(changed, live) == render.DriverRevision(
+            "9", "stateless"), field
+
+
+def test_driver_revision_of_a_driver_from_an_older_operator(capp: dict[str, Any]) -> None:
+    live = live_driver(capp)
+    del live["spec"]["template"]["metadata"]["annotations"]["neptune.dev/driver-spec-hash"]
+    capp["metadata"]["generation"] = 5
+    assert render.driver_revision(capp, live) == render.DriverRevision("5", "last-state")
+    live = live_driver(capp)
+    (driver,) = live["spec"]["template"]["spec"]["containers"]
+    driver["env"] = [e for e in driver["env"] if e["name"] != "NEPTUNE_SPEC_GENERATION"]
+    capp["metadata"]["generation"] = 6
+    assert render.driver_revision(capp, live).generation == "6"
+
+
+def test_a_scale_renders_the_same_driver(capp: dict[str, Any]) -> None:
+    live = live_driver(capp)
+    scaled = copy.deepcopy(capp)
+    scaled["spec"]["executors"]["replicas"] = 9
+    scaled["metadata"]["generation"] = 4
+    ctx = RenderContext(secret_hex="ab" * 32, priority_class="neptune-normal",
+                        driver_revision=render.driver_revision(scaled, live))
+    assert render.driver_deployment(scaled, ctx) == live
+
+
+def test_autoscaled_replicas(capp: dict[str, Any]) -> None:
+    del capp["spec"]["executors"]["replicas"]
+    capp["spec"]["executors"]["autoscale"] = {"minReplicas": 2, "maxReplicas": 6}
+    sts = by_kind(render.render(capp, CTX))[("StatefulSet", "fraud-executor")]
+    assert sts["spec"]["replicas"] == 2  # until the autoscaler writes executors.replicas
+    capp["spec"]["executors"]["replicas"] = 4
+    assert render.executor_replicas(capp["spec"]) == 4
+    capp["spec"]["suspend"] = True
+    assert by_kind(render.render(capp, CTX))[("StatefulSet", "fraud-executor")][
+        "spec"]["replicas"] == 0

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from neptune_operator import schema
-from neptune_operator.status import ChildState, as_merge_patch, build, slo_met, worst_job
+from neptune_operator.status import (
+    ChildState,
+    as_merge_patch,
+    build,
+    slo_met,
+    state_warning,
+    worst_job,
+)
 
 NOW = "2026-01-01T00:00:00Z"
 
@@ -151,12 +158,15 @@ def test_status_fits_the_crd_schema(capp: dict[str, Any]) -> None:
     capp["spec"]["driver"]["storage"] = {"size": "1Gi"}
     doc = driver_doc()
     doc["jobs"]["score"].update(uncommitted=3, offsets={"committed": 7, "resumed_from": 2,
-                                                        "accepted": 10})
+                                                        "accepted": 10}, lag={"0": 5})
     st = build(name="fraud", generation=3, spec=capp["spec"],
                children=ChildState(True, 3, 3, claim_phase="Bound", claim_capacity="1Gi"),
                driver_doc=doc, driver_error="x",
                assigned={"priorityClassName": "neptune-normal", "rank": 0, "boost": 1,
-                         "reason": "r", "since": NOW}, previous=None, now=NOW)
+                         "reason": "r", "since": NOW}, previous=None, now=NOW,
+               autoscale={"drainSeconds": 1.5, "job": "score", "message": "m",
+                          "lastScaleTime": NOW, "lastScale": "executors 2 -> 4: ..."})
+    assert st["jobs"]["score"]["lag"] == 5 and st["autoscale"]["job"] == "score"
     st["kopf"] = {"progress": {"anything": 1}}
     assert _unknown_fields(st, schema.status_schema(), "status") == []
     st["bogus"] = 1
@@ -214,3 +224,36 @@ def test_offsets_copied_from_the_driver(capp: dict[str, Any]) -> None:
     doc["jobs"]["score"]["offsets"] = {"committed": None, "resumed_from": None, "accepted": 0}
     assert make(capp, READY, doc)["jobs"]["score"]["offsets"] == {"accepted": 0}
     assert "offsets" not in make(capp, READY, driver_doc())["jobs"]["score"]
+
+
+def test_lag_is_summed_over_partitions(capp: dict[str, Any]) -> None:
+    doc = driver_doc()
+    doc["jobs"]["score"]["lag"] = {"0": 120, "1": 30, "2": 0}
+    assert make(capp, READY, doc)["jobs"]["score"]["lag"] == 150
+    doc["jobs"]["score"]["lag"] = {}  # a source that reports none (HTTP)
+    assert "lag" not in make(capp, READY, doc)["jobs"]["score"]
+
+
+def test_a_missing_kafka_secret_is_named(capp: dict[str, Any]) -> None:
+    waiting = ChildState(False, 3, 3, missing_secrets=("kafka-creds",))
+    st = make(capp, waiting, None)
+    progressing = next(c for c in st["conditions"] if c["type"] == "Progressing")
+    assert progressing["status"] == "True"
+    assert ("the driver waits for Secret kafka-creds (spec.jobs[].source.kafka.secretRef), "
+            "which does not exist") in progressing["message"]
+    two = make(capp, ChildState(False, 3, 3, missing_secrets=("a", "b")), None)
+    assert "waits for Secrets a, b" in next(
+        c for c in two["conditions"] if c["type"] == "Progressing")["message"]
+    assert "autoscale" not in st  # not autoscaled
+
+
+def test_last_state_without_storage_is_warned_about(capp: dict[str, Any]) -> None:
+    spec = capp["spec"]
+    message = state_warning(spec)  # upgradeMode absent: last-state, the default
+    assert message is not None and "driver.storage is not set" in message
+    assert "emptyDir" in message
+    spec["upgradeMode"] = "stateless"
+    assert state_warning(spec) is None  # nothing promised that an emptyDir breaks
+    spec["upgradeMode"] = "last-state"
+    spec["driver"]["storage"] = {"size": "1Gi"}
+    assert state_warning(spec) is None
