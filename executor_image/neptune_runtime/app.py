@@ -18,6 +18,8 @@ from .durations import parse_duration
 from .keyed import KeyedState, StateError, TaskState
 
 if TYPE_CHECKING:
+    from .dataflow import Stream
+    from .dataflow.stream import OnBad
     from .datasets import Dataset
 from .sinks import Sink
 from .sources import Source
@@ -280,6 +282,29 @@ class App:
         from .datasets import Dataset
 
         return Dataset(self, name, read=read, partitions=partitions)
+
+    def stream(
+        self,
+        name: str,
+        source: Source,
+        *,
+        slo: str | float,
+        trigger: str | Trigger | None = None,
+        on_bad: OnBad = "fail",
+        priority: int = STREAM_PRIORITY,
+        max_retries: int = 3,
+        on_error: OnError = "dead_letter",
+        dead_letter: Sink | None = None,
+    ) -> Stream:
+        """A stream of the events of `source`, whose operators (`map`, `filter`, `key_by`,
+        `window`, ..., `to`) compile to one stream job named `name` (dataflow/stream.py).
+        `on_bad="skip"` counts and skips the records an operator cannot handle, instead of
+        failing their task; the other arguments are `stream_job`'s."""
+        from .dataflow import Stream
+
+        return Stream.declare(self, name, source, slo=slo, trigger=trigger, on_bad=on_bad,
+                              priority=priority, max_retries=max_retries, on_error=on_error,
+                              dead_letter=dead_letter)
 
     def published(self) -> frozenset[str]:
         """The names of the shared state that this app's jobs publish."""
