@@ -194,6 +194,7 @@ class App:
         on_error: OnError = "dead_letter",
         dead_letter: Sink | None = None,
         keyed: bool = False,
+        batchable: bool = False,
     ) -> StreamJob:
         """Declare a stream job: `task(ctx, records)` over the events of `source`, per event or per
         `trigger` micro-batch, within `slo`; outputs to `sink`. See docs/architecture.md for
@@ -215,6 +216,7 @@ class App:
             on_error=on_error,
             dead_letter=dead_letter,
             keyed=keyed,
+            batchable=batchable,
         )
         self._add(job)
         return job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .app import BatchJob, StreamJob
@@ -26,6 +27,18 @@ def coarse_warning(job: str, gap_p50: float, fraction: float,
             f"{stream}): a stream task waits that long to preempt it. Add checkpoint() calls "
             "in long loops, or use smaller records; a C call (numpy, hashlib) cannot be "
             "interrupted, so split its input")
+
+
+def dataflow_counts(lanes: Iterable[Any]) -> dict[str, int]:
+    """A dataflow job's late and skipped records, summed over its lanes' keyed state (the
+    dataflow API keeps them there, exact across restarts, as `OPERATOR.late` and the like)."""
+    totals: dict[str, int] = {}
+    for lane in lanes:
+        for key, value in lane.state.get("dataflow", {}).items():
+            kind = str(key).rpartition(".")[2]
+            if kind in ("late", "skipped") and isinstance(value, int):
+                totals[kind] = totals.get(kind, 0) + value
+    return totals
 
 
 def stage_figures(driver: Driver, job: BatchJob) -> list[dict[str, Any]]:
@@ -79,6 +92,7 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
                 results=stats.results,
                 uncommitted=stream.uncommitted,
                 dead_letters=stats.dead_letters,
+                dataflow=dataflow_counts(stream.lanes.values()),
                 lag={str(p): n for p, n in sorted(stats.lag.items())},
                 sink_failures=stats.sink_failures,
                 offsets=offsets,

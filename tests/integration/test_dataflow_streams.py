@@ -97,6 +97,7 @@ def test_a_tumbling_window_count_equals_plain_python_with_an_executor_killed(
     assert all(r["operator"] == "window#3" and r["time"] < r["watermark"]
                for r in read_jsonl(late))
     assert figures["events"] == figures["records"] == 401 and figures["dead_letters"] == 0
+    assert status["jobs"]["clicks"]["dataflow"]["late"] == len(late_ids)
 
 
 def test_a_window_job_s_stream_tasks_preempt_a_running_batch_task_and_lose_nothing(

@@ -262,8 +262,7 @@ class Stream:
 
         job = app.stream_job(name, source=source, task=task, slo=slo, trigger=trigger,
                              priority=priority, max_retries=max_retries, on_error=on_error,
-                             dead_letter=dead_letter)
-        job.batchable = True  # the task takes any number of records
+                             dead_letter=dead_letter, batchable=True)
         flow = _Flow(job, chosen)
         root = flow.root = cls(flow)
         return root
