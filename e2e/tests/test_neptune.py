@@ -326,7 +326,7 @@ class IngestApp:
         obj = capp(replicas=executors,
                    app={"configMap": {"name": "ingest-source", "key": "app.py"}},
                    jobs=[{"name": "echo", "kind": "stream", "slo": "500ms", "trigger": "event",
-                          "source": "http"}])
+                          "source": {"http": {}}}])
         obj["spec"]["driver"].pop("storage", None)
         if storage is not None:
             obj["spec"]["driver"]["storage"] = storage

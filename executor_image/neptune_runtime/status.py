@@ -93,7 +93,10 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
                 uncommitted=stream.uncommitted,
                 dead_letters=stats.dead_letters,
                 dataflow=dataflow_counts(stream.lanes.values()),
-                lag={str(p): n for p, n in sorted(stats.lag.items())},
+                # a source that reports none (HTTP ingest, files): what it accepted and the
+                # runtime has not handed on yet is what waits
+                lag={str(p): n for p, n in sorted(stats.lag.items())} or {
+                    str(p): lane.tracker.uncommitted for p, lane in sorted(stream.lanes.items())},
                 sink_failures=stats.sink_failures,
                 offsets=offsets,
             )

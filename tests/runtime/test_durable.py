@@ -267,3 +267,17 @@ def test_state_dir_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
         holder.wait()
     assert open_state_dir(tmp_path, lock_wait=5) == tmp_path
     assert open_state_dir(tmp_path, lock_wait=0) == tmp_path, "this process holds it already"
+
+
+def test_a_kafka_job_whose_topic_changed_does_not_resume_from_the_old_topic_s_offsets(
+        tmp_path: Path) -> None:
+    OffsetStore(tmp_path).save({"k": ("kafka:old:g", {0: 41, 1: 7})})
+    app = App("t")
+    app.stream_job("k", source=sources.Kafka("new", bootstrap="127.0.0.1:1", group="g"),
+                   task=lambda c, r: [], slo="1s")
+    driver = Driver(app, "secret", state_dir=tmp_path)
+    assert {p: lane.resumed_from for p, lane in driver.streams.jobs["k"].lanes.items()} == {}
+    OffsetStore(tmp_path).save({"k": ("kafka:new:g", {0: 41, 1: 7})})
+    again = Driver(app, "secret", state_dir=tmp_path)
+    assert {p: lane.resumed_from for p, lane in again.streams.jobs["k"].lanes.items()} == {
+        0: 41, 1: 7}

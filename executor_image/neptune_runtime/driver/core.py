@@ -184,7 +184,10 @@ class Driver:
             self._settle(self.checkpoints)
         state, checkpointed = self.checkpoints.load() if self.checkpoints else ({}, {})
         for (name, partition), token in checkpointed.items():
-            if name in keyed:
+            job = app.jobs.get(name)
+            changed = isinstance(job, StreamJob) and name in saved \
+                and saved[name][0] != job.source.kind
+            if name in keyed and not changed:  # a checkpoint's tokens are its source's
                 tokens.setdefault(name, {})[partition] = token
         self.streams = Streams(self, list(app.stream_jobs()), self.stats, tokens,
                                self.state_dir, self.limits, self.checkpoints, state)

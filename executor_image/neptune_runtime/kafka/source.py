@@ -44,6 +44,9 @@ class Kafka(Source):
         self.topic = topic
         self.bootstrap = bootstrap
         self.group = group
+        # Saved tokens are offsets of this topic for this group: another topic or group (the
+        # resource changed) must not resume from them.
+        self.kind = f"kafka:{topic}:{group}"
         self.decode = decode
         self.dead_letter_topic = dead_letter_topic
         self.config = dict(config or {})
