@@ -52,6 +52,7 @@ class _State:
     autoscale: dict[tuple[str, str], autoscale.AutoscaleState] = {}
     # Each app's read token for the driver's /status, re-read from its Secret on a 401.
     tokens = reconcile.TokenCache()
+    warned: dict[tuple[str, str], frozenset[str]] = {}  # jobs whose warning has an Event
 
 
 STATE = _State()
@@ -231,6 +232,7 @@ async def on_delete(*, namespace: str | None, name: str, spec: kopf.Spec, **_: A
     STATE.feedback.pop(key, None)
     STATE.tables.pop(key, None)
     STATE.autoscale.pop(key, None)
+    STATE.warned.pop(key, None)
     STATE.tokens.forget(namespace, name)
     metrics.forget(namespace, name, [str(j.get("name")) for j in spec.get("jobs") or []])
 
@@ -286,6 +288,11 @@ async def refresh(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
             if decision.changed or since is None:
                 since = now_iso()
             assigned["since"] = since
+
+        posts, STATE.warned[key] = status_mod.fresh_warnings(
+            doc, STATE.warned.get(key, frozenset()))
+        for _, text in posts:
+            _event(body, "CoarseRecords", text, warning=True)
 
         scaled = await _autoscale(body, spec, status, key, doc)
 

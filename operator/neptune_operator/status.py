@@ -232,3 +232,15 @@ def as_merge_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any],
         elif isinstance(before, Mapping) and isinstance(new[key], Mapping):
             out[key] = as_merge_patch(before, new[key], ())
     return out
+
+
+def fresh_warnings(driver_doc: Mapping[str, Any] | None,
+                   warned: frozenset[str]) -> tuple[list[tuple[str, str]], frozenset[str]]:
+    """The jobs' warnings (coarse records: /status jobs.JOB.warning) not posted yet, as
+    (job, text), and the jobs warned about now. A job is warned about once until its warning
+    goes away; its figures change at every poll, so the text cannot be the key."""
+    now = {name: str(j["warning"]) for name, j in ((driver_doc or {}).get("jobs") or {}).items()
+           if isinstance(j, Mapping) and j.get("warning")}
+    if driver_doc is None:
+        return [], warned  # no answer this time: no evidence either way
+    return [(job, text) for job, text in now.items() if job not in warned], frozenset(now)

@@ -257,3 +257,20 @@ def test_last_state_without_storage_is_warned_about(capp: dict[str, Any]) -> Non
     spec["upgradeMode"] = "last-state"
     spec["driver"]["storage"] = {"size": "1Gi"}
     assert state_warning(spec) is None
+
+
+def test_a_job_s_coarse_records_warning_is_posted_once_until_it_goes_away() -> None:
+    from neptune_operator.status import fresh_warnings
+
+    doc: dict[str, Any] = {"jobs": {
+        "train": {"warning": "job train: 30.1 ms between yield points"},
+        "score": {"warning": None}}}
+    posts, warned = fresh_warnings(doc, frozenset())
+    assert posts == [("train", "job train: 30.1 ms between yield points")]
+    doc["jobs"]["train"]["warning"] = "job train: 31.7 ms between yield points"
+    assert fresh_warnings(doc, warned) == ([], warned), "a changed figure is not a new warning"
+    assert fresh_warnings(None, warned) == ([], warned), "no answer is no evidence"
+    _, cleared = fresh_warnings({"jobs": {"train": {}}}, warned)
+    assert cleared == frozenset()
+    assert fresh_warnings(doc, cleared)[0] == [("train", "job train: 31.7 ms between yield "
+                                                        "points")]
