@@ -58,14 +58,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
 from zlib import crc32
 
 import msgpack
 import pyarrow as pa
 
 from .shuffle import ShuffleOutput, bucket_of
-from .yieldpoint import checkpoint, yielding
+from .yieldpoint import yielding
 
 if TYPE_CHECKING:
     import pandas as pd
