@@ -15,7 +15,7 @@ MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operato
 K8S_BIN := $(shell . e2e/versions.env && echo $$NEPTUNE_CACHE/$$K8S_VERSION/bin)
 export NEPTUNE_K8S_BIN ?= $(K8S_BIN)
 
-.PHONY: setup demo test lint unit integration fuzz docs tools chart-check bench bench-setup bench-quick clean
+.PHONY: setup demo test lint unit integration fuzz docs tools chart-check bench bench-setup bench-quick bench-cluster clean
 
 setup: $(STAMP)
 
@@ -80,6 +80,14 @@ bench-setup: setup
 
 bench-quick: bench-setup
 	$(VENV)/bin/neptunectl bench --quick --peers --json bench/results/quick.json --markdown bench/results/quick.md
+
+# The quick benchmark's neptune point as ContinuousApplications on the local cluster, beside
+# local mode, in one run (~12 min; issue 14). Brings the local cluster up when KUBECONFIG is unset.
+bench-cluster: setup
+	@set -e; \
+	 if [ -z "$$KUBECONFIG" ]; then e2e/cluster.sh up; eval "$$(e2e/cluster.sh env)"; fi; \
+	 $(PY) -m neptune_bench.cluster_bench --json bench/results/cluster.json \
+		--markdown bench/results/cluster.md
 
 # The full suite (progress output; stops starting runs after the budget), then the simulator.
 bench: bench-setup

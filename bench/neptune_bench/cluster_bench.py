@@ -1,0 +1,966 @@
+"""`make bench-cluster`: the quick benchmark's neptune point as ContinuousApplications on the
+local cluster, beside local mode on the same machine, in one run (issue 14, item 1, and item
+2's measurements).
+
+The workload is the quick benchmark's kind shape: ~100 ms batch tasks of ~10 us pure-Python
+records (workload.py's tasks, calibrated here), 1 ms stream tasks, one task and one result per
+event, events arriving Poisson at 20/s. Here the events are POSTed one a request to the driver's
+/ingest/stream, as an HTTP client of the app would (`PoissonPoster`), and the driver keeps its
+ingest log in its state directory (the pods' emptyDir; a temporary directory in local mode).
+The app module is `cluster_apps/bench_app.py`, shipped as one self-contained file in a
+ConfigMap (`app_source`): the image holds only the runtime and the operator.
+
+Scenarios (`plan`): stream alone, batch alone, neptune, fair and kill, each in pods (a driver
+pod and one executor pod of one slot, made by the operator from a ContinuousApplication) and
+in local mode (driver and executor processes pinned to one core each, as `neptunectl bench`
+runs them), side by side; then A/B runs of item 2's idea, a shorter socket poll interval
+(NEPTUNE_POLL_US, an existing setting), interleaved with plain neptune runs; and neptune in
+local mode unpinned. One scenario at a time, each app deleted before the next starts.
+
+Each measured window: a warm-up with events, a pause until the last event is answered (and,
+in pods, until Prometheus scraped both pods after it), the driver's live figures reset, the
+window with events, a pause again, then the figures: the driver's /status (read over `kubectl
+proxy` and the API server's service proxy with the read token of the Secret NAME-ingest-token)
+and the Prometheus histograms of the pods (the local Prometheus of e2e/prometheus.sh; the
+difference of the cumulative buckets before and after the window, so exactly the window's
+observations; local mode scrapes the processes' /metrics the same way).
+
+    python -m neptune_bench.cluster_bench --json bench/results/cluster.json \\
+        --markdown bench/results/cluster.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import http.client
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from neptune_operator.constants import HTTP_PORT, LABEL_APP, TOKEN_HEADER
+from neptune_runtime.processes import LocalCluster
+
+from . import workload
+from .report import verdicts
+from .runner import LEDGER_GRACE_S, Point, _cpus, machine
+from .summary import bucket_cdf, histogram_buckets
+from .work import calibrate, records_for
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parents[1]
+try:
+    from e2e.tests.kube import IMAGE, Kubectl, prom_query, tool, wait_until
+    from e2e.tests.test_neptune import CHART, IngestApp
+except ModuleNotFoundError:  # run from outside the checkout's root: the e2e helpers are there
+    sys.path.insert(0, str(REPO_DIR))
+    from e2e.tests.kube import IMAGE, Kubectl, prom_query, tool, wait_until
+    from e2e.tests.test_neptune import CHART, IngestApp
+
+APP_FILE = BENCH_DIR / "cluster_apps" / "bench_app.py"
+SHIPPED = ("work", "workload")  # neptune_bench modules the app module needs, in import order
+NAMESPACE = "neptune-bench"
+OPERATOR_NS = "neptune-bench-system"
+RELEASE = "neptune-bench"
+PRIORITY_CLASS = "neptune-bench"
+# What `neptunectl bench --quick` gives its neptune run (runner.QUICK_NEPTUNE_MEASURE_S), for
+# every run here: ~200 preemptions a window, whose p99 is their third largest.
+WARMUP_S = 3.0
+MEASURE_S = 10.0
+BUDGET_S = 13 * 60.0
+SHORT_POLL_US = 20  # item 2's idea: poll the socket 5x as often (the default is 100 us)
+# Resources of the pods, as examples/online-learning.yaml gives them.
+DRIVER_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"cpu": "1", "memory": "512Mi"}}
+EXECUTOR_RESOURCES = {"requests": {"cpu": "500m", "memory": "256Mi"},
+                      "limits": {"cpu": "1", "memory": "512Mi"}}
+# The histograms a user would look at: (name, labels matched, where)
+HISTOGRAMS = {
+    "stream_latency": ("neptune_stream_latency_seconds", 'job="stream"', "driver"),
+    "stream_queue_delay": ("neptune_task_queue_delay_seconds", 'job="stream"', "driver"),
+    "suspension_latency": ("neptune_task_suspension_latency_seconds", "", "executor"),
+}
+QUANTILES = (0.5, 0.99)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One run: the jobs (`mode`), the policy, where it runs ("pods", "local" pinned like
+    `neptunectl bench`, or "local-unpinned"), and the socket poll interval (None: the
+    runtime's default)."""
+
+    name: str
+    mode: str
+    policy: str
+    where: str
+    poll_us: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.where}/{self.name}"
+
+    @property
+    def app_name(self) -> str:
+        """The ContinuousApplication's name (a DNS label)."""
+        return "bench-" + self.name.replace("_", "-")
+
+
+CORE = (("stream_alone", "stream", "fifo"), ("batch_alone", "batch", "fifo"),
+        ("neptune", "both", "neptune"), ("fair", "both", "fair"), ("kill", "both", "kill"))
+
+
+def plan(ab_rounds: int = 2) -> list[Scenario]:
+    """Every scenario, in the order they run: the five core ones, local mode then pods for
+    each; then `ab_rounds` rounds of the poll-interval A/B in pods (alternating which side goes
+    first) and one neptune run in local mode unpinned."""
+    out = [Scenario(name, mode, policy, where) for name, mode, policy in CORE
+           for where in ("local", "pods")]
+    short = f"neptune_poll{SHORT_POLL_US}"
+    for round_ in range(ab_rounds):
+        sides = [Scenario(f"neptune_r{round_ + 2}", "both", "neptune", "pods"),
+                 Scenario(f"{short}_r{round_ + 1}", "both", "neptune", "pods", SHORT_POLL_US)]
+        out += sides if round_ % 2 else sides[::-1]
+    out.append(Scenario("neptune", "both", "neptune", "local-unpinned"))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The app module and the resources (pure)
+
+
+def settings(scenario: Scenario, loops: int) -> dict[str, str]:
+    """The environment the app module sets for itself (the CRD passes none to the pods):
+    the quick benchmark's workload settings, its jobs, and the poll interval if any."""
+    out = {**Point().env(loops), "BENCH_MODE": "none", "BENCH_APP_MODE": scenario.mode}
+    if scenario.poll_us is not None:
+        out["NEPTUNE_POLL_US"] = str(scenario.poll_us)
+    return out
+
+
+FUTURE = "from __future__ import annotations\n"
+HEADER = '''# Generated by neptune_bench.cluster_bench (app_source). The image holds no
+# neptune_bench: this file sets the run's settings, registers copies of the neptune_bench
+# modules that the app needs, then is neptune_bench/cluster_apps/bench_app.py.
+import os as _os
+import sys as _sys
+import types as _types
+
+_os.environ.update({settings!r})
+
+
+def _register(_name: str, _source: str) -> None:
+    _module = _types.ModuleType(_name)
+    _module.__file__ = f"<{{_name}}, shipped by cluster_bench>"
+    _sys.modules[_name] = _module
+    exec(compile(_source, _module.__file__, "exec"), _module.__dict__)
+    _parent, _, _child = _name.rpartition(".")
+    if _parent:
+        setattr(_sys.modules[_parent], _child, _module)
+
+
+_package = _types.ModuleType("neptune_bench")
+_package.__path__ = []
+_sys.modules["neptune_bench"] = _package
+'''
+
+
+def app_source(env: dict[str, str]) -> str:
+    """The app module of a run as one file: `env` set into os.environ, then copies of the
+    SHIPPED modules registered as neptune_bench.NAME, then cluster_apps/bench_app.py."""
+    body = APP_FILE.read_text()
+    if FUTURE not in body:
+        raise ValueError(f"{APP_FILE} must start with {FUTURE.strip()!r}")
+    parts = [FUTURE, HEADER.format(settings=dict(sorted(env.items())))]
+    for name in SHIPPED:
+        source = (BENCH_DIR / f"{name}.py").read_text()
+        parts.append(f"_register({f'neptune_bench.{name}'!r}, {source!r})\n")
+    parts.append("del _register, _package\n\n")
+    parts.append(body.replace(FUTURE, "", 1))
+    return "".join(parts)
+
+
+def jobs(mode: str) -> list[dict[str, Any]]:
+    """spec.jobs for the app's jobs in `mode` (bench_app.py declares the same)."""
+    out: list[dict[str, Any]] = []
+    if mode in ("both", "batch"):
+        out.append({"name": "batch", "kind": "batch", "partitions": workload.PARTITIONS})
+    if mode in ("both", "stream"):
+        out.append({"name": "stream", "kind": "stream", "slo": "10ms", "trigger": "event",
+                    "source": {"http": {}}})
+    return out
+
+
+def source_configmap(scenario: Scenario, ns: str, source: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"{scenario.app_name}-source", "namespace": ns},
+            "data": {"app.py": source}}
+
+
+def app_manifest(scenario: Scenario, ns: str, image: str = IMAGE) -> dict[str, Any]:
+    """The ContinuousApplication of a pods scenario: one driver, one executor pod of one slot,
+    the module from the scenario's ConfigMap, the driver's state on an emptyDir."""
+    return {
+        "apiVersion": "neptune.dev/v1alpha1", "kind": "ContinuousApplication",
+        "metadata": {"name": scenario.app_name, "namespace": ns},
+        "spec": {
+            "image": image, "imagePullPolicy": "IfNotPresent",
+            "app": {"configMap": {"name": f"{scenario.app_name}-source", "key": "app.py"}},
+            "driver": {"resources": DRIVER_RESOURCES},
+            "executors": {"replicas": 1, "slotsPerPod": 1, "resources": EXECUTOR_RESOURCES},
+            "jobs": jobs(scenario.mode),
+            "policy": scenario.policy,
+        },
+    }
+
+
+def operator_values(namespaces: list[str], image: str = IMAGE) -> dict[str, Any]:
+    """The chart's values for the benchmark's own operator: it watches only the benchmark's
+    namespaces and has its own PriorityClass, so it shares nothing with another release."""
+    repo, _, tag = image.rpartition(":")
+    return {"image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
+            "operator": {"watchNamespaces": namespaces, "statusInterval": 15},
+            "priorityClasses": {"create": True, "classes": [
+                {"name": PRIORITY_CLASS, "value": 10000, "minAppPriority": 0}]},
+            "monitoring": {"dashboard": {"enabled": False}}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries (pure)
+
+
+def histogram_diff(before: list[tuple[float, float]],
+                   after: list[tuple[float, float]]) -> dict[str, Any]:
+    """The observations between two snapshots of a cumulative histogram: count, and p50/p99
+    by Prometheus' histogram_quantile rule (linear within the bucket holding the rank; the
+    first bucket starts at 0; a rank in the +Inf bucket gives the highest finite bound), in
+    microseconds, with the CDF points (upper bound ms, fraction)."""
+    base = dict(before)
+    total = dict(after).get(float("inf"), 0.0) - base.get(float("inf"), 0.0)
+    cdf = bucket_cdf(before, after)
+    out: dict[str, Any] = {"count": total, "cdf": cdf}
+    for q in QUANTILES:
+        out[f"p{q * 100:g}_us"] = quantile_from_cdf(cdf, q)
+    return out
+
+
+def quantile_from_cdf(cdf: list[tuple[float, float]], q: float) -> float | None:
+    """histogram_quantile over CDF points (upper bound in ms, fraction <= it), in us."""
+    if not cdf:
+        return None
+    lower_bound, lower_frac = 0.0, 0.0
+    for bound, frac in cdf:
+        if frac >= q:
+            if frac == lower_frac:
+                return bound * 1e3
+            return (lower_bound + (bound - lower_bound) * (q - lower_frac)
+                    / (frac - lower_frac)) * 1e3
+        lower_bound, lower_frac = bound, frac
+    return cdf[-1][0] * 1e3  # in the +Inf bucket
+
+
+def hop_split(row: dict[str, Any]) -> dict[str, Any]:
+    """The suspension figures of a run by hop: driver send to task start (/status
+    send_to_start_us), of which on the executor, kernel arrival to start (arrival_to_start_us);
+    the driver-to-executor hop (send to kernel arrival) as the difference of the p50s and of
+    the p99s: /status gives percentiles, not pairs, so these differences are estimates."""
+    s2s, local = row.get("send_to_start_us") or {}, row.get("arrival_to_start_us") or {}
+    out: dict[str, Any] = {"count": s2s.get("count", 0)}
+    for k in ("p50", "p99", "max"):
+        out[f"send_to_start_{k}_us"] = s2s.get(k)
+        out[f"arrival_to_start_{k}_us"] = local.get(k)
+    for k in ("p50", "p99"):
+        a, b = s2s.get(k), local.get(k)
+        out[f"send_to_arrival_{k}_us_est"] = None if a is None or b is None else a - b
+    return out
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    return None if value is None or not reference else value / reference
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = sorted(v for v in values if v is not None)
+    if not present:
+        return None
+    mid = len(present) // 2
+    return present[mid] if len(present) % 2 else (present[mid - 1] + present[mid]) / 2
+
+
+def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per place (pods, local): each policy's stream p50/p99, batch throughput relative to
+    batch alone in the same place and the suspension hops; item 2's three targets; the
+    poll-interval A/B (pods, every neptune run of each side, median and range)."""
+    places: dict[str, Any] = {}
+    for where in ("pods", "local", "local-unpinned"):
+        rows = {k.split("/", 1)[1]: r for k, r in runs.items()
+                if k.split("/", 1)[0] == where and not r.get("error")}
+        if not rows:
+            continue
+        alone = (rows.get("batch_alone") or {}).get("batch_records_per_s")
+        places[where] = {name: {
+            "stream_p50_ms": row.get("stream_p50_ms"), "stream_p99_ms": row.get("stream_p99_ms"),
+            "stream_max_ms": row.get("stream_max_ms"),
+            "batch_throughput_rel": (_ratio(row.get("batch_records_per_s"), alone)
+                                     if row["mode"] == "both" else None),
+            "batch_records_per_s": row.get("batch_records_per_s"),
+            "suspension": hop_split(row) if row["mode"] == "both" else None,
+        } for name, row in rows.items()}
+    pods, local = places.get("pods", {}), places.get("local", {})
+
+    def figure(place: dict[str, Any], name: str, *path: str) -> float | None:
+        value: Any = place.get(name)
+        for step in path:
+            value = value.get(step) if isinstance(value, dict) else None
+        return value if isinstance(value, (int, float)) else None
+
+    pods_s99 = figure(pods, "neptune", "suspension", "send_to_start_p99_us")
+    local_s99 = figure(local, "neptune", "suspension", "send_to_start_p99_us")
+    alone_p99 = figure(pods, "stream_alone", "stream_p99_ms")
+    checks = {
+        "pods: neptune suspension p99 <= 1.5x local mode's": (
+            pods_s99, None if local_s99 is None else 1.5 * local_s99, "<="),
+        "pods: neptune stream p99 <= 2x stream alone's in pods": (
+            figure(pods, "neptune", "stream_p99_ms"),
+            None if alone_p99 is None else 2 * alone_p99, "<="),
+        "pods: neptune batch_throughput_rel >= 0.90": (
+            figure(pods, "neptune", "batch_throughput_rel"), 0.90, ">="),
+    }
+    return {"places": places, "targets": verdicts(checks), "ab": ab_summary(pods)}
+
+
+def ab_summary(pods: dict[str, Any]) -> dict[str, Any]:
+    """Pods' neptune runs by side: the default poll interval (neptune, neptune_rN) and the
+    short one (neptune_pollNN_rN); per figure the median, min and max over the side's runs."""
+    sides: dict[str, list[dict[str, Any]]] = {"default": [], f"poll{SHORT_POLL_US}": []}
+    for name, row in pods.items():
+        if not name.startswith("neptune") or row.get("suspension") is None:
+            continue
+        side = f"poll{SHORT_POLL_US}" if name.startswith(f"neptune_poll{SHORT_POLL_US}") \
+            else "default"
+        s = row["suspension"]
+        sides[side].append({"run": name, "s2s_p50_us": s["send_to_start_p50_us"],
+                            "s2s_p99_us": s["send_to_start_p99_us"],
+                            "s2s_max_us": s["send_to_start_max_us"],
+                            "a2s_p50_us": s["arrival_to_start_p50_us"],
+                            "a2s_p99_us": s["arrival_to_start_p99_us"],
+                            "stream_p99_ms": row["stream_p99_ms"],
+                            "batch_rel": row["batch_throughput_rel"]})
+    out: dict[str, Any] = {}
+    for side, side_runs in sides.items():
+        if not side_runs:
+            continue
+        keys = [k for k in side_runs[0] if k != "run"]
+        out[side] = {"runs": side_runs, **{k: {
+            "median": _median([r[k] for r in side_runs]),
+            "min": min((r[k] for r in side_runs if r[k] is not None), default=None),
+            "max": max((r[k] for r in side_runs if r[k] is not None), default=None)}
+            for k in keys}}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Events: a Poisson client of /ingest/stream
+
+
+class PoissonPoster:
+    """POSTs event i (a JSON array of one integer, counting on from `first`) to `url` at
+    Poisson times of `rate` per second, one request each, over one keep-alive connection, in a
+    thread; counts what the driver accepted (202). A request that fails is counted, the
+    connection made again, and the schedule kept (a late event goes at once)."""
+
+    def __init__(self, url: str, token: str, rate: float, first: int = 0, seed: int = 11):
+        parsed = urllib.parse.urlsplit(url)
+        self.host, self.port, self.path = parsed.hostname or "", parsed.port or 80, parsed.path
+        self.token, self.rate, self.first, self.next_index = token, rate, first, first
+        self.rng = random.Random(seed + first)
+        self.accepted = self.failed = 0
+        self.late_ms_max = 0.0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PoissonPoster:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        conn: http.client.HTTPConnection | None = None
+        due = time.monotonic()
+        while not self._stop.is_set():
+            due += self.rng.expovariate(self.rate)
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                break
+            self.late_ms_max = max(self.late_ms_max, (time.monotonic() - due) * 1e3)
+            body = json.dumps([self.next_index]).encode()
+            self.next_index += 1
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
+                conn.request("POST", self.path, body, {"Content-Type": "application/json",
+                                                       TOKEN_HEADER: self.token})
+                response = conn.getresponse()
+                response.read()
+                if response.status == 202:
+                    self.accepted += 1
+                else:
+                    self.failed += 1
+                    self.errors = [*self.errors, f"HTTP {response.status}"][-5:]
+            except (OSError, http.client.HTTPException) as exc:
+                self.failed += 1
+                self.errors = [*self.errors, f"{type(exc).__name__}: {exc}"][-5:]
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Where a scenario runs
+
+
+class Target(Protocol):
+    ingest_url: str
+    ingest_token: str
+
+    def status(self) -> dict[str, Any]: ...
+
+    def reset(self) -> None: ...
+
+    def snapshot(self, quiet_since: float) -> dict[str, list[tuple[float, float]]]: ...
+
+
+@dataclass
+class PodTarget:
+    """A pods scenario's app: /status and reset over `kubectl proxy` (IngestApp.request), events
+    straight to the driver pod's IP (from this host, as a client in the cluster would: no API
+    server on the events' path), histograms from Prometheus."""
+
+    app: IngestApp
+    ingest_url: str = ""
+    ingest_token: str = ""
+
+    def __post_init__(self) -> None:
+        (driver,) = self.app.pods("driver")
+        self.ingest_url = f"http://{driver['status']['podIP']}:{HTTP_PORT}/ingest/stream"
+        self.ingest_token = self.app.tokens()["ingest"]
+
+    def status(self) -> dict[str, Any]:
+        code, doc = self.app.request("GET", "/status", self.app.tokens()["read"])
+        if code != 200 or not isinstance(doc, dict):
+            raise AssertionError(f"GET /status: {code} {doc}")
+        return doc
+
+    def reset(self) -> None:
+        code, doc = self.app.request("POST", "/admin/reset-stats", self.ingest_token)
+        if code != 200:
+            raise AssertionError(f"POST /admin/reset-stats: {code} {doc}")
+
+    @property
+    def selector(self) -> str:
+        label = LABEL_APP.replace(".", "_").replace("/", "_")
+        return f'namespace="{self.app.ns}",{label}="{self.app.name}"'
+
+    def snapshot(self, quiet_since: float) -> dict[str, list[tuple[float, float]]]:
+        """Once Prometheus scraped the driver and the executor after `quiet_since` (wall
+        clock), the buckets of each histogram as of now."""
+        def scraped() -> bool:
+            found = prom_query(f"timestamp(up{{{self.selector}}})")
+            return len(found) >= 2 and all(float(r["value"][1]) > quiet_since for r in found)
+
+        wait_until("a Prometheus scrape of both pods after the pause", scraped, timeout=30,
+                   interval=0.5)
+        at = time.time()
+        out = {}
+        for key, (name, match, _) in HISTOGRAMS.items():
+            labels = ",".join(x for x in (self.selector, match) if x)
+            found = prom_query(f"sum by (le) ({name}_bucket{{{labels}}} @ {at:.3f})")
+            out[key] = sorted((float(r["metric"]["le"]), float(r["value"][1])) for r in found)
+        return out
+
+
+@dataclass
+class LocalTarget:
+    cluster: LocalCluster
+    ingest_url: str = ""
+    ingest_token: str = ""
+
+    def __post_init__(self) -> None:
+        self.ingest_url = self.cluster.http + "/ingest/stream"
+        self.ingest_token = self.cluster.tokens["ingest"]
+
+    def status(self) -> dict[str, Any]:
+        return self.cluster.status()
+
+    def reset(self) -> None:
+        self.cluster.post("/admin/reset-stats")
+
+    def snapshot(self, quiet_since: float) -> dict[str, list[tuple[float, float]]]:
+        """The processes' /metrics now (the same histograms, scraped directly)."""
+        texts = {"driver": _get(self.cluster.http + "/metrics"),
+                 "executor": "".join(_get(f"http://127.0.0.1:{port}/metrics")
+                                     for port in self.cluster.metrics_ports.values())}
+        return {key: histogram_buckets(texts[where], name, match)
+                for key, (name, match, where) in HISTOGRAMS.items()}
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text: str = response.read().decode()
+        return text
+
+
+# ---------------------------------------------------------------------------------------------
+# One measured window
+
+
+def _drained(target: Target, grace: float = LEDGER_GRACE_S) -> dict[str, Any]:
+    """/status once the stream job answered every event it took (or after `grace`)."""
+    deadline = time.monotonic() + grace
+    while True:
+        status = target.status()
+        stream = status["jobs"].get("stream")
+        if stream is None or (stream["results"] >= stream["events"]
+                              and stream["uncommitted"] == 0) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.1)
+
+
+def measure(target: Target, scenario: Scenario, warmup: float, window: float,
+            rate: float) -> dict[str, Any]:
+    """Warm-up, pause, reset, the window, pause; the run's figures (runner.run_scenario's
+    keys, plus events in and out, the histograms and the executors' doorbells)."""
+    stream = scenario.mode != "batch"
+    posters: list[PoissonPoster] = []
+
+    def events(seconds: float) -> None:
+        if not stream:
+            time.sleep(seconds)
+            return
+        first = posters[-1].next_index if posters else 0
+        with PoissonPoster(target.ingest_url, target.ingest_token, rate, first) as poster:
+            time.sleep(seconds)
+        posters.append(poster)
+
+    events(warmup)
+    _drained(target)
+    before = target.snapshot(time.time()) if stream else {}
+    target.reset()
+    start = target.status()["jobs"].get("batch", {})
+    events(window)
+    at_end = target.status()  # the batch job's figures: the window's, none of the pause's
+    final = _drained(target)
+    after = target.snapshot(time.time()) if stream else {}
+    s, b = final["jobs"].get("stream", {}), at_end["jobs"].get("batch", {})
+    records = (b["records"] - start.get("records", 0)) if b else None
+    poster = posters[-1] if posters else None
+    return {
+        "where": scenario.where, "policy": scenario.policy, "mode": scenario.mode,
+        "poll_us": scenario.poll_us,
+        "stream_p50_ms": s.get("p50_ms"), "stream_p99_ms": s.get("p99_ms"),
+        "stream_max_ms": s.get("max_ms"), "stream_events": s.get("events"),
+        "slo_attainment": s.get("slo_attainment"),
+        "events": {"posted": poster.next_index - poster.first,
+                   "accepted": poster.accepted, "failed": poster.failed,
+                   "errors": poster.errors, "client_late_ms_max": round(poster.late_ms_max, 3),
+                   "driver_events": s.get("events"), "results": s.get("results"),
+                   "unanswered": s["events"] - s["results"]} if poster and s else None,
+        "batch_records": records,
+        "batch_tasks": (b["tasks_finished"] - start.get("tasks_finished", 0)) if b else None,
+        "batch_records_per_s": records / window if records is not None else None,
+        "suspensions": b.get("suspensions", 0) if b else 0,
+        "yield_interval_ms": b.get("yield_interval_ms") if b else None,
+        "wasted_task_seconds": final["wasted_task_seconds"],
+        "send_to_start_us": final["preemption"]["send_to_start_us"],
+        "arrival_to_start_us": final["preemption"]["arrival_to_start_us"],
+        "doorbell": [e["doorbell"] for e in final["executors"]["list"]],
+        "warnings": final.get("warnings", []),
+        "histograms": {key: histogram_diff(before[key], after[key]) for key in after},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The cluster side
+
+
+def other_operators(kubectl: Kubectl) -> list[str]:
+    """Neptune operators of other releases: they would reconcile our apps too."""
+    found = kubectl.json("get", "deploy", "-A", "-l", "app.kubernetes.io/name=neptune-operator")
+    return [f"{d['metadata']['namespace']}/{d['metadata']['name']}" for d in found["items"]
+            if d["metadata"]["namespace"] != OPERATOR_NS]
+
+
+def install_operator(kubectl: Kubectl, namespaces: list[str]) -> None:
+    for ns in namespaces:
+        kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest"}}})
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as values:
+        json.dump(operator_values(namespaces), values)
+        values.flush()
+        subprocess.run([tool("helm"), "upgrade", "--install", RELEASE, str(CHART), "-n",
+                        OPERATOR_NS, "--create-namespace", "--wait", "--timeout", "180s", "-f",
+                        values.name], check=True, capture_output=True, text=True, timeout=300)
+
+
+def uninstall(kubectl: Kubectl, namespaces: list[str]) -> None:
+    for ns in namespaces:
+        kubectl.run("delete", "namespace", ns, "--wait=false", check=False)
+    subprocess.run([tool("helm"), "uninstall", RELEASE, "-n", OPERATOR_NS, "--ignore-not-found",
+                    "--wait"], check=False, capture_output=True, timeout=300)
+    kubectl.run("delete", "namespace", OPERATOR_NS, "--wait=false", check=False)
+
+
+@contextlib.contextmanager
+def pod_app(kubectl: Kubectl, scenario: Scenario, source: str) -> Iterator[PodTarget]:
+    """The scenario's ContinuousApplication, Running with its executor registered; deleted
+    afterwards, and its pods gone before the next scenario starts."""
+    ns = NAMESPACE
+    kubectl.apply([source_configmap(scenario, ns, source), app_manifest(scenario, ns)])
+    app = IngestApp(kubectl, ns, scenario.app_name, 1)
+    try:
+        app.wait_running()
+        wait_until(f"{app.name}: the driver's /healthz through the service proxy",
+                   lambda: app.request("GET", "/healthz")[0] == 200, timeout=120)
+        target = PodTarget(app)
+        wait_until(f"{app.name}: the executor registered",
+                   lambda: target.status()["executors"]["live"] >= 1, timeout=120)
+        yield target
+    finally:
+        kubectl.run("-n", ns, "delete", "capp", scenario.app_name, "--wait=true", check=False,
+                    timeout=180)
+        kubectl.run("-n", ns, "delete", "configmap", f"{scenario.app_name}-source",
+                    check=False)
+        wait_until(f"{app.name}: its pods gone", lambda: not kubectl.json(
+            "-n", ns, "get", "pods", "-l", f"{LABEL_APP}={app.name}")["items"], timeout=180)
+
+
+@contextlib.contextmanager
+def local_app(scenario: Scenario, source: str) -> Iterator[LocalTarget]:
+    """The same module as processes: one executor; pinned like `neptunectl bench` (driver on
+    the first CPU, executor on the last) unless "local-unpinned"; state in a temporary
+    directory (the ingest log, as in the pods)."""
+    driver_cpu, executor_cpu = _cpus() if scenario.where == "local" else (None, None)
+    with tempfile.TemporaryDirectory(prefix="neptune-cluster-bench-") as tmp, \
+            open(os.devnull, "w") as log:
+        path = Path(tmp) / "bench_app.py"
+        path.write_text(source)
+        cluster = LocalCluster(str(path), executors=1, policy=scenario.policy, log=log,
+                               executor_cpus=None if executor_cpu is None else [executor_cpu],
+                               driver_cpu=driver_cpu, executor_metrics=True,
+                               state_dir=str(Path(tmp) / "state"))
+        with cluster:
+            yield LocalTarget(cluster)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def _uptime() -> str:
+    out = subprocess.run(["uptime"], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
+        log: Callable[[str], None]) -> dict[str, Any]:
+    loops = calibrate()
+    point = Point()
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "config": {"warmup_s": warmup, "measure_s": window, "budget_s": budget,
+                   "loops_per_record": loops, "batch_ms": point.batch_ms,
+                   "stream_ms": point.stream_ms, "rate_per_s": point.rate,
+                   "batch_records_per_task": point.batch_records,
+                   "stream_records_per_task": records_for(point.stream_ms),
+                   "image": IMAGE, "namespace": NAMESPACE,
+                   "driver_resources": DRIVER_RESOURCES,
+                   "executor_resources": EXECUTOR_RESOURCES,
+                   "local_cpus": dict(zip(("driver", "executor"), _cpus(), strict=True)),
+                   "short_poll_us": SHORT_POLL_US},
+        "uptime_start": _uptime(), "loadavg_start": list(os.getloadavg()),
+        "runs": {}, "skipped": [],
+    }
+    log(f"cluster bench: {len(scenarios)} runs, {loops} loops per ~10 us record; "
+        f"load at start: {result['uptime_start']}")
+    kubectl = Kubectl() if any(s.where == "pods" for s in scenarios) else None
+    try:
+        if kubectl is not None:
+            others = other_operators(kubectl)
+            if others:
+                raise SystemExit("cluster bench: another Neptune operator runs ("
+                                 f"{', '.join(others)}) and would reconcile the benchmark's "
+                                 "apps too; run when it is gone (helm uninstall), e.g. after "
+                                 "the e2e tests")
+            log(f"  operator: helm release {RELEASE} in {OPERATOR_NS}, watching {NAMESPACE}")
+            install_operator(kubectl, [NAMESPACE])
+        for index, scenario in enumerate(scenarios):
+            elapsed = time.monotonic() - started
+            if elapsed > budget:
+                result["skipped"].append(scenario.key)
+                continue
+            eta = elapsed / index * (len(scenarios) - index) if index else float("nan")
+            log(f"[{index + 1}/{len(scenarios)}, {_clock(elapsed)} elapsed"
+                + (f", ~{_clock(eta)} to go" if index else "") + f"] {scenario.key}"
+                + (f" (poll {scenario.poll_us} us)" if scenario.poll_us else "")
+                + f", load {os.getloadavg()[0]:.2f}")
+            source = app_source(settings(scenario, loops))
+            begun = time.monotonic()
+            try:
+                if scenario.where == "pods":
+                    assert kubectl is not None
+                    with pod_app(kubectl, scenario, source) as target:
+                        row = measure(target, scenario, warmup, window, point.rate)
+                else:
+                    with local_app(scenario, source) as local:
+                        row = measure(local, scenario, warmup, window, point.rate)
+            except (AssertionError, OSError, subprocess.SubprocessError) as exc:
+                log(f"    FAILED: {type(exc).__name__}: {exc}")
+                row = {"where": scenario.where, "mode": scenario.mode,
+                       "error": f"{type(exc).__name__}: {exc}"}
+            row["elapsed_s"] = round(time.monotonic() - begun, 1)
+            row["loadavg"] = list(os.getloadavg())
+            result["runs"][scenario.key] = row
+            if not row.get("error"):
+                log("    " + _brief(row))
+    finally:
+        if kubectl is not None:
+            log("  cleaning up: the benchmark's namespace and operator release")
+            uninstall(kubectl, [NAMESPACE])
+            kubectl.close()
+    result.update(summarize(result["runs"]))
+    result["uptime_end"] = _uptime()
+    result["machine"] = machine()
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    log(f"cluster bench: done in {_clock(result['elapsed_s'])}; load at end: "
+        f"{result['uptime_end']}")
+    return result
+
+
+def _brief(row: dict[str, Any]) -> str:
+    parts = []
+    if row.get("stream_p99_ms") is not None:
+        parts.append(f"stream p50 {row['stream_p50_ms']:.2f} ms p99 {row['stream_p99_ms']:.2f} ms")
+    if row.get("batch_records_per_s"):
+        parts.append(f"batch {row['batch_records_per_s']:.0f} records/s")
+    s2s = row.get("send_to_start_us") or {}
+    if s2s.get("count"):
+        parts.append(f"suspension p50 {s2s['p50']:.0f} us p99 {s2s['p99']:.0f} us "
+                     f"({s2s['count']:.0f})")
+    events = row.get("events") or {}
+    if events.get("posted"):
+        parts.append(f"events {events['accepted']}/{events['posted']} accepted, "
+                     f"{events['results']} answered")
+    return "; ".join(parts) or "done"
+
+
+# ---------------------------------------------------------------------------------------------
+# The report (pure)
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    return "-" if not isinstance(value, (int, float)) else f"{value:.{digits}f}"
+
+
+POD_PATH = """\
+## What the pod path does today (item 2)
+
+In local mode the executor makes a doorbell (doorbell.py: a page in /dev/shm named, with a
+token, in its `ready` message); the driver, on the same host, opens it, sets its byte after
+every message and copies a preempting `run` into its express slot, so a yield point sees a
+preemption with one load and takes the task without reading the socket. In pods the driver
+cannot open the executor pod's /dev/shm, so there is no doorbell (/status
+`executors.list[].doorbell` is false in every pods run here): the preemption travels over the
+TCP connection between the pods (veth, the node's bridge), and the running batch task finds it
+only at its next socket poll. `_yieldcore.c`'s `tune()` runs every `stride` records, the stride
+adapted so that this is every NEPTUNE_POLL_US of task time (default 100 us,
+yieldpoint.DEFAULT_INTERVAL_US; 8 times less often when there is a doorbell), and calls
+`poll(2)` with a zero timeout on the socket; when bytes are there it fires `on_signal`, the
+executor reads the frame (executor/core.py `_feed`) and suspends the task. So in pods a
+preemption waits, on top of the network hop, up to one poll interval plus the socket read: the
+executor's share (`arrival_to_start`, from the kernel's receive timestamp, SO_TIMESTAMPNS, to
+the stream task's start) is where the poll interval shows; the driver-to-executor hop is the
+rest of `send_to_start`. Both clocks are the node's: on one node the comparison holds, across
+nodes it would not.
+"""
+
+IDEAS = """\
+Ideas of item 2, and what was done with each here:
+- a shorter poll interval (NEPTUNE_POLL_US, an existing setting; the app module sets it for the
+  executor, the CRD has no field for it): measured, A/B above, interleaved with plain neptune
+  runs in the same run. No runtime change was made.
+- busy-poll socket options (SO_BUSY_POLL): not tried. Raising a socket's busy-poll time above
+  the host's net.core.busy_read needs CAP_NET_ADMIN, which the pods drop (restricted Pod
+  Security Standard), and busy polling acts on a NIC queue's NAPI context, which a veth between
+  pods on a bridge does not give a socket; the yield point's poll has a zero timeout, which a
+  busy-poll setting does not lengthen anyway.
+- a receiver in the executor pod sharing memory with the executor processes (an emptyDir with
+  `medium: Memory`) ringing their doorbell, and the forewarning moved into the executor's pod:
+  not tried (runtime and operator changes; item 2's build, not its measurement).
+"""
+
+
+def markdown(result: dict[str, Any]) -> str:
+    config = result["config"]
+    places = result.get("places", {})
+    lines = [
+        "# The quick benchmark's workload in pods and in local mode (issue 14)",
+        "",
+        f"Poisson {config['rate_per_s']:g} events/s POSTed one a request to /ingest/stream; "
+        f"~{config['batch_ms']:g} ms batch tasks of {config['batch_records_per_task']} ~10 us "
+        f"records, {config['stream_ms']:g} ms stream tasks ({config['stream_records_per_task']} "
+        f"records), one executor of one slot; warm-up {config['warmup_s']:g} s, window "
+        f"{config['measure_s']:g} s per run. Pods: a ContinuousApplication each (driver pod, one "
+        f"executor pod; requests {config['executor_resources']['requests']['cpu']} CPU, limit "
+        f"{config['executor_resources']['limits']['cpu']} CPU for the executor), image "
+        f"`{config['image']}`. Local: the same app file as processes, driver on CPU "
+        f"{config['local_cpus']['driver']}, executor on CPU {config['local_cpus']['executor']} "
+        "(as `neptunectl bench`), state in a temporary directory.",
+        "",
+        f"Load: at start `{result.get('uptime_start', '?')}`; at end "
+        f"`{result.get('uptime_end', '?')}`. The machine has "
+        f"{result.get('machine', {}).get('cpus', '?')} shared cores and runs the whole cluster "
+        "(API server, etcd, kubelet, containerd, Prometheus) beside the runs: the figures are "
+        f"noisy: one run each of {config['measure_s']:g} s (at 20 events/s ~200 "
+        "preemptions, whose p99 is their third largest).",
+        "",
+        "| where | run | stream p50 ms | stream p99 ms | stream max ms | batch records/s | "
+        "batch rel. | susp. p50 us | susp. p99 us | susp. max us |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for where, rows in places.items():
+        for name, row in rows.items():
+            s = row.get("suspension") or {}
+            lines.append(
+                f"| {where} | {name} | {_f(row['stream_p50_ms'])} | {_f(row['stream_p99_ms'])} "
+                f"| {_f(row['stream_max_ms'])} | {_f(row['batch_records_per_s'], 0)} | "
+                f"{_f(row['batch_throughput_rel'], 3)} | {_f(s.get('send_to_start_p50_us'), 0)} "
+                f"| {_f(s.get('send_to_start_p99_us'), 0)} | "
+                f"{_f(s.get('send_to_start_max_us'), 0)} |")
+    failed = {k: r["error"] for k, r in result.get("runs", {}).items() if r.get("error")}
+    lines += [f"- {k} FAILED: {v}" for k, v in failed.items()]
+    if result.get("skipped"):
+        lines.append(f"- skipped (budget): {', '.join(result['skipped'])}")
+    lines += ["", "## Suspension by hop", "",
+              "Driver send to stream task start (/status `preemption.send_to_start_us`), of which "
+              "on the executor, kernel arrival to start (`arrival_to_start_us`); the "
+              "driver-to-executor hop estimated as the difference of the percentiles.", "",
+              "| where | run | preemptions | send→start p50/p99/max us | arrival→start "
+              "p50/p99/max us | send→arrival p50/p99 us (est.) | doorbell |",
+              "|---|---|---:|---|---|---|---|"]
+    for key, row in result.get("runs", {}).items():
+        if row.get("error") or row.get("mode") != "both":
+            continue
+        h = hop_split(row)
+        where, name = key.split("/", 1)
+        lines.append(
+            f"| {where} | {name} | {h['count']:.0f} | {_f(h['send_to_start_p50_us'], 0)} / "
+            f"{_f(h['send_to_start_p99_us'], 0)} / {_f(h['send_to_start_max_us'], 0)} | "
+            f"{_f(h['arrival_to_start_p50_us'], 0)} / {_f(h['arrival_to_start_p99_us'], 0)} / "
+            f"{_f(h['arrival_to_start_max_us'], 0)} | {_f(h['send_to_arrival_p50_us_est'], 0)} "
+            f"/ {_f(h['send_to_arrival_p99_us_est'], 0)} | "
+            f"{'yes' if all(row.get('doorbell') or [False]) else 'no'} |")
+    lines += ["", "## The Prometheus histograms", "",
+              "What a user's Prometheus shows for each run's window (pods: the local Prometheus, "
+              "buckets `sum by (le) (NAME_bucket{namespace=..., neptune_dev_app=...} @ T)` before "
+              "and after the window; local: the processes' /metrics): observations, and p50/p99 "
+              "by histogram_quantile's rule (linear within a bucket, so at most as exact as the "
+              "buckets: 10, 25, 50, 100, 250, 500 us, 1, 2.5, 5, 10 ms ...).", "",
+              "| where | run | stream latency n, p50/p99 us | stream queue delay n, p50/p99 us "
+              "| executor suspension latency n, p50/p99 us |", "|---|---|---|---|---|"]
+    for key, row in result.get("runs", {}).items():
+        hist = row.get("histograms") or {}
+        if not hist:
+            continue
+        where, name = key.split("/", 1)
+        cells = [f"{g['count']:.0f}, {_f(g.get('p50_us'), 0)} / {_f(g.get('p99_us'), 0)}"
+                 if (g := hist.get(k)) else "-" for k in HISTOGRAMS]
+        lines.append(f"| {where} | {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Events in and results out", "",
+              "| where | run | posted | accepted (202) | failed | driver events | results | "
+              "unanswered | client late max ms |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, row in result.get("runs", {}).items():
+        e: dict[str, Any] = row.get("events") or {}
+        if row.get("error") or not e.get("posted"):
+            continue
+        where, name = key.split("/", 1)
+        lines.append(f"| {where} | {name} | {e['posted']} | {e['accepted']} | {e['failed']} | "
+                     f"{e['driver_events']} | {e['results']} | {e['unanswered']} | "
+                     f"{_f(e['client_late_ms_max'], 1)} |")
+    lines += ["", "## Item 2's targets, measured (nothing was changed to meet them)", "",
+              "| target | value | bound | met |", "|---|---:|---:|---|"]
+    for name, check in result.get("targets", {}).items():
+        lines.append(f"| {name} | {_f(check['value'], 3)} | {_f(check['bound'], 3)} | "
+                     f"{'yes' if check['ok'] else 'NO'} |")
+    ab = result.get("ab", {})
+    if ab:
+        keys = [k for k in next(iter(ab.values())) if k != "runs"]
+        lines += ["", f"## A/B: socket poll every {SHORT_POLL_US} us vs the default 100 us "
+                  "(pods, neptune)", "",
+                  "Median (min-max) over the side's runs, interleaved in this run.", "",
+                  "| side | runs | " + " | ".join(keys) + " |",
+                  "|---|---:|" + "---:|" * len(keys)]
+        for side, figures in ab.items():
+            cells = [f"{_f(figures[k]['median'], 3 if k == 'batch_rel' else 1)} "
+                     f"({_f(figures[k]['min'], 3 if k == 'batch_rel' else 1)}-"
+                     f"{_f(figures[k]['max'], 3 if k == 'batch_rel' else 1)})" for k in keys]
+            lines.append(f"| {side} | {len(figures['runs'])} | " + " | ".join(cells) + " |")
+    lines += ["", POD_PATH, IDEAS]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m neptune_bench.cluster_bench",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default="bench/results/cluster.json")
+    parser.add_argument("--markdown", default="bench/results/cluster.md")
+    parser.add_argument("--warmup", type=float, default=WARMUP_S)
+    parser.add_argument("--measure", type=float, default=MEASURE_S)
+    parser.add_argument("--budget", type=float, default=BUDGET_S,
+                        help="seconds after which no further run starts (default 13 min)")
+    parser.add_argument("--ab-rounds", type=int, default=2)
+    parser.add_argument("--only", default=None,
+                        help="comma-separated run keys to keep (e.g. local/neptune,pods/neptune)")
+    args = parser.parse_args(argv)
+    scenarios = plan(args.ab_rounds)
+    if args.only:
+        wanted = set(args.only.split(","))
+        scenarios = [s for s in scenarios if s.key in wanted]
+        if not scenarios:
+            raise SystemExit(f"--only: no run is named {args.only}; runs: "
+                             + ", ".join(s.key for s in plan(args.ab_rounds)))
+    result = run(scenarios, args.warmup, args.measure, args.budget,
+                 lambda line: print(line, file=sys.stderr, flush=True))
+    report = markdown(result)
+    with open(args.json, "w") as handle:
+        json.dump({**result, "plan": [dataclasses.asdict(s) for s in scenarios]}, handle,
+                  indent=1)
+    with open(args.markdown, "w") as handle:
+        handle.write(report + "\n")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
