@@ -1,5 +1,5 @@
 # A real single-node Kafka broker for the tests and the demo (included from the top-level
-# Makefile). See e2e/KAFKA.md. Jars are cached in $(NEPTUNE_CACHE)/kafka-<version>/; the
+# Makefile). See e2e/README.md ("Kafka"). Jars are cached in $(NEPTUNE_CACHE)/kafka-<version>/; the
 # broker's data, logs and pid live in $(NEPTUNE_KAFKA_STATE).
 E2E_DIR ?= e2e
 NEPTUNE_CACHE ?= /var/cache/neptune-k8s

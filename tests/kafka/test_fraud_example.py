@@ -185,3 +185,22 @@ def test_fraud_example_kill_an_executor_alerts_once_and_totals_exact(
             state.update(names.get("cards", {}))
     got = {card: {"n": s["n"], "total": s["total"]} for card, s in state.items()}
     assert got == cards, "the keyed state's per-card totals are not the true totals"
+
+
+def test_the_manifest_names_the_app_and_its_jobs_as_declared() -> None:
+    import yaml
+
+    from neptune_runtime.jobconfig import apply_job_settings
+
+    fm = example()
+    manifest = yaml.safe_load((ROOT / "examples" / "fraud-monitoring.yaml").read_text())
+    assert manifest["kind"] == "ContinuousApplication"
+    assert manifest["metadata"]["name"] == fm.app.name
+    spec = manifest["spec"]
+    jobs = {j["name"]: {k: v for k, v in j.items() if k != "name"} for j in spec["jobs"]}
+    assert set(jobs) == set(fm.app.jobs)
+    assert apply_job_settings(fm.app, {"jobs": jobs}) == []
+    assert spec["upgradeMode"] == "last-state" and "storage" in spec["driver"], \
+        "last-state keyed state wants the driver's volume"
+    kafka = jobs["score"]["source"]["kafka"]
+    assert (kafka["topic"], kafka["group"]) == (fm.TRANSACTIONS, fm.GROUP)
