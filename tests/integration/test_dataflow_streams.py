@@ -122,3 +122,48 @@ def test_a_window_job_s_stream_tasks_preempt_a_running_batch_task_and_lose_nothi
     assert status["preemption"]["send_to_start_us"]["count"] > 0
     assert clicks["events"] == clicks["records"] == 121 and clicks["dead_letters"] == 0
     assert clicks["state"] == "running" and crunch["state"] == "running"
+
+
+IDLE_APP = '''
+import os
+
+from neptune_runtime import App, sinks, sources
+from neptune_runtime import dataflow as df
+
+app = App("idle")
+(app.stream("clicks", sources.HttpIngest(), slo="1s")
+ .key_by("key")
+ .window(df.tumbling(10), time="ts", grace=2, idle_timeout="1s")
+ .agg(n=df.count(), total=df.sum("v"))
+ .final()
+ .to(sinks.JsonLines(os.environ["DF_SINK"])))
+'''
+
+
+def test_an_idle_partition_closes_its_windows_and_final_emits_after_input_stops(
+        tmp_path: Path) -> None:
+    """No event far ahead this time: the input stops, and after the idle timeout (1 s) the
+    lane's watermark rises and every window still open is emitted, once."""
+    app, sink = tmp_path / "idle_app.py", tmp_path / "windows.jsonl"
+    app.write_text(IDLE_APP)
+    sent = [e for e in events(0, 120, seed=5) if e["ts"] >= 0]  # ts up to ~30: 4 windows a key
+    with LocalCluster(str(app), executors=2, env={"DF_SINK": str(sink)}) as cluster:
+        ingest(cluster, sent)
+        wait_for(lambda: processed(cluster) >= len(sent), 20, "the events processed")
+        on_time, _ = reference(sent, 2.0)  # what the events themselves close
+        # the reference with the lane flushed: every window of the counted events
+        everything, late_ids = reference([*sent, flush(10_000)], 2.0)
+        assert on_time != everything, "the events alone should leave windows open"
+        wait_for(lambda: results(sink) == everything or results(sink) - everything, 20,
+                 "the idle lane's windows")
+        figures = wait_for(lambda: (f := cluster.status()["jobs"]["clicks"])["uncommitted"]
+                           == 0 and f, 20, "everything handed on")
+        ingest(cluster, [{"id": 999, "key": "k0", "ts": 1.0, "v": 1}])  # below the new mark
+        wait_for(lambda: cluster.status()["jobs"]["clicks"]["dataflow"].get("late", 0)
+                 == len(late_ids) + 1, 20, "the late event counted")
+        ends = max(end for _, _, end, _, _ in results(sink))
+    assert results(sink) == everything, "a window was lost, emitted twice or counted wrong"
+    assert max(e["ts"] for e in sent) < ends  # the last window closed without a later event
+    ticks = figures["events"] - len(sent)
+    assert ticks >= 1 and figures["records"] == figures["events"]  # a tick counts as an event
+    assert figures["dead_letters"] == 0 and figures["state"] == "running"

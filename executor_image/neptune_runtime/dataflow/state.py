@@ -8,7 +8,8 @@ Per operator (its state name N), three maps of `ctx.keyed_state`:
   appends one chunk per bucket it adds to, so no task rewrites what others wrote; a bucket is
   read only when its earliest due has come, and is then consumed (what stays of it is written
   back as one chunk).
-The operator's highest event time is "N.clock" in the "dataflow" map.
+The operator's highest event time is "N.clock" in the "dataflow" map, and "N.floor" the
+watermark an idle lane raised it to (windows.idle_floor), if one did.
 
 A key always has a timer at or before the time it is next due (its first window's end): when
 the watermark passes it, the key is woken, its closed windows are handed out and removed, and
@@ -33,7 +34,7 @@ import msgpack
 from ..keyed import Key
 from .aggregate import Named
 from .errors import BadRecord
-from .windows import Entry, Number, Window, watermark
+from .windows import Entry, Number, Window, idle_floor, watermark
 
 Store = Callable[[str], MutableMapping[Any, Any]]
 _INT64 = (-(2**63), 2**64)
@@ -155,8 +156,9 @@ class WindowState:
         self.timers = Timers(store(f"{name}.timers"), store(f"{name}.chunks"), window)
         self.meta = meta
         self.clock: Number | None = meta.get(f"{name}.clock")
-        self.mark = watermark(self.clock, grace)
-        self.clock_moved = False
+        self.floor: Number | None = meta.get(f"{name}.floor")
+        self.mark = watermark(self.clock, grace, self.floor)
+        self.clock_moved = self.floor_moved = False
         self.cache: dict[Key, list[Any] | None] = {}
         self.dirty: set[Key] = set()
 
@@ -204,7 +206,24 @@ class WindowState:
         if self.clock is not None and t <= self.clock:
             return
         self.clock, self.clock_moved = t, True
-        self.mark = mark = t - self.grace
+        mark = t - self.grace
+        floor = self.floor
+        if floor is not None and floor > mark:
+            mark = floor
+        self.mark = mark
+        yield from self._close(mark)
+
+    def idle(self) -> Iterator[tuple[Key, list[Entry]]]:
+        """The lane went idle: raise the watermark to close every open window (the (key,
+        windows) closed); later records below it are late."""
+        floor = idle_floor(self.window, self.clock, self.mark)
+        if floor is None:
+            return
+        self.floor = self.mark = floor
+        self.floor_moved = True
+        yield from self._close(floor)
+
+    def _close(self, mark: Number) -> Iterator[tuple[Key, list[Entry]]]:
         for enc in self.timers.due(mark):
             closed = self._wake(enc, mark)
             if closed:
@@ -236,3 +255,6 @@ class WindowState:
         if self.clock_moved:
             self.meta[f"{self.name}.clock"] = self.clock
             self.clock_moved = False
+        if self.floor_moved:
+            self.meta[f"{self.name}.floor"] = self.floor
+            self.floor_moved = False

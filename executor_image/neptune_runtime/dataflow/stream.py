@@ -22,6 +22,9 @@ windows, the watermark and the counters live in `ctx.keyed_state` (state.py): ch
 the offsets, restored where the partition runs next, and a failed task's writes are dropped,
 so no event counts twice. `key_by` groups records within their source partition; for one
 result per key across partitions, partition the source by that key (a Kafka message key).
+The watermark is the partition's too; a partition that receives nothing for a window's
+`idle_timeout` closes that window's open windows (idle.py), so `final()` emits when input
+stops.
 
 Bad input: a function of an operator that raises, a key that cannot be hashed (or kept in keyed
 state), and a record without the event-time field (or a value an aggregation cannot take) are
@@ -45,11 +48,11 @@ from ..kafka.sink import KafkaSink
 from ..sinks import Sink
 from ..sources import Source
 from ..yieldpoint import checkpoint
-from . import aggregate
+from . import aggregate, idle
 from .aggregate import Aggregation, Named, field_value
 from .errors import BadRecord, DataflowError, shown
 from .state import WindowState, decode_key, encode_key
-from .windows import Number, Session, TimeOf, Window, event_time, grace_of
+from .windows import AUTO, Number, Session, TimeOf, Window, event_time, grace_of, idle_timeout_of
 
 if TYPE_CHECKING:
     from ..app import App
@@ -60,6 +63,7 @@ RESERVED = ("key", "start", "end")  # the fields of a window's result besides it
 
 log = logging.getLogger("neptune.dataflow")
 Push = Callable[["_Run", Any, Any], None]  # (run, key, record)
+Idler = Callable[["_Run"], None]  # a window operator's answer to an idle lane
 _process_counts: Counter[tuple[str, str, str]] = Counter()  # (job, operator, reason)
 
 
@@ -136,6 +140,10 @@ class _Flow:
         self.plan: Push | None = None
         self.routed = False
         self.state_names: set[str] = {META}
+        self.idle_timeouts: list[float] = []  # its windows' (the driver's watch: idle.py)
+        # (operator index, timeout, idler), once compiled: upstream windows first, so what
+        # they close on a tick reaches the windows after them before those close too
+        self.idlers: list[tuple[int, float, Idler]] = []
 
     def operator(self, kind: str, detail: str, on_bad: OnBad | None) -> Operator:
         self.frozen_check()
@@ -166,14 +174,26 @@ class _Flow:
             assert self.root is not None
             self.routed = len(self.routes) > 1
             self.plan = self.root._compile()
+            self.idlers.sort(key=lambda entry: entry[0])
         return self.plan
 
     def task(self, ctx: TaskContext, records: Iterator[Any]) -> list[Any]:
         """The job's task function: the operators over each record, then the state written."""
         push = self.compiled()
         run = _Run(self, ctx)
-        for record in records:  # each next() is a yield point
-            push(run, None, record)
+        if self.job.keyed:  # a window's lane: ticks are no records (even with no timeout now)
+            idle_of, idlers = idle.idle_of, self.idlers
+            for record in records:  # each next() is a yield point
+                seconds = idle_of(record)
+                if seconds is None:
+                    push(run, None, record)
+                    continue
+                for _, timeout, idler in idlers:  # a tick: the lane was idle
+                    if seconds >= timeout:
+                        idler(run)
+        else:
+            for record in records:  # each next() is a yield point
+                push(run, None, record)
         run.finish()
         return run.outputs
 
@@ -265,6 +285,7 @@ class Stream:
                              dead_letter=dead_letter, batchable=True)
         flow = _Flow(job, chosen)
         root = flow.root = cls(flow)
+        idle.install(source, lambda: list(flow.idle_timeouts) if flow is not None else [])
         return root
 
     @property
@@ -397,7 +418,8 @@ class Stream:
 
     # -- windows ----------------------------------------------------------------------------
     def window(self, window: Window, *, time: TimeOf, grace: Any = 0, late: Sink | None = None,
-               name: str | None = None, on_bad: OnBad | None = None) -> WindowedStream:
+               name: str | None = None, on_bad: OnBad | None = None,
+               idle_timeout: Any = AUTO) -> WindowedStream:
         """Windows of `window` (windows.py: tumbling, hopping, sliding, session) over the
         event time `time` (a field name, or a function of the record), per key (`key_by`
         before it; one key, None, without). The watermark is the highest event time this
@@ -406,14 +428,25 @@ class Stream:
         written to
         that sink as {"record", "key", "time", "watermark", "operator"}. `name` names the
         window's keyed state (default: its operator, e.g. window#3): give one to keep the
-        state when operators before it are added or removed. Follow it with an aggregation."""
+        state when operators before it are added or removed. Follow it with an aggregation.
+
+        `idle_timeout`: once the source partition sent nothing for this long (seconds of wall
+        time, or a duration string), its watermark rises to close every window it has open,
+        and `final()` emits them; a later record below that watermark is late. "auto" (the
+        default): the window's size (a session's gap) plus `grace`, read as seconds, at
+        least 1 s; None: never (an idle partition's windows wait for its next record)."""
         if not isinstance(window, Window):
             raise TypeError(f"job {self.job.name}: window() takes tumbling(...), hopping(...), "
                             f"sliding(...) or session(...), got {window!r}")
         if not isinstance(time, str) and not callable(time):
             raise TypeError(f"job {self.job.name}: window(time=) takes a field name or a "
                             f"function, got {time!r}")
-        return WindowedStream(self, window, time, grace_of(grace), late, name, on_bad)
+        chosen = grace_of(grace)
+        try:
+            timeout = idle_timeout_of(idle_timeout, window, chosen)
+        except ValueError as exc:
+            raise ValueError(f"job {self.job.name}: {exc}") from None
+        return WindowedStream(self, window, time, chosen, late, name, on_bad, timeout)
 
 
 def _raised(exc: BaseException) -> str:
@@ -425,7 +458,8 @@ class WindowedStream:
     `max`, `reduce`, or several with `agg`)."""
 
     def __init__(self, stream: Stream, window: Window, time: TimeOf, grace: Number,
-                 late: Sink | None, name: str | None, on_bad: OnBad | None) -> None:
+                 late: Sink | None, name: str | None, on_bad: OnBad | None,
+                 idle_timeout: float | None = None) -> None:
         self.stream = stream
         self.window = window
         self.time = time
@@ -433,6 +467,7 @@ class WindowedStream:
         self.late = late
         self.name = name
         self.on_bad = on_bad
+        self.idle_timeout = idle_timeout  # seconds, or None: never
 
     def agg(self, **aggregations: Aggregation) -> Aggregated:
         """Several aggregations at once, each a field of the result: e.g.
@@ -511,6 +546,9 @@ class Aggregated:
         flow.state_names.add(state_name)
         late = None if w.late is None else flow.route(w.late)
         flow.job.keyed = True
+        timeout = w.idle_timeout
+        if timeout is not None:
+            flow.idle_timeouts.append(timeout)
 
         def build(run: _Run) -> WindowState:
             assert run.meta is not None
@@ -525,6 +563,21 @@ class Aggregated:
 
         def make(nxt: Push) -> Push:
             routed = flow.routed
+
+            def emit(run: _Run, key: Any, enc: Any,
+                     closes: Iterator[tuple[Any, list[list[Any]]]]) -> None:
+                for closed_enc, closed in closes:
+                    if final:
+                        closed_key = key if closed_enc == enc else decode_key(closed_enc)
+                        for entry in closed:
+                            nxt(run, closed_key, result(closed_key, entry))
+                    checkpoint()  # many windows may close at once: stay preemptible
+
+            if timeout is not None:
+                def on_idle(run: _Run) -> None:
+                    state = run.states.get(index) or run.window(op, build)
+                    emit(run, None, None, state.idle())
+                flow.idlers.append((index, timeout, on_idle))
 
             def push(run: _Run, key: Any, record: Any) -> None:
                 state = run.states.get(index) or run.window(op, build)
@@ -552,12 +605,7 @@ class Aggregated:
                 clock = state.clock
                 if clock is not None and t <= clock:
                     return  # the watermark stays: nothing closes
-                for closed_enc, closed in state.advance(t):
-                    if final:
-                        closed_key = key if closed_enc == enc else decode_key(closed_enc)
-                        for entry in closed:
-                            nxt(run, closed_key, result(closed_key, entry))
-                    checkpoint()  # many windows may close at once: stay preemptible
+                emit(run, key, enc, state.advance(t))
             return push
         return stream._then(make)
 

@@ -12,6 +12,13 @@ still open. Its watermark is the highest event time seen in the source partition
 - a window closes once the watermark passes its end, and is then emitted (by `final()`) and
   removed: the state holds open windows only.
 
+The watermark is per source partition: one lane's records never close another lane's windows,
+and an idle lane does not hold the others back. A lane that goes idle would hold its own open
+windows forever, so after `idle_timeout` seconds (wall time) without a record in the lane, its
+watermark is raised to its *reach*: the end of the last window its highest event time opened
+(`Window.reach`). Every open window then closes, and a record that comes later is late if it
+is below that watermark, so no window is emitted twice (`idle_floor`).
+
 Kinds, with `size`, `step` and `gap` in the unit of the event times (a duration string such as
 "30s" is seconds):
 
@@ -75,6 +82,7 @@ class Window(ABC):
 
     kind = "window"
     strict = False  # closes when the watermark is beyond its end, not at it (sliding)
+    span: Number  # its size (or gap): how long a window lasts, in the event times' unit
 
     @abstractmethod
     def describe(self) -> str:
@@ -107,6 +115,13 @@ class Window(ABC):
         """The timer bucket of a time at which a key is due (state.py)."""
         return due
 
+    @abstractmethod
+    def reach(self, high: Number) -> Number:
+        """A watermark that closes every window (and forgets every buffered record) that
+        records up to the highest event time `high` opened: the end of the last window a
+        record at `high` belongs to (sliding: beyond it). Non-decreasing in `high`, so the
+        reach of the partition's clock covers every record the partition counted."""
+
     def __repr__(self) -> str:
         return self.describe()
 
@@ -117,7 +132,7 @@ class Hopping(Window):
     kind = "hopping"
 
     def __init__(self, size: Any, step: Any) -> None:
-        self.size = span(size, f"{self.kind} window: size")
+        self.size = self.span = span(size, f"{self.kind} window: size")
         self.step = span(step, f"{self.kind} window: step")
         if self.step > self.size:
             raise ValueError(f"{self.kind} window: step {step!r} is longer than size {size!r} "
@@ -140,6 +155,10 @@ class Hopping(Window):
             i += 1
         out.reverse()
         return out
+
+    def reach(self, high: Number) -> Number:
+        """The end of the last window that contains `high`."""
+        return high - high % self.step + self.size
 
     def add(self, windows: list[Entry], buffer: list[Entry], t: Number, vals: Sequence[Any],
             aggs: Named) -> tuple[list[Entry], list[Entry], list[Entry]]:
@@ -194,7 +213,7 @@ class Sliding(Window):
     strict = True
 
     def __init__(self, size: Any) -> None:
-        self.size = span(size, "sliding window: size")
+        self.size = self.span = span(size, "sliding window: size")
 
     def describe(self) -> str:
         """sliding(size)."""
@@ -252,6 +271,10 @@ class Sliding(Window):
         """Buckets of size / BUCKETS_PER_SPAN."""
         return math.floor(due * BUCKETS_PER_SPAN / self.size)
 
+    def reach(self, high: Number) -> Number:
+        """high + size: beyond the window at `high` (strict), and its buffer forgotten."""
+        return high + self.size
+
 
 class Session(Window):
     """A key's records closer than `gap` to each other (see the module)."""
@@ -259,7 +282,7 @@ class Session(Window):
     kind = "session"
 
     def __init__(self, gap: Any) -> None:
-        self.gap = span(gap, "session window: gap")
+        self.gap = self.span = span(gap, "session window: gap")
 
     def describe(self) -> str:
         """session(gap)."""
@@ -288,6 +311,10 @@ class Session(Window):
     def bucket(self, due: Number) -> Number:
         """Buckets of gap / BUCKETS_PER_SPAN."""
         return math.floor(due * BUCKETS_PER_SPAN / self.gap)
+
+    def reach(self, high: Number) -> Number:
+        """high + gap: no session of a key ends later than its last record plus the gap."""
+        return high + self.gap
 
 
 def tumbling(size: Any) -> Tumbling:
@@ -336,9 +363,42 @@ def event_time(record: Any, time: TimeOf) -> Number:
     return value
 
 
-def watermark(clock: Number | None, grace: Number) -> Number | None:
-    """The watermark after a highest event time `clock` (None before any record)."""
-    return None if clock is None else clock - grace
+def watermark(clock: Number | None, grace: Number, floor: Number | None = None
+              ) -> Number | None:
+    """The watermark after a highest event time `clock` (None before any record), raised to
+    `floor` if an idle lane raised it there (`idle_floor`)."""
+    if clock is None:
+        return floor
+    mark = clock - grace
+    return floor if floor is not None and floor > mark else mark
+
+
+def idle_floor(window: Window, clock: Number | None, mark: Number | None) -> Number | None:
+    """The watermark of a lane that went idle at highest event time `clock` and watermark
+    `mark`: the window's reach of the clock, which closes every open window; None when there
+    is nothing to close (no record yet, or the watermark is there already)."""
+    if clock is None:
+        return None
+    floor = window.reach(clock)
+    return None if mark is not None and mark >= floor else floor
+
+
+AUTO = "auto"
+MIN_IDLE = 1.0  # seconds: the shortest automatic idle timeout
+
+
+def idle_timeout_of(value: Any, window: Window, grace: Number) -> float | None:
+    """A window's idle timeout in seconds of wall time: None (never: an idle lane keeps its
+    windows open until its next record), a positive number of seconds or a duration string,
+    or "auto": the window's span plus its grace, read as seconds (at least MIN_IDLE). With
+    event times in seconds, "auto" never makes late a record that comes at the pace of
+    wall time: one that comes after the lane was idle for span + grace has a time beyond
+    every window the lane had open."""
+    if value is None:
+        return None
+    if value == AUTO:
+        return max(MIN_IDLE, float(window.span + grace))
+    return float(span(value, "idle_timeout"))
 
 
 def is_late(t: Number, mark: Number | None) -> bool:
