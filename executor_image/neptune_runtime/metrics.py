@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from .buckets import FAST_BUCKETS
+from .buckets import FAST_BUCKETS, TASK_BUCKETS
 
 QUEUE_DELAY = Histogram(
     "neptune_task_queue_delay_seconds", "From a task being ready to it starting.",
@@ -30,6 +30,20 @@ PREEMPTIONS = Counter(
 )
 TASKS = Gauge("neptune_tasks", "Tasks by state and kind.", ["state", "kind"])
 BATCH_RECORDS = Counter("neptune_batch_records_total", "Records processed by batch tasks.", ["job"])
+# Per stage of a batch job (the dataset API's are several, split at shuffles; other batch
+# jobs have one, "0"): its tasks finished, their duration, their records.
+STAGE_TASKS = Counter(
+    "neptune_stage_tasks_total", "Batch stage tasks finished, per stage.", ["job", "stage"]
+)
+STAGE_TASK_SECONDS = Histogram(
+    "neptune_stage_task_seconds",
+    "From a batch stage task's start to it finishing (its last attempt, suspensions included).",
+    ["job", "stage"], buckets=TASK_BUCKETS,
+)
+STAGE_RECORDS = Counter(
+    "neptune_stage_records_total", "Records processed by batch stage tasks, per stage.",
+    ["job", "stage"],
+)
 SLO_VIOLATIONS = Counter(
     "neptune_slo_violations_total", "Stream results later than the job's SLO.", ["job"]
 )

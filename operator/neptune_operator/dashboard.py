@@ -85,6 +85,29 @@ PANELS: tuple[PanelSpec, ...] = (
         "Records per second processed by batch jobs.",
     ),
     PanelSpec(
+        "Stage tasks per second", "ops",
+        (Query(f"sum by (namespace, job, stage) (rate(neptune_stage_tasks_total{{{NS}}}"
+               "[$__rate_interval]))", "{{namespace}}/{{job}} stage {{stage}}"),),
+        "Batch stage tasks finished per second, per stage (a dataset job's stages split at "
+        "its shuffles; other batch jobs have stage 0).",
+    ),
+    PanelSpec(
+        "Stage task duration p50/p99", "s",
+        (
+            Query(_quantile(0.5, "neptune_stage_task_seconds", "namespace, job, stage"),
+                  "{{namespace}}/{{job}} stage {{stage}} p50"),
+            Query(_quantile(0.99, "neptune_stage_task_seconds", "namespace, job, stage"),
+                  "{{namespace}}/{{job}} stage {{stage}} p99"),
+        ),
+        "A stage task's start to its finish, suspensions included.",
+    ),
+    PanelSpec(
+        "Stage throughput", "rps",
+        (Query(f"sum by (namespace, job, stage) (rate(neptune_stage_records_total{{{NS}}}"
+               "[$__rate_interval]))", "{{namespace}}/{{job}} stage {{stage}}"),),
+        "Records per second processed by each stage's tasks.",
+    ),
+    PanelSpec(
         "SLO violations per second", "ops",
         (Query(f"sum by (namespace, job) (rate(neptune_slo_violations_total{{{NS}}}"
                "[$__rate_interval]))", "{{namespace}}/{{job}}"),),

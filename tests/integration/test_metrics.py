@@ -55,3 +55,35 @@ def test_driver_and_executor_metrics_with_sub_millisecond_buckets(tmp_path: Path
         assert f"# TYPE {name} " not in driver, f"the driver shows the executors' {name}"
     for name in ("neptune_executors", "neptune_wasted_task_seconds", "neptune_tasks"):
         assert f"# TYPE {name} " not in executor, f"an executor shows the driver's {name}"
+
+
+def test_per_stage_task_counts_durations_and_records_of_a_dataset_job() -> None:
+    """The driver's neptune_stage_* series, labelled {job, stage}: a two-stage word count (4
+    map tasks, 3 reduce tasks) and a join (4 + 4 map tasks over two inputs, 2 reduce tasks)."""
+    words = 2000
+    with LocalCluster(str(APPS / "dataset_app.py"), executors=2,
+                      env={"DS_WORDS": str(words)}) as cluster:
+        def done() -> bool:
+            published = cluster.status()["shared_state"]
+            return bool(published.get("counts", 0) >= 1 and published.get("pairs", 0) >= 1)
+
+        wait_for(done, 60, "both dataset jobs")
+        text = scrape(cluster.http + "/metrics")
+
+    def series(name: str, job: str, stage: int) -> float:
+        return sample(text, f'{name}{{job="{job}",stage="{stage}"}}')
+
+    assert "# TYPE neptune_stage_tasks" in text
+    assert "# TYPE neptune_stage_task_seconds histogram" in text
+    assert series("neptune_stage_tasks_total", "wordcount", 0) == 4
+    assert series("neptune_stage_tasks_total", "wordcount", 1) == 3
+    assert series("neptune_stage_task_seconds_count", "wordcount", 1) == 3
+    assert series("neptune_stage_task_seconds_sum", "wordcount", 0) > 0
+    assert series("neptune_stage_records_total", "wordcount", 0) == 4 * words
+    # the reducers see one record per distinct word of each map output
+    assert 0 < series("neptune_stage_records_total", "wordcount", 1) < 4 * words
+    stages = {int(m) for m in re.findall(r'neptune_stage_tasks_total\{job="joined",'
+                                         r'stage="(\d+)"\}', text)}
+    assert len(stages) >= 2, stages
+    assert re.search(r'neptune_stage_task_seconds_bucket\{job="wordcount",le="60.0",'
+                     r'stage="0"\} 4.0', text)

@@ -118,6 +118,10 @@ class Batches:
         stats.records += records
         stats.rate.add(now, records)
         metrics.BATCH_RECORDS.labels(job.name).inc(records)
+        stage = str(task.stage)
+        metrics.STAGE_TASKS.labels(job.name, stage).inc()
+        metrics.STAGE_RECORDS.labels(job.name, stage).inc(records)
+        metrics.STAGE_TASK_SECONDS.labels(job.name, stage).observe(max(0.0, now - task.started_at))
         epoch = self.epochs.get(job.name)
         if epoch is None or epoch.number != task.epoch:
             return
