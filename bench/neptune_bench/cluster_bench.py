@@ -121,7 +121,7 @@ CORE = (("stream_alone", "stream", "fifo"), ("batch_alone", "batch", "fifo"),
         ("neptune", "both", "neptune"), ("fair", "both", "fair"), ("kill", "both", "kill"))
 
 
-def plan(ab_rounds: int = 2) -> list[Scenario]:
+def plan(ab_rounds: int = 3) -> list[Scenario]:
     """Every scenario, in the order they run: the five core ones, local mode then pods for
     each; then `ab_rounds` rounds of the poll-interval A/B in pods (alternating which side goes
     first) and one neptune run in local mode unpinned."""
@@ -455,11 +455,14 @@ class PodTarget:
     app: IngestApp
     ingest_url: str = ""
     ingest_token: str = ""
+    image_id: str | None = None  # what the executor pod runs (the image's digest)
 
     def __post_init__(self) -> None:
         (driver,) = self.app.pods("driver")
         self.ingest_url = f"http://{driver['status']['podIP']}:{HTTP_PORT}/ingest/stream"
         self.ingest_token = self.app.tokens()["ingest"]
+        statuses = self.app.pods("executor")[0]["status"].get("containerStatuses") or [{}]
+        self.image_id = statuses[0].get("imageID")
 
     def status(self) -> dict[str, Any]:
         code, doc = self.app.request("GET", "/status", self.app.tokens()["read"])
@@ -731,6 +734,7 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
                     assert kubectl is not None
                     with pod_app(kubectl, scenario, source) as target:
                         row = measure(target, scenario, warmup, window, point.rate)
+                        row["image_id"] = target.image_id
                 else:
                     with local_app(scenario, source) as local:
                         row = measure(local, scenario, warmup, window, point.rate)
@@ -833,7 +837,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{config['measure_s']:g} s per run. Pods: a ContinuousApplication each (driver pod, one "
         f"executor pod; requests {config['executor_resources']['requests']['cpu']} CPU, limit "
         f"{config['executor_resources']['limits']['cpu']} CPU for the executor), image "
-        f"`{config['image']}`. Local: the same app file as processes, driver on CPU "
+        f"`{config['image']}`; events POSTed from the host straight to the driver pod's IP (as a "
+        "client in the cluster would: no API server on their path), /status and the reset over "
+        "`kubectl proxy`. Local: the same app file as processes, driver on CPU "
         f"{config['local_cpus']['driver']}, executor on CPU {config['local_cpus']['executor']} "
         "(as `neptunectl bench`), state in a temporary directory.",
         "",
@@ -939,7 +945,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", type=float, default=MEASURE_S)
     parser.add_argument("--budget", type=float, default=BUDGET_S,
                         help="seconds after which no further run starts (default 13 min)")
-    parser.add_argument("--ab-rounds", type=int, default=2)
+    parser.add_argument("--ab-rounds", type=int, default=3,
+                        help="rounds of the poll-interval A/B in pods (default 3)")
     parser.add_argument("--only", default=None,
                         help="comma-separated run keys to keep (e.g. local/neptune,pods/neptune)")
     args = parser.parse_args(argv)
