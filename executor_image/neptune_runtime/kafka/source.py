@@ -27,6 +27,16 @@ def _json(data: bytes | None) -> Any:
     return None if data is None else json.loads(data)
 
 
+def _fetch(consumer: confluent_kafka.Consumer) -> list[Any]:
+    """The messages that wait, up to POLL_BATCH, as soon as there is one (or none after
+    POLL_SECONDS). Not `consume(POLL_BATCH, POLL_SECONDS)`: it waits for POLL_BATCH messages
+    or the whole timeout, which held every event of a slow stream for up to 100 ms."""
+    first = consumer.poll(POLL_SECONDS)
+    if first is None:
+        return []
+    return [first, *consumer.consume(POLL_BATCH - 1, 0)]
+
+
 class KafkaSourceError(Exception):
     """The broker or the topic cannot be used; the message names both."""
 
@@ -107,7 +117,7 @@ class Kafka(Source):
         consumer.subscribe([self.topic], on_assign=self._on_assign)
         lag_at = 0.0
         while True:
-            messages = await asyncio.to_thread(consumer.consume, POLL_BATCH, POLL_SECONDS)
+            messages = await asyncio.to_thread(_fetch, consumer)
             if self._problem is not None and not messages:
                 out.degraded(self._problem)
             elif messages or self._problem is None:
