@@ -106,6 +106,7 @@ class Scenario:
     policy: str
     where: str
     poll_us: int | None = None
+    doorbell: bool = True  # False: the executor makes none (local mode as the pods are)
 
     @property
     def key(self) -> str:
@@ -124,7 +125,8 @@ CORE = (("stream_alone", "stream", "fifo"), ("batch_alone", "batch", "fifo"),
 def plan(ab_rounds: int = 3) -> list[Scenario]:
     """Every scenario, in the order they run: the five core ones, local mode then pods for
     each; then `ab_rounds` rounds of the poll-interval A/B in pods (alternating which side goes
-    first) and one neptune run in local mode unpinned."""
+    first); neptune in local mode without the doorbell (the executor's part of the pods'
+    path, on the local processes' placement); neptune in local mode unpinned."""
     out = [Scenario(name, mode, policy, where) for name, mode, policy in CORE
            for where in ("local", "pods")]
     short = f"neptune_poll{SHORT_POLL_US}"
@@ -132,6 +134,7 @@ def plan(ab_rounds: int = 3) -> list[Scenario]:
         sides = [Scenario(f"neptune_r{round_ + 2}", "both", "neptune", "pods"),
                  Scenario(f"{short}_r{round_ + 1}", "both", "neptune", "pods", SHORT_POLL_US)]
         out += sides if round_ % 2 else sides[::-1]
+    out.append(Scenario("neptune_nobell", "both", "neptune", "local", doorbell=False))
     out.append(Scenario("neptune", "both", "neptune", "local-unpinned"))
     return out
 
@@ -146,6 +149,8 @@ def settings(scenario: Scenario, loops: int) -> dict[str, str]:
     out = {**Point().env(loops), "BENCH_MODE": "none", "BENCH_APP_MODE": scenario.mode}
     if scenario.poll_us is not None:
         out["NEPTUNE_POLL_US"] = str(scenario.poll_us)
+    if not scenario.doorbell:
+        out["BENCH_NO_DOORBELL"] = "1"
     return out
 
 
@@ -170,6 +175,14 @@ def _register(_name: str, _source: str) -> None:
         setattr(_sys.modules[_parent], _child, _module)
 
 
+_core = _sys.modules.get("neptune_runtime.executor.core")  # an executor imports it first
+if _os.environ.get("BENCH_NO_DOORBELL") == "1" and _core is not None:
+    def _no_doorbell() -> None:  # the executor makes no doorbell, as in a pod
+        raise OSError("no doorbell: BENCH_NO_DOORBELL=1 (cluster_bench)")
+
+    _core.Bell = _no_doorbell
+
+
 _package = _types.ModuleType("neptune_bench")
 _package.__path__ = []
 _sys.modules["neptune_bench"] = _package
@@ -186,7 +199,7 @@ def app_source(env: dict[str, str]) -> str:
     for name in SHIPPED:
         source = (BENCH_DIR / f"{name}.py").read_text()
         parts.append(f"_register({f'neptune_bench.{name}'!r}, {source!r})\n")
-    parts.append("del _register, _package\n\n")
+    parts.append("del _register, _package, _core\n\n")
     parts.append(body.replace(FUTURE, "", 1))
     return "".join(parts)
 
@@ -680,6 +693,13 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
+def _pytests() -> list[str]:
+    """The pytest runs on this machine (other sessions' tests load it too: noted per run)."""
+    out = subprocess.run(["pgrep", "-af", "pytest"], capture_output=True, text=True,
+                         check=False)
+    return [line[:160] for line in out.stdout.splitlines() if "pgrep" not in line]
+
+
 def _uptime() -> str:
     out = subprocess.run(["uptime"], capture_output=True, text=True, check=False)
     return out.stdout.strip()
@@ -727,6 +747,12 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
                 + (f", ~{_clock(eta)} to go" if index else "") + f"] {scenario.key}"
                 + (f" (poll {scenario.poll_us} us)" if scenario.poll_us else "")
                 + f", load {os.getloadavg()[0]:.2f}")
+            if scenario.where == "pods" and kubectl is not None and other_operators(kubectl):
+                # another release came up meanwhile (an e2e run): it would reconcile our apps
+                log(f"    skipped: another Neptune operator runs now ({other_operators(kubectl)})")
+                result["skipped"].append(scenario.key + " (another operator ran)")
+                continue
+            result.setdefault("pytest_seen", {})[scenario.key] = _pytests()
             source = app_source(settings(scenario, loops))
             begun = time.monotonic()
             try:

@@ -36,17 +36,22 @@ print(json.dumps({"jobs": {n: j.kind for n, j in app.jobs.items()},
 """
 
 
-def _load(tmp_path: Path, scenario: cb.Scenario, loops: int = 77) -> dict[str, Any]:
-    """The generated module loaded by the runtime's loader in a fresh interpreter whose path
-    has the runtime but not neptune_bench (-I -S: no site, so no editable install)."""
-    path = tmp_path / "app.py"
-    path.write_text(cb.app_source(cb.settings(scenario, loops)))
+def _run(script: str, module: Path) -> str:
+    """`script` with `module` as argv[1], in a fresh interpreter whose path has the runtime
+    but not neptune_bench (-I -S: no site, so no editable install): its stdout."""
     paths = [str(ROOT / "executor_image"), sysconfig.get_paths()["purelib"],
              sysconfig.get_paths()["platlib"]]
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", LOAD, str(path), *paths],
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", script, str(module), *paths],
                           capture_output=True, text=True, timeout=60, cwd="/")
     assert proc.returncode == 0, proc.stderr
-    result: dict[str, Any] = json.loads(proc.stdout)
+    return proc.stdout
+
+
+def _load(tmp_path: Path, scenario: cb.Scenario, loops: int = 77) -> dict[str, Any]:
+    """The generated module, loaded by the runtime's loader (_run)."""
+    path = tmp_path / "app.py"
+    path.write_text(cb.app_source(cb.settings(scenario, loops)))
+    result: dict[str, Any] = json.loads(_run(LOAD, path))
     return result
 
 
@@ -68,6 +73,29 @@ def test_the_shipped_module_loads_without_neptune_bench(tmp_path: Path, mode: st
 def test_the_poll_interval_reaches_the_environment(tmp_path: Path) -> None:
     out = _load(tmp_path, cb.Scenario("x", "both", "neptune", "pods", poll_us=20))
     assert out["env"]["NEPTUNE_POLL_US"] == "20"
+
+
+NO_BELL = """
+import sys
+sys.path[:0] = sys.argv[2:]
+import neptune_runtime.executor.core as core  # as an executor has, before it loads the app
+from neptune_runtime.loader import load_app
+load_app(sys.argv[1])
+try:
+    core.Bell()
+except OSError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_without_doorbell_an_executor_makes_none(tmp_path: Path) -> None:
+    scenario = cb.Scenario("neptune_nobell", "both", "neptune", "local", doorbell=False)
+    assert cb.settings(scenario, 5)["BENCH_NO_DOORBELL"] == "1"
+    assert "BENCH_NO_DOORBELL" not in cb.settings(cb.Scenario("n", "both", "neptune", "pods"), 5)
+    path = tmp_path / "app.py"
+    path.write_text(cb.app_source(cb.settings(scenario, 5)))
+    out = _run(NO_BELL, path)
+    assert out.startswith("refused: no doorbell"), out
 
 
 def test_app_source_starts_with_the_future_import_once() -> None:
@@ -122,7 +150,8 @@ def test_plan_pairs_local_and_pods_then_alternates_the_ab() -> None:
                         "pods/batch_alone"]
     ab = [s for s in scenarios[10:] if s.where == "pods"]
     assert [s.poll_us for s in ab] == [cb.SHORT_POLL_US, None, None, cb.SHORT_POLL_US]
-    assert scenarios[-1].key == "local-unpinned/neptune"
+    assert [s.key for s in scenarios[-2:]] == ["local/neptune_nobell", "local-unpinned/neptune"]
+    assert not scenarios[-2].doorbell
     assert all(len(s.app_name) <= 40 and s.app_name.islower() for s in scenarios)
 
 
