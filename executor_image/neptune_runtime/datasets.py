@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .app import BatchJob, ReadFn, Stage, TaskContext
-from .shuffle import ShuffleOutput, bucket_of
+from .shuffle import ShuffleOutput, buckets_of
 
 if TYPE_CHECKING:
     from .app import App
@@ -95,14 +95,22 @@ def _frozen(value: Any) -> Any:
     return tuple(_frozen(v) for v in value) if isinstance(value, list | tuple) else value
 
 
+# Keys that are already what _key makes of them (hashable, unchanged by _frozen): the per-record
+# loops of the wide operators take them as they are, and call _key only for the others.
+_PLAIN = frozenset({int, str, bytes, float})
+
+
+def _failed(job: str, op: str, exc: Exception, record: Any) -> DatasetError:
+    return DatasetError(f"job {job}, {op}: {type(exc).__name__}: {exc} (record {record!r})")
+
+
 def _call(job: str, op: str, fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return fn(*args)
     except DatasetError:
         raise
     except Exception as exc:
-        raise DatasetError(f"job {job}, {op}: {type(exc).__name__}: {exc} (record "
-                           f"{args[-1]!r})") from exc
+        raise _failed(job, op, exc, args[-1]) from exc
 
 
 class Dataset:
@@ -199,26 +207,62 @@ class Dataset:
     def reduce_by_key(self, fn: Callable[[Any, Any], Any],
                       partitions: int | None = None) -> Dataset:
         """(key, fn-reduced value) per key, combined on the map side first."""
-        return self.aggregate_by_key(_FIRST, lambda acc, v: v if acc is _FIRST else fn(acc, v),
-                                     fn, partitions, name="reduce_by_key")
+        return self._by_key("reduce_by_key", _FIRST, fn, fn, partitions)
 
     def aggregate_by_key(self, zero: Any, seq: Callable[[Any, Any], Any],
                          comb: Callable[[Any, Any], Any], partitions: int | None = None,
                          *, name: str = "aggregate_by_key") -> Dataset:
         """(key, value): seq folds a partition's values into zero, comb merges those."""
+        return self._by_key(name, zero, seq, comb, partitions)
+
+    def _by_key(self, name: str, zero: Any, seq: Callable[[Any, Any], Any],
+                comb: Callable[[Any, Any], Any], partitions: int | None) -> Dataset:
+        """aggregate_by_key; zero _FIRST (reduce_by_key's): a key's first value is its
+        accumulator. The loops run once a record (10^7 in a large job): the common case, a
+        tuple pair with a plain key, is checked inline, and only the others go through
+        _pair and _key (which say what is wrong)."""
+        first = zero is _FIRST
+
         def write(job: str, records: Iterator[Any], side: int, n: int) -> ShuffleOutput:
             accs: dict[Any, Any] = {}
+            get = accs.get
             for record in records:
-                key, value = _pair(job, name, record)
-                key = _key(job, name, key, record)
-                accs[key] = _call(job, name, seq, accs.get(key, zero), value)
-            return _bucketed(job, name, ([k, a] for k, a in accs.items()), n)
+                if type(record) is tuple:
+                    try:
+                        key, value = record
+                    except ValueError:  # not two items
+                        key, value = _pair(job, name, record)
+                else:
+                    key, value = _pair(job, name, record)
+                if type(key) not in _PLAIN:
+                    key = _key(job, name, key, record)
+                try:
+                    if not first:
+                        accs[key] = seq(get(key, zero), value)
+                    elif key in accs:
+                        accs[key] = seq(accs[key], value)
+                    else:
+                        accs[key] = value
+                except DatasetError:
+                    raise
+                except Exception as exc:
+                    raise _failed(job, name, exc, value) from exc
+            return _bucketed(job, name, [[k, a] for k, a in accs.items()], n)
 
         def read(job: str, records: Iterator[Any]) -> Iterator[Any]:
             accs: dict[Any, Any] = {}
             for key, acc in records:
-                key = _frozen(key)
-                accs[key] = acc if key not in accs else _call(job, name, comb, accs[key], acc)
+                if type(key) not in _PLAIN:
+                    key = _frozen(key)
+                if key not in accs:
+                    accs[key] = acc
+                    continue
+                try:
+                    accs[key] = comb(accs[key], acc)
+                except DatasetError:
+                    raise
+                except Exception as exc:
+                    raise _failed(job, name, exc, acc) from exc
             return iter(accs.items())
 
         return self._shuffle(name, partitions, write, read)
@@ -321,14 +365,16 @@ _FIRST: Any = object()  # reduce_by_key's zero: no value yet
 
 
 def _bucketed(job: str, op: str, records: Iterable[Any], n: int) -> ShuffleOutput:
-    out = ShuffleOutput()
-    for record in records:
-        try:
-            bucket = bucket_of(record[0], n)
-        except Exception as exc:
-            raise DatasetError(f"job {job}, {op}: {exc}") from None
-        out.buckets.setdefault(bucket, []).append(record)
-    return out
+    """[key, ...] records split by bucket_of(key, n) (all keys bucketed in one call)."""
+    records = records if isinstance(records, list) else list(records)
+    try:
+        buckets = buckets_of([record[0] for record in records], n)
+    except Exception as exc:
+        raise DatasetError(f"job {job}, {op}: {exc}") from None
+    split: list[list[Any]] = [[] for _ in range(n)]
+    for bucket, record in zip(buckets, records, strict=True):
+        split[bucket].append(record)
+    return ShuffleOutput({bucket: part for bucket, part in enumerate(split) if part})
 
 
 def _no_read(partition: int, epoch: int) -> Iterable[Any]:
