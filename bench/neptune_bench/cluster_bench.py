@@ -38,6 +38,7 @@ import http.client
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -706,13 +707,17 @@ def _uptime() -> str:
 
 
 def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
-        log: Callable[[str], None]) -> dict[str, Any]:
-    loops = calibrate()
+        log: Callable[[str], None], loops: int | None = None) -> dict[str, Any]:
+    """Every scenario in turn (none started after `budget` seconds); `loops` per record, or
+    calibrated here."""
+    calibrated = loops is None
+    loops = calibrate() if loops is None else loops
     point = Point()
     started = time.monotonic()
     result: dict[str, Any] = {
         "config": {"warmup_s": warmup, "measure_s": window, "budget_s": budget,
-                   "loops_per_record": loops, "batch_ms": point.batch_ms,
+                   "loops_per_record": loops, "loops_calibrated": calibrated,
+                   "batch_ms": point.batch_ms,
                    "stream_ms": point.stream_ms, "rate_per_s": point.rate,
                    "batch_records_per_task": point.batch_records,
                    "stream_records_per_task": records_for(point.stream_ms),
@@ -860,7 +865,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"~{config['batch_ms']:g} ms batch tasks of {config['batch_records_per_task']} ~10 us "
         f"records, {config['stream_ms']:g} ms stream tasks ({config['stream_records_per_task']} "
         f"records), one executor of one slot; warm-up {config['warmup_s']:g} s, window "
-        f"{config['measure_s']:g} s per run. Pods: a ContinuousApplication each (driver pod, one "
+        f"{config['measure_s']:g} s per run; {config['loops_per_record']} loops per record ("
+        f"{'calibrated at the start' if config.get('loops_calibrated', True) else 'given'}). "
+        "Pods: a ContinuousApplication each (driver pod, one "
         f"executor pod; requests {config['executor_resources']['requests']['cpu']} CPU, limit "
         f"{config['executor_resources']['limits']['cpu']} CPU for the executor), image "
         f"`{config['image']}`; events POSTed from the host straight to the driver pod's IP (as a "
@@ -973,6 +980,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds after which no further run starts (default 13 min)")
     parser.add_argument("--ab-rounds", type=int, default=3,
                         help="rounds of the poll-interval A/B in pods (default 3)")
+    parser.add_argument("--loops", type=int, default=None,
+                        help="iterations per ~10 us record (default: calibrated now; a busy "
+                        "machine calibrates short records)")
     parser.add_argument("--only", default=None,
                         help="comma-separated run keys to keep (e.g. local/neptune,pods/neptune)")
     args = parser.parse_args(argv)
@@ -983,8 +993,10 @@ def main(argv: list[str] | None = None) -> int:
         if not scenarios:
             raise SystemExit(f"--only: no run is named {args.only}; runs: "
                              + ", ".join(s.key for s in plan(args.ab_rounds)))
+    # a kill ends the run through its clean-up (the namespace and the operator release)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(scenarios, args.warmup, args.measure, args.budget,
-                 lambda line: print(line, file=sys.stderr, flush=True))
+                 lambda line: print(line, file=sys.stderr, flush=True), loops=args.loops)
     report = markdown(result)
     with open(args.json, "w") as handle:
         json.dump({**result, "plan": [dataclasses.asdict(s) for s in scenarios]}, handle,

@@ -242,7 +242,8 @@ def test_markdown_has_the_load_the_hops_and_the_failures() -> None:
     runs["pods/neptune"]["doorbell"] = [False]
     result = {"config": {"rate_per_s": 20.0, "batch_ms": 100.0, "batch_records_per_task": 10000,
                          "stream_ms": 1.0, "stream_records_per_task": 100, "warmup_s": 3.0,
-                         "measure_s": 10.0, "image": "img:1",
+                         "measure_s": 10.0, "image": "img:1", "loops_per_record": 78,
+                         "loops_calibrated": False,
                          "executor_resources": cb.EXECUTOR_RESOURCES,
                          "local_cpus": {"driver": 0, "executor": 1}},
               "uptime_start": "load average: 0.50", "uptime_end": "load average: 1.50",
@@ -250,6 +251,7 @@ def test_markdown_has_the_load_the_hops_and_the_failures() -> None:
               **cb.summarize(runs)}
     text = cb.markdown(result)
     assert "load average: 0.50" in text and "load average: 1.50" in text
+    assert "78 loops per record (given)" in text
     assert "| pods | neptune | 200 | 150 / 300 / 600 | 70 / 140 / 280 | 80 / 160 | no |" in text
     assert "pods/fair FAILED: AssertionError: boom" in text
     assert "skipped (budget): pods/kill" in text
