@@ -887,19 +887,21 @@ def markdown(result: dict[str, Any]) -> str:
         "batch rel. | susp. p50 us | susp. p99 us | susp. max us |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for where, rows in places.items():
-        for name, row in rows.items():
-            s = row.get("suspension") or {}
-            lines.append(
-                f"| {where} | {name} | {_f(row['stream_p50_ms'])} | {_f(row['stream_p99_ms'])} "
-                f"| {_f(row['stream_max_ms'])} | {_f(row['batch_records_per_s'], 0)} | "
-                f"{_f(row['batch_throughput_rel'], 3)} | {_f(s.get('send_to_start_p50_us'), 0)} "
-                f"| {_f(s.get('send_to_start_p99_us'), 0)} | "
-                f"{_f(s.get('send_to_start_max_us'), 0)} |")
+    names = list(dict.fromkeys(k.split("/", 1)[1] for k in result.get("runs", {})))
+    for name, where in ((n, w) for n in names for w in places if n in places[w]):
+        row = places[where][name]
+        s = row.get("suspension") or {}
+        lines.append(
+            f"| {where} | {name} | {_f(row['stream_p50_ms'])} | {_f(row['stream_p99_ms'])} "
+            f"| {_f(row['stream_max_ms'])} | {_f(row['batch_records_per_s'], 0)} | "
+            f"{_f(row['batch_throughput_rel'], 3)} | {_f(s.get('send_to_start_p50_us'), 0)} "
+            f"| {_f(s.get('send_to_start_p99_us'), 0)} | "
+            f"{_f(s.get('send_to_start_max_us'), 0)} |")
     failed = {k: r["error"] for k, r in result.get("runs", {}).items() if r.get("error")}
     lines += [f"- {k} FAILED: {v}" for k, v in failed.items()]
     if result.get("skipped"):
-        lines.append(f"- skipped (budget): {', '.join(result['skipped'])}")
+        lines.append(f"- skipped: {', '.join(result['skipped'])} (after the budget, or "
+                     "another operator ran)")
     lines += ["", "## Suspension by hop", "",
               "Driver send to stream task start (/status `preemption.send_to_start_us`), of which "
               "on the executor, kernel arrival to start (`arrival_to_start_us`); the "
@@ -908,8 +910,9 @@ def markdown(result: dict[str, Any]) -> str:
               "p50/p99/max us | send→arrival p50/p99 us (est.) | doorbell |",
               "|---|---|---:|---|---|---|---|"]
     for key, row in result.get("runs", {}).items():
-        if row.get("error") or row.get("mode") != "both":
-            continue
+        if row.get("error") or row.get("mode") != "both" or not row["send_to_start_us"].get(
+                "count"):
+            continue  # fair never preempts
         h = hop_split(row)
         where, name = key.split("/", 1)
         lines.append(

@@ -254,7 +254,7 @@ def test_markdown_has_the_load_the_hops_and_the_failures() -> None:
     assert "78 loops per record (given)" in text
     assert "| pods | neptune | 200 | 150 / 300 / 600 | 70 / 140 / 280 | 80 / 160 | no |" in text
     assert "pods/fair FAILED: AssertionError: boom" in text
-    assert "skipped (budget): pods/kill" in text
+    assert "skipped: pods/kill (after the budget" in text
     assert "| pods: neptune suspension p99 <= 1.5x local mode's | 300.000 | 150.000 | NO |" in text
     assert "| pods | neptune | - | - | 100, 100 / 500 |" in text
 
