@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..peers import _tail as tail  # the last lines of a process's stderr log
+
 # (workload, system) -> the module that runs it, and what the report calls it
 SYSTEMS: dict[tuple[str, str], tuple[str, str]] = {
     ("pairs", "ours"): ("ours", "ours: Dataset.reduce_by_key"),
@@ -64,14 +66,6 @@ class Config:
 
 class RunFailed(Exception):
     """A system's run did not give a result; the message says why (its stderr's tail)."""
-
-
-def tail(path: str, lines: int = 25) -> str:
-    try:
-        with open(path, errors="replace") as handle:
-            return "".join(handle.readlines()[-lines:]).strip()
-    except OSError:
-        return ""
 
 
 def run_module(module: str, argument: str, budget: float, cwd: str) -> dict[str, Any]:
