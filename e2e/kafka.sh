@@ -14,7 +14,11 @@
 # Env: KAFKA_VERSION (4.1.1), NEPTUNE_CACHE (/var/cache/neptune-k8s),
 #      NEPTUNE_KAFKA_STATE (/var/lib/neptune-kafka), NEPTUNE_KAFKA_HOST (127.0.0.1: the address the
 #      broker listens on and advertises), NEPTUNE_KAFKA_PORT (9092), NEPTUNE_KAFKA_CONTROLLER_PORT
-#      (broker port + 1), NEPTUNE_KAFKA_HEAP (-Xms256m -Xmx512m), NEPTUNE_KAFKA_STOP_TIMEOUT (60 s)
+#      (broker port + 1), NEPTUNE_KAFKA_HEAP (-Xms256m -Xmx512m), NEPTUNE_KAFKA_STOP_TIMEOUT (60 s),
+#      NEPTUNE_KAFKA_POD_HOST (unset: none) and NEPTUNE_KAFKA_POD_PORT (9094): a second client
+#      listener `PODS` on that address (e.g. the pods' bridge, 10.244.0.1), listened on and
+#      advertised for the pods of the local cluster; the controller and the broker's own traffic
+#      stay on the first listener (see e2e/README.md, "Kafka for the pods")
 set -euo pipefail
 # shellcheck source=lib/common.sh
 . "$(dirname "$0")/lib/common.sh"
@@ -32,13 +36,24 @@ KCPORT=${NEPTUNE_KAFKA_CONTROLLER_PORT:-$((KPORT + 1))}
 KHEAP=${NEPTUNE_KAFKA_HEAP:--Xms256m -Xmx512m}
 KSTOP_TIMEOUT=${NEPTUNE_KAFKA_STOP_TIMEOUT:-60}
 BOOTSTRAP="$KHOST:$KPORT"
+KPOD_HOST=${NEPTUNE_KAFKA_POD_HOST:-}
+KPOD_PORT=${NEPTUNE_KAFKA_POD_PORT:-9094}
+LISTENERS="PLAINTEXT://$KHOST:$KPORT,CONTROLLER://$KHOST:$KCPORT"
+PROTOCOLS="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+if [ -n "$KPOD_HOST" ]; then
+    LISTENERS="$LISTENERS,PODS://$KPOD_HOST:$KPOD_PORT"
+    PROTOCOLS="$PROTOCOLS,PODS:PLAINTEXT"
+fi
 # the process helpers of lib/common.sh keep pids and logs here (not in the cluster's state)
 RUN="$KSTATE/run"
 LOGS="$KSTATE/logs"
 DATA="$KSTATE/data"
 PROPS="$KSTATE/server.properties"
 
-print_env() { printf 'export NEPTUNE_KAFKA_BOOTSTRAP=%s\n' "$BOOTSTRAP"; }
+print_env() {
+    printf 'export NEPTUNE_KAFKA_BOOTSTRAP=%s\n' "$BOOTSTRAP"
+    if [ -n "$KPOD_HOST" ]; then printf '# pods: %s:%s\n' "$KPOD_HOST" "$KPOD_PORT"; fi
+}
 
 apt_install() { # apt_install PACKAGE...: from Debian, only when a command is missing
     log "    installing from Debian: $*"
@@ -118,11 +133,11 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$KHOST:$KCPORT
-listeners=PLAINTEXT://$KHOST:$KPORT,CONTROLLER://$KHOST:$KCPORT
-advertised.listeners=PLAINTEXT://$KHOST:$KPORT,CONTROLLER://$KHOST:$KCPORT
+listeners=$LISTENERS
+advertised.listeners=$LISTENERS
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$PROTOCOLS
 log.dirs=$DATA
 # tests create their topics: an unknown topic is an error, not a new topic
 auto.create.topics.enable=false
@@ -228,7 +243,10 @@ kafka_up() {
     fi
     step "ports $KPORT and $KCPORT free"
     local p
-    for p in "$KPORT" "$KCPORT"; do
+    if [ -n "$KPOD_HOST" ] && ! ip -4 -o addr show 2>/dev/null | grep -q "inet $KPOD_HOST/"; then
+        die "NEPTUNE_KAFKA_POD_HOST=$KPOD_HOST is no address of this host (the pods' bridge cni0 gets 10.244.0.1 when the local cluster's first pod starts: e2e/cluster.sh up)"
+    fi
+    for p in "$KPORT" "$KCPORT" ${KPOD_HOST:+"$KPOD_PORT"}; do
         if port_taken "$p"; then
             ss -Hltnp "sport = :$p" >&2 || true
             die "port $p is taken by another process (set NEPTUNE_KAFKA_PORT / NEPTUNE_KAFKA_CONTROLLER_PORT)"
@@ -244,7 +262,7 @@ kafka_up() {
     else
         log "    storage formatted already (cluster id $(sed -n 's/^cluster.id=//p' "$DATA/meta.properties"))"
     fi
-    step "start the broker ($BOOTSTRAP, controller $KHOST:$KCPORT)"
+    step "start the broker ($BOOTSTRAP, controller $KHOST:$KCPORT${KPOD_HOST:+, pods $KPOD_HOST:$KPOD_PORT})"
     rm -f "$RUN/kafka.pid"  # stale (not our broker): its pid may belong to another program now
     # keep one older log: logs/kafka.log.1
     if [ -f "$LOGS/kafka.log" ] && [ "$(stat -c %s "$LOGS/kafka.log")" -gt 52428800 ]; then
