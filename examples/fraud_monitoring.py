@@ -61,6 +61,7 @@ BASELINE_PARTITIONS = int(os.environ.get("FRAUD_PARTITIONS", "3"))
 HISTORY = int(os.environ.get("FRAUD_HISTORY", "20000"))
 BASELINE_EVERY = os.environ.get("FRAUD_BASELINE_EVERY", "10s")
 EVENT_MS = float(os.environ.get("FRAUD_EVENT_MS", "0"))
+READ_STALL_SECONDS = 30  # the baselines' reader gives up (and its task is retried) after that
 
 # The rules. Card: at least CARD_HISTORY earlier transactions and an amount above CARD_FACTOR
 # times the card's mean so far. Merchant: a baseline of at least MERCHANT_SAMPLES amounts and an
@@ -174,8 +175,14 @@ def read_history(partition: int, epoch: int) -> Iterator[dict[str, Any]]:
                 continue
             start = max(low, high - HISTORY)
             consumer.assign([TopicPartition(TRANSACTIONS, kp, start)])
+            progress = time.monotonic()
             while True:
                 batch = consumer.consume(500, timeout=0.01)  # short waits: yield points between
+                if batch:
+                    progress = time.monotonic()
+                elif time.monotonic() - progress > READ_STALL_SECONDS:  # the task fails: retried
+                    raise RuntimeError(f"baselines: nothing read from {TRANSACTIONS}[{kp}] on "
+                                       f"{BOOTSTRAP} for {READ_STALL_SECONDS}s")
                 for msg in batch:
                     if msg.error() is None:
                         try:
