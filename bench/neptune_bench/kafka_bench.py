@@ -500,16 +500,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print, write no files")
     args = parser.parse_args(argv)
     result = run(args)
-    report = markdown(result)
-    print(report)
-    if not args.no_write:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "kafka.json"), "w") as handle:
-            json.dump(result, handle, indent=1)
-        with open(os.path.join(args.out, "kafka.md"), "w") as handle:
-            handle.write(report)
-        log(f"wrote {args.out}/kafka.json and kafka.md")
+    publish(result, markdown(result), None if args.no_write else args.out, "kafka")
     return 0
+
+
+def publish(result: dict[str, Any], report: str, out: str | None, stem: str) -> None:
+    """Print the report; with `out`, write OUT/STEM.json and OUT/STEM.md."""
+    print(report)
+    if out is None:
+        return
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{stem}.json"), "w") as handle:
+        json.dump(result, handle, indent=1)
+    with open(os.path.join(out, f"{stem}.md"), "w") as handle:
+        handle.write(report)
+    log(f"wrote {out}/{stem}.json and {stem}.md")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any
 
 from . import kafka_peers as kp
-from .kafka_bench import Bench, log, uptime
+from .kafka_bench import Bench, log, publish, uptime
 from .runner import machine
 from .summary import ratio, spread
 
@@ -192,15 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     result = run(args)
-    report = markdown(result)
-    print(report)
-    if not args.no_write:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "windows.json"), "w") as handle:
-            json.dump(result, handle, indent=1)
-        with open(os.path.join(args.out, "windows.md"), "w") as handle:
-            handle.write(report)
-        log(f"wrote {args.out}/windows.json and windows.md")
+    publish(result, markdown(result), None if args.no_write else args.out, "windows")
     return 0
 
 
