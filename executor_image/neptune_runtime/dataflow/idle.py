@@ -99,10 +99,12 @@ class WatchedOutput:
         self._watch = watch
 
     def emit(self, value: Any, token: Any, partition: int = 0) -> None:
+        """One event: passed on, and its partition's idle spell starts again."""
         self._out.emit(value, token, partition)
         self._watch.emitted(partition, token, time.monotonic())
 
     def emit_all(self, events: list[tuple[Any, Any]], partition: int = 0) -> None:
+        """Several events of one partition: passed on, and its idle spell starts again."""
         self._out.emit_all(events, partition)
         if events:
             self._watch.emitted(partition, events[-1][1], time.monotonic())
