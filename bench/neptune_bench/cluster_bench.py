@@ -81,6 +81,9 @@ PRIORITY_CLASS = "neptune-bench"
 WARMUP_S = 3.0
 MEASURE_S = 10.0
 BUDGET_S = 13 * 60.0
+# Above this, local mode's suspension p99 is the machine's load, not the runtime (the report
+# says so beside the targets).
+LOCAL_P99_SANE_US = 1000.0
 SHORT_POLL_US = 20  # item 2's idea: poll the socket 5x as often (the default is 100 us)
 # Resources of the pods, as examples/online-learning.yaml gives them.
 DRIVER_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"},
@@ -317,7 +320,7 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     batch alone in the same place and the suspension hops; item 2's three targets; the
     poll-interval A/B (pods, every neptune run of each side, median and range)."""
     places: dict[str, Any] = {}
-    for where in ("pods", "local", "local-unpinned"):
+    for where in ("local", "pods", "local-unpinned"):
         rows = {k.split("/", 1)[1]: r for k, r in runs.items()
                 if k.split("/", 1)[0] == where and not r.get("error")}
         if not rows:
@@ -954,6 +957,14 @@ def markdown(result: dict[str, Any]) -> str:
     for name, check in result.get("targets", {}).items():
         lines.append(f"| {name} | {_f(check['value'], 3)} | {_f(check['bound'], 3)} | "
                      f"{'yes' if check['ok'] else 'NO'} |")
+    local_p99 = (((places.get("local") or {}).get("neptune") or {}).get("suspension")
+                 or {}).get("send_to_start_p99_us")
+    if isinstance(local_p99, (int, float)) and local_p99 > LOCAL_P99_SANE_US:
+        lines += ["", f"Local mode's own suspension p99 in this run was {local_p99:.0f} us, far "
+                  "above what it is on a quiet machine (bench/results/full.md, quick_runs.md): "
+                  "the first bound is this run's load, not local mode's, and a `yes` there says "
+                  "little. Pinned processes (local) cannot move away from a busy core; pods "
+                  "float."]
     ab = result.get("ab", {})
     if ab:
         keys = [k for k in next(iter(ab.values())) if k != "runs"]

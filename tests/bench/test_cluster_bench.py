@@ -257,6 +257,10 @@ def test_markdown_has_the_load_the_hops_and_the_failures() -> None:
     assert "skipped: pods/kill (after the budget" in text
     assert "| pods: neptune suspension p99 <= 1.5x local mode's | 300.000 | 150.000 | NO |" in text
     assert "| pods | neptune | - | - | 100, 100 / 500 |" in text
+    assert "Local mode's own suspension p99" not in text  # 100 us: a sane figure
+    runs["local/neptune"]["send_to_start_us"]["p99"] = 5000.0
+    text = cb.markdown({**result, **cb.summarize(runs)})
+    assert "Local mode's own suspension p99 in this run was 5000 us" in text
 
 
 class _Ingest(BaseHTTPRequestHandler):
