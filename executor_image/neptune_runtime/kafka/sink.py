@@ -40,7 +40,11 @@ class KafkaSink(Sink):
         self._producer: confluent_kafka.Producer | None = None
         self._failed: list[tuple[bytes | None, bytes | None]] = []  # to produce again
         self._lock = threading.Lock()  # a transaction's state: commits off the loop, writes on it
-        self._batch: list[tuple[bytes | None, bytes]] = []  # the open transaction's records
+        # Exactly once: the records produced in the open transaction, and those accepted but
+        # not produced yet (no producer now, or a transaction to start over): a commit
+        # produces these first, so that every accepted record is in the commit of its offsets.
+        self._batch: list[tuple[bytes | None, bytes]] = []
+        self._waiting: list[tuple[bytes | None, bytes]] = []
         self._in_txn = False
         self._failures = 0  # commits failed in a row
         # From `seal` (the driver took the tokens to commit) until the commit is done, writes
@@ -67,13 +71,14 @@ class KafkaSink(Sink):
             if self.exactly_once:
                 config["transactional.id"] = self.transactional_id or f"neptune-{self.topic}"
                 config["transaction.timeout.ms"] = int(TXN_TIMEOUT * 2000)
-            self._producer = Producer(config)
-            if self.exactly_once:
-                self._producer.init_transactions(TXN_TIMEOUT)
+            producer = Producer(config)
+            if self.exactly_once:  # kept only once initialised: a failed init is tried again
+                producer.init_transactions(TXN_TIMEOUT)
+            self._producer = producer
         return self._producer
 
     def _delivered(self, error: Any, message: Any) -> None:
-        if error is not None:
+        if error is not None and not self.exactly_once:  # a transaction's fail its commit
             self._failed.append((message.key(), message.value()))
 
     def _produce(self, key: bytes | None, value: bytes | None) -> None:
@@ -99,18 +104,41 @@ class KafkaSink(Sink):
                 self._after += records
                 return
         with self._lock:
-            self._in_transaction(records)
-            self._client().poll(0)
+            self._waiting += records
+            self._try_produce_waiting()
 
-    def _in_transaction(self, records: list[tuple[bytes | None, bytes]]) -> None:
-        """Produce, in the open transaction (begun if none is) when exactly once."""
-        if self.exactly_once:
-            if not self._in_txn:
-                self._client().begin_transaction()
-                self._in_txn = True
-            self._batch += records
-        for key, value in records:
-            self._produce(key, value)
+    def _produce_waiting(self) -> None:
+        """Produce the waiting records in the open transaction (begun if none is); a record
+        moves to the transaction's batch once produced. Raises KafkaException when that cannot
+        be done now: what is left waits."""
+        producer = self._client()
+        if not self._in_txn:
+            producer.begin_transaction()
+            self._in_txn = True
+        produced = 0
+        try:
+            for key, value in self._waiting:
+                self._produce(key, value)
+                produced += 1
+        finally:
+            self._batch += self._waiting[:produced]
+            del self._waiting[:produced]
+        producer.poll(0)
+
+    def _try_produce_waiting(self) -> None:
+        """`_produce_waiting`, or, with no producer now (a broker away), leave the records
+        waiting for the next write or commit."""
+        try:
+            self._produce_waiting()
+        except Exception as exc:
+            log.warning("%r: %d records wait for a producer: %s", self, len(self._waiting), exc)
+            self._start_over()
+
+    def _start_over(self) -> None:
+        """Drop the producer (its open transaction aborts with it, or times out on the broker):
+        the transaction's records wait to be produced again in the next one."""
+        self._producer, self._in_txn = None, False
+        self._waiting, self._batch = self._batch + self._waiting, []
 
     def seal(self) -> None:
         """The driver took the tokens of its next commit: later writes wait for it."""
@@ -120,10 +148,14 @@ class KafkaSink(Sink):
     def seal_off(self) -> None:
         """No commit after all: the writes that waited go on."""
         with self._lock:
-            with self._after_lock:
-                self._sealed, after, self._after = False, self._after, []
-            if after:
-                self._batch_or_produce(after)
+            self._unseal()
+
+    def _unseal(self) -> None:
+        with self._after_lock:
+            self._sealed, after, self._after = False, self._after, []
+        if after:
+            self._waiting += after
+            self._try_produce_waiting()
 
     def sync(self) -> None:
         """Every record written so far is acknowledged by the broker (failures produced again);
@@ -141,53 +173,38 @@ class KafkaSink(Sink):
         raise OSError(f"{self!r}: records not acknowledged by {self.bootstrap}")
 
     def commit_transaction(self, offsets: list[Any], group_metadata: Any) -> None:
-        """Commit the open transaction with the source's offsets. On a failure its records
-        are kept and produced again in a new transaction (after an abort, or with a new
-        producer when the old one keeps timing out or is fenced: a broker that restarted can
-        leave it waiting on a coordinator for good), and OSError is raised: the driver tries
-        the commit again. Runs off the event loop."""
+        """Commit the open transaction, with every record accepted before the seal, and the
+        source's offsets. On a failure the records wait to be produced again in a new
+        transaction (after an abort, or with a new producer when the old one keeps timing out
+        or is fenced: a broker that restarted can leave it waiting on a coordinator for good),
+        and OSError is raised: the driver tries the commit again. Runs off the event loop."""
         from confluent_kafka import KafkaException
 
         with self._lock:
-            producer = None
             try:
-                producer = self._client()
-                if not self._in_txn:
-                    producer.begin_transaction()
-                    self._in_txn = True
-                producer.send_offsets_to_transaction(offsets, group_metadata, TXN_TIMEOUT)
-                producer.commit_transaction(TXN_TIMEOUT)
+                self._produce_waiting()
+                producer = self._producer
+                assert producer is not None
+                _within(TXN_TIMEOUT, producer.send_offsets_to_transaction, offsets,
+                        group_metadata, TXN_TIMEOUT)
+                _within(TXN_TIMEOUT, producer.commit_transaction, TXN_TIMEOUT)
                 self._in_txn, self._batch, self._failures = False, [], 0
-            except KafkaException as exc:
-                error = exc.args[0]
+            except (KafkaException, TimeoutError) as exc:
+                error = exc.args[0] if isinstance(exc, KafkaException) else None
                 self._failures += 1
-                if producer is not None and error.txn_requires_abort() and self._failures < 3:
-                    with contextlib.suppress(KafkaException):
-                        producer.abort_transaction(TXN_TIMEOUT)
+                producer = self._producer
+                if producer is not None and error is not None and error.txn_requires_abort() \
+                        and self._failures < 3:
+                    with contextlib.suppress(KafkaException, TimeoutError):
+                        _within(TXN_TIMEOUT, producer.abort_transaction, TXN_TIMEOUT)
                     self._in_txn = False
-                else:  # retriable but stuck, or fatal (fenced): start over with a new one
-                    self._producer, self._in_txn = None, False
-                self._again()
-                raise OSError(f"{self!r}: the transaction did not commit: {error.str()}") \
-                    from None
+                    self._waiting, self._batch = self._batch + self._waiting, []
+                else:  # stuck, or fatal (fenced): a new producer fences this one and its txn
+                    self._start_over()
+                cause = error.str() if error is not None else str(exc)
+                raise OSError(f"{self!r}: the transaction did not commit: {cause}") from None
             finally:
-                with self._after_lock:
-                    self._sealed, after, self._after = False, self._after, []
-                if after:
-                    self._batch_or_produce(after)
-
-    def _again(self) -> None:
-        """Produce the kept records again in a new transaction (kept if that fails too)."""
-        batch, self._batch = self._batch, []
-        self._batch_or_produce(batch)
-
-    def _batch_or_produce(self, records: list[tuple[bytes | None, bytes]]) -> None:
-        try:
-            self._in_transaction(records)
-        except Exception as exc:  # no producer now (a broker away): the next commit retries
-            log.warning("%r: %d records wait for a producer: %s", self, len(records), exc)
-            self._producer, self._in_txn = None, False
-            self._batch = records + self._batch
+                self._unseal()
 
     def close(self) -> None:
         """Flush, or abort an open transaction (the next driver replays it)."""
@@ -200,6 +217,32 @@ class KafkaSink(Sink):
                     log.warning("%r: abort at close: %s", self, exc)
             else:
                 self._producer.flush(10)
+
+
+def _within(seconds: float, call: Callable[..., Any], *args: Any) -> Any:
+    """`call(*args)` in a thread of its own, waited for at most `seconds` more than its own
+    timeout: librdkafka's transactional calls can block past their timeout while the group
+    coordinator is away (librdkafka#5456, seen here after a broker restart). TimeoutError
+    then; the caller drops the producer, and the new one's init fences it."""
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call(*args)))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="kafka-transaction", daemon=True).start()
+    if not done.wait(seconds + 5):
+        raise TimeoutError(f"{getattr(call, '__name__', 'the call')} did not return in "
+                           f"{seconds + 5:.0f} s")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _bytes(key: Any) -> bytes:
