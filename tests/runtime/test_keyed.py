@@ -98,3 +98,22 @@ def test_a_stateless_upgrade_drops_the_checkpoints_a_restart_keeps_them(tmp_path
     assert state() == {}
     with pytest.raises(ValueError, match="upgrade mode must be one of"):
         upgrade(tmp_path, "sometimes", "6")
+
+
+def test_checkpoint_rows_are_the_packed_job_partition_name_and_key(tmp_path: Path) -> None:
+    """The batch builds its rows from packed prefixes: they must stay the documented
+    b"s" + msgpack([job, partition, name, key]), which `load` reads back (and older stores
+    hold)."""
+    import msgpack
+
+    keys: list[object] = ["k", 7, -3, 2**40, b"raw", 1.5, True]  # keyed.KEY_TYPES
+    changes = {("job", 2): [["n", key, [1]] for key in keys] + [["m", "gone", None]]}
+    batch = CheckpointStore._batch(changes, {("job", 2): 9})
+    store = CheckpointStore(tmp_path)
+    store._db.write(batch)
+    rows = {bytes(k) for k, _ in store._rows(b"s")}  # the rows without their b"s"
+    expected = {msgpack.packb(["job", 2, "n", key], use_bin_type=True) for key in keys}
+    assert rows == expected
+    maps, tokens = store.load()
+    assert tokens == {("job", 2): 9}
+    assert len(maps[("job", 2)]["n"]) == len(keys)
