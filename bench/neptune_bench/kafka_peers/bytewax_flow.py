@@ -56,7 +56,7 @@ def main() -> None:
                                key=lambda e: e["key"])
     op.output("out", counts.down, Count())
     started = time.perf_counter()
-    cli_main(flow, workers_per_process=1)  # type: ignore[no-untyped-call]
+    cli_main(flow, workers_per_process=1)
     seconds = time.perf_counter() - started
     print(json.dumps({"events": events, "seconds": seconds, "events_per_s": events / seconds,
                       "windows": len(windows), "counted": counted[0]}), flush=True)
