@@ -36,7 +36,8 @@ from dataclasses import asdict
 from statistics import median
 from typing import Any
 
-from .dataset_peers import REFERENCE, SYSTEMS, WORKLOADS, Config, RunFailed, data, run_system
+from .dataset_peers import REFERENCE, SYSTEMS, WORKLOADS, Config, data, run_system
+from .peers import RunFailed
 
 TARGET = ("pairs", "ours", "spark_rdd", 1.0)  # ours at most 1.0x PySpark RDD's time
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")

@@ -14,11 +14,7 @@ result's summary on its driver side, and prints one JSON document on its last st
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..peers import _tail as tail  # the last lines of a process's stderr log
+from ..peers import run_module  # one system, in a session of its own
 
 # (workload, system) -> the module that runs it, and what the report calls it
 SYSTEMS: dict[tuple[str, str], tuple[str, str]] = {
@@ -62,40 +58,6 @@ class Config:
     @staticmethod
     def from_json(text: str) -> Config:
         return Config(**json.loads(text))
-
-
-class RunFailed(Exception):
-    """A system's run did not give a result; the message says why (its stderr's tail)."""
-
-
-def run_module(module: str, argument: str, budget: float, cwd: str) -> dict[str, Any]:
-    """Run `python -m module argument` in a session of its own (ended whole afterwards, a JVM
-    or workers with it), give it `budget` seconds, return the JSON of its last stdout line;
-    RunFailed otherwise, with the tail of its stderr (kept in cwd/stderr.log)."""
-    errors = os.path.join(cwd, "stderr.log")
-    with open(errors, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", module, argument], stdout=subprocess.PIPE,
-                                stderr=err, stdin=subprocess.DEVNULL, cwd=cwd,
-                                start_new_session=True)
-    try:
-        stdout, _ = proc.communicate(timeout=budget)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise RunFailed(f"timed out after {budget:.0f}s; stderr: {tail(errors)}") from None
-    finally:
-        # a process that exited may leave a straggler (a JVM shutting down) in its session
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    lines = stdout.decode(errors="replace").strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RunFailed(f"exit code {proc.returncode}; stderr: {tail(errors)}")
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except ValueError:
-        raise RunFailed(f"no JSON result; stdout ended with {lines[-1][:200]!r}") from None
-    return result
 
 
 def run_system(cfg: Config, budget: float) -> dict[str, Any]:

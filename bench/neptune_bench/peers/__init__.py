@@ -35,6 +35,43 @@ def _tail(path: str, lines: int = 25) -> str:
         return ""
 
 
+class RunFailed(Exception):
+    """A process's run did not give a result; the message says why (its stderr's tail)."""
+
+
+def run_module(module: str, argument: str, budget: float, cwd: str) -> dict[str, Any]:
+    """Run `python -m module argument` in a session of its own (ended whole afterwards, a JVM
+    or workers with it), give it `budget` seconds, return the JSON of its last stdout line;
+    RunFailed otherwise, with the tail of its stderr (kept in cwd/stderr.log)."""
+    errors = os.path.join(cwd, "stderr.log")
+    try:
+        with open(errors, "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", module, argument],
+                                    stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                                    cwd=cwd, start_new_session=True)
+    except OSError as exc:
+        raise RunFailed(f"could not start: {exc}") from None
+    try:
+        stdout, _ = proc.communicate(timeout=budget)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RunFailed(f"timed out after {budget:.0f}s; stderr: {_tail(errors)}") from None
+    finally:
+        # a process that exited may leave a straggler (a JVM shutting down) in its session
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    lines = stdout.decode(errors="replace").strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RunFailed(f"exit code {proc.returncode}; stderr: {_tail(errors)}")
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except ValueError:
+        raise RunFailed(f"no JSON result; stdout ended with {lines[-1][:200]!r}") from None
+    return result
+
+
 def run_peer(name: str, cfg: PeerConfig) -> dict[str, Any]:
     """Run peer `name` through cfg.phases; never raises for the peer's own failures."""
     if name not in PEERS:
@@ -42,37 +79,11 @@ def run_peer(name: str, cfg: PeerConfig) -> dict[str, Any]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"peer-{name}-") as tmp:
         cfg = PeerConfig(**{**cfg.__dict__, "workdir": tmp})
-        errors = os.path.join(tmp, "stderr.log")
         budget = STARTUP_ALLOWANCE_S + len(cfg.phases) * (
             cfg.warmup + cfg.measure + 2 * cfg.grace + 5)
         try:
-            with open(errors, "w") as err:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", f"neptune_bench.peers.{name}", cfg.to_json()],
-                    stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp,
-                    start_new_session=True)
-        except OSError as exc:
-            return _failed(name, f"could not start: {exc}", time.monotonic() - started)
-        try:
-            stdout, _ = proc.communicate(timeout=budget)
-        except subprocess.TimeoutExpired:
-            # its own session: this ends the peer and whatever it started (a JVM, workers)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return _failed(name, f"timed out after {budget:.0f}s; stderr: {_tail(errors)}",
-                           time.monotonic() - started)
-        # a peer that exited may leave a straggler (a JVM shutting down) in its session
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        lines = stdout.decode(errors="replace").strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            return _failed(name, f"exit code {proc.returncode}; stderr: {_tail(errors)}",
-                           time.monotonic() - started)
-        try:
-            raw: dict[str, Any] = json.loads(lines[-1])
-        except ValueError:
-            return _failed(name, f"no JSON result; stdout ended with {lines[-1][:200]!r}",
-                           time.monotonic() - started)
+            raw = run_module(f"neptune_bench.peers.{name}", cfg.to_json(), budget, tmp)
+        except RunFailed as exc:
+            return _failed(name, str(exc), time.monotonic() - started)
     raw["elapsed_s"] = round(time.monotonic() - started, 1)
     return raw
