@@ -93,10 +93,7 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
                 uncommitted=stream.uncommitted,
                 dead_letters=stats.dead_letters,
                 dataflow=dataflow_counts(stream.lanes.values()),
-                # a source that reports none (HTTP ingest, files): what it accepted and the
-                # runtime has not handed on yet is what waits
-                lag={str(p): n for p, n in sorted(stats.lag.items())} or {
-                    str(p): lane.tracker.uncommitted for p, lane in sorted(stream.lanes.items())},
+                lag=lag_of(stats.lag, stream.lanes),
                 sink_failures=stats.sink_failures,
                 offsets=offsets,
             )
@@ -167,3 +164,12 @@ def status_document(driver: Driver) -> dict[str, Any]:
         "warnings": [w for w in (j.get("warning") for j in jobs.values()) if w],
         "shared_state": {name: version for name, (version, _) in driver.states.items()},
     }
+
+
+def lag_of(reported: dict[int, int], lanes: dict[int, Any]) -> dict[str, int]:
+    """Per partition, what waits: what the source reports it has not read out yet (a Kafka
+    topic's records past those it emitted; none for HTTP ingest or files) plus what the runtime
+    accepted and has not handed on. The two never overlap, and both are backlog for the
+    operator's autoscaling: a consumer that prefetched a whole backlog leaves it in the second."""
+    return {str(p): reported.get(p, 0) + (lanes[p].tracker.uncommitted if p in lanes else 0)
+            for p in sorted(set(reported) | set(lanes))}

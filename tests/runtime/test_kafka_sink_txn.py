@@ -89,3 +89,16 @@ def test_a_call_past_its_own_timeout_is_given_up(monkeypatch: pytest.MonkeyPatch
         sink_module._within(0.0, release.wait, 30)
     release.set()
     assert sink_module._within(1.0, lambda: 7) == 7
+
+
+def test_lag_counts_what_the_source_has_not_read_and_the_runtime_not_handed_on() -> None:
+    from types import SimpleNamespace
+
+    from neptune_runtime.status import lag_of
+
+    lanes = {0: SimpleNamespace(tracker=SimpleNamespace(uncommitted=30_000)),
+             1: SimpleNamespace(tracker=SimpleNamespace(uncommitted=0))}
+    # a prefetched backlog: the topic has nothing unread, the runtime holds it all
+    assert lag_of({0: 0, 1: 0}, lanes) == {"0": 30_000, "1": 0}
+    assert lag_of({0: 5, 2: 7}, lanes) == {"0": 30_005, "1": 0, "2": 7}
+    assert lag_of({}, {}) == {}
