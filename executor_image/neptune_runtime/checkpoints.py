@@ -136,8 +136,12 @@ class CheckpointStore:
 
 def apply(maps: Maps, changes: Iterable[Change]) -> None:
     """Apply changes to a lane's state in memory (the driver's copy of it)."""
+    named: str | None = None
+    target: dict[Any, Any] = {}
     for name, key, value in changes:
+        if name != named:  # changes come grouped by name: look the map up once a group
+            named, target = name, maps.setdefault(name, {})
         if value is None:
-            maps.get(name, {}).pop(key, None)
+            target.pop(key, None)
         else:
-            maps.setdefault(name, {})[key] = value
+            target[key] = value

@@ -29,6 +29,8 @@ import msgpack
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from . import collector
+
 VERSION = 2
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
@@ -87,9 +89,13 @@ def encode(message: dict[str, Any], sealer: Sealer | None = None) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+LARGE_BODY = 1 << 20  # a frame past this unpacks with the collector paused (collector.py)
+
+
 def decode_body(body: bytes) -> dict[str, Any]:
     try:
-        message = msgpack.unpackb(body, raw=False, strict_map_key=False)
+        with collector.paused(len(body) > LARGE_BODY):
+            message = msgpack.unpackb(body, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(f"undecodable frame: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):

@@ -43,6 +43,14 @@ def test_a_value_that_cannot_be_stored_is_named_when_the_task_ends() -> None:
     task.view("n")["k"] = {1, 2}
     with pytest.raises(StateError, match="keyed state 'n': the value for key 'k' cannot be"):
         task.changes()
+    # among many storable ones, and a key that msgpack cannot hold (an int past 64 bits)
+    task = PartitionState().begin()
+    view = task.view("n")
+    for i in range(1000):
+        view[i] = [i]
+    view[2**70] = 1
+    with pytest.raises(StateError, match=r"the key for key 1180591620717411303424 cannot be"):
+        task.changes()
 
 
 def test_the_checkpoint_store_commits_state_and_tokens_together(tmp_path: Path) -> None:

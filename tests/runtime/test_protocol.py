@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import gc
+
+import msgpack
 import pytest
 
 from neptune_runtime import protocol
@@ -48,3 +51,19 @@ def test_macs_bind_secret_nonces_and_name() -> None:
     # the driver's proof is never accepted as an executor's
     assert not protocol.verify(mac, protocol.driver_mac("s3cret", b, a))
     assert not protocol.verify(mac, "not bytes")
+
+
+@pytest.mark.parametrize("collecting", [True, False])
+def test_a_large_frame_decodes_and_leaves_the_collector_as_it_was(collecting: bool) -> None:
+    changes = [["n", f"k{i}", [1, i]] for i in range(100_000)]
+    body = msgpack.packb({"t": "finished", "changes": changes}, use_bin_type=True)
+    assert len(body) > protocol.LARGE_BODY
+    if not collecting:
+        gc.disable()
+    try:
+        assert protocol.decode_body(body)["changes"] == changes
+        with pytest.raises(protocol.ProtocolError):
+            protocol.decode_body(body[:-1])  # truncated
+        assert gc.isenabled() == collecting
+    finally:
+        gc.enable()
