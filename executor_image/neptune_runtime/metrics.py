@@ -88,4 +88,4 @@ HTTP_AUTH_FAILURES = Counter(
     ["endpoint"],
 )
 
-TASK_STATES = ("queued", "running", "suspended", "finished", "failed", "killed")
+TASK_STATES = ("queued", "sent", "running", "suspended", "finished", "failed", "killed")

@@ -16,6 +16,7 @@ class OffsetTracker:
         self._next_seq = 0
         self._pending: deque[tuple[int, Any]] = deque()  # (seq, token) not yet committed
         self._done: set[int] = set()
+        self.released = 0  # events ever handed on (left `_pending`): commits count from it
 
     def track(self, token: Any) -> int:
         seq = self._next_seq
@@ -29,8 +30,10 @@ class OffsetTracker:
         while self._pending and self._pending[0][0] in self._done:
             seq, commit = self._pending.popleft()
             self._done.discard(seq)
+            self.released += 1
         return commit
 
     @property
-    def uncommitted(self) -> int:
+    def unreleased(self) -> int:
+        """Events tracked and not handed on yet (a commit may still be behind the rest)."""
         return len(self._pending)

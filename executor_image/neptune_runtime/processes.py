@@ -56,7 +56,8 @@ class LocalCluster:
     state_dir: str | None = None  # the driver's --state-dir
     env: dict[str, str] = field(default_factory=dict)
     log: IO[str] | None = None  # None: children write to our stderr
-    start_timeout: float = 30.0
+    # a driver restarted after a crash mid-transaction may wait ~35 s for the broker (core.py)
+    start_timeout: float = 60.0
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     http: str = ""
     port: int = 0
@@ -164,19 +165,24 @@ class LocalCluster:
 
     def wait_for_executors(self, count: int) -> None:
         deadline = time.monotonic() + self.start_timeout
+        waiting: list[str] = []
         while True:
             for name, proc in self.procs.items():
                 code = proc.poll()
                 if code is not None:
                     raise StartError(f"{name} exited with code {code} during start-up")
             try:
-                if self.status()["executors"]["registered"] >= count:
+                status = self.status()
+                # HTTP ingest opens once an executor is ready: with none asked for, not yet
+                waiting = [n for n, j in status["jobs"].items()
+                           if count and j.get("accepting") is False]
+                if status["executors"]["live"] >= count and not waiting:
                     return
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise StartError(f"{count} executor(s) did not register in "
-                                 f"{self.start_timeout:.0f}s")
+                raise StartError(f"{count} executor(s) did not become ready, or the ingest of "
+                                 f"{waiting} did not open, in {self.start_timeout:.0f}s")
             time.sleep(0.05)
 
     def get(self, path: str, token: str = "read") -> Any:

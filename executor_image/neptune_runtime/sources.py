@@ -61,6 +61,9 @@ class Source(ABC):
     """Base of all sources: `run` emits events until cancelled."""
 
     kind = "source"
+    # Whether `run` reports the records it has not read out yet (out.lag): until its first
+    # report such a source's lag is unknown, not zero.
+    reports_lag = False
 
     @abstractmethod
     async def run(self, out: SourceOutput) -> None:

@@ -81,6 +81,7 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
                                                     if lane.resumed_from is not None})}
             if isinstance(job.source, HttpIngest):
                 offsets["accepted"] = job.source.accepted
+                figures["accepting"] = job.source.accepting
             figures.update(
                 slo_ms=job.slo * 1e3,
                 p50_ms=latency["p50"] * 1e3,
@@ -93,7 +94,7 @@ def job_figures(driver: Driver, now: float) -> dict[str, Any]:
                 uncommitted=stream.uncommitted,
                 dead_letters=stats.dead_letters,
                 dataflow=dataflow_counts(stream.lanes.values()),
-                lag=lag_of(stats.lag, stream.lanes),
+                lag=lag_of(stats.lag, stream.lanes, job.source.reports_lag),
                 sink_failures=stats.sink_failures,
                 offsets=offsets,
             )
@@ -144,7 +145,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
             "heartbeat_timeout_s": driver.heartbeat_timeout,
             "list": [
                 {"id": c.id, "pid": c.pid, "running": c.running, "suspended": list(c.suspended),
-                 "memory_bytes": c.memory, "doorbell": c.ringer is not None}
+                 "ahead": list(c.ahead), "memory_bytes": c.memory, "doorbell": c.ringer is not None}
                 for c in driver.executors.values()
             ],
         },
@@ -157,6 +158,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
         },
         "wasted_task_seconds": driver.wasted_seconds,
         "reruns": driver.reruns,
+        "tasks_sent_ahead": driver.sent_ahead,
         "auth_failures": driver.auth_failures,
         "wire_errors": driver.wire_errors,
         "ingest_rejected": driver.rejected,
@@ -166,10 +168,15 @@ def status_document(driver: Driver) -> dict[str, Any]:
     }
 
 
-def lag_of(reported: dict[int, int], lanes: dict[int, Any]) -> dict[str, int]:
+def lag_of(reported: dict[int, int], lanes: dict[int, Any],
+           source_reports: bool = False) -> dict[str, int]:
     """Per partition, what waits: what the source reports it has not read out yet (a Kafka
     topic's records past those it emitted; none for HTTP ingest or files) plus what the runtime
     accepted and has not handed on. The two never overlap, and both are backlog for the
-    operator's autoscaling: a consumer that prefetched a whole backlog leaves it in the second."""
-    return {str(p): reported.get(p, 0) + (lanes[p].tracker.uncommitted if p in lanes else 0)
+    operator's autoscaling: a consumer that prefetched a whole backlog leaves it in the second.
+    A source that reports lag but has not yet (a driver just started, its consumer not yet
+    assigned) gives none: a zero there would read as "drained" to the autoscaler."""
+    if source_reports and not reported:
+        return {}
+    return {str(p): reported.get(p, 0) + (lanes[p].tracker.unreleased if p in lanes else 0)
             for p in sorted(set(reported) | set(lanes))}

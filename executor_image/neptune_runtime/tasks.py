@@ -1,10 +1,12 @@
 """Task records and their state machine (pure).
 
 queued -> running -> finished
+queued -> sent -> running  (sent ahead: starts on its executor when the running task ends)
 running -> suspended -> running (resumed on the same executor)
 running | suspended -> killed -> queued   (kill policy: re-run, work wasted)
 running | suspended -> queued             (executor lost: re-run)
 running -> failed -> queued               (retry while attempts remain)
+sent -> queued                            (executor lost before it started)
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 from .policies import AttemptClock, Kind, TaskView
 
 TRANSITIONS: dict[str, frozenset[str]] = {
-    "queued": frozenset({"running"}),
+    "queued": frozenset({"running", "sent"}),
+    "sent": frozenset({"running", "queued"}),
     "running": frozenset({"suspended", "finished", "failed", "killed", "queued"}),
     # finished/failed after a suspend or kill decision: the task ended before the order arrived
     "suspended": frozenset({"running", "killed", "queued", "finished", "failed"}),

@@ -33,6 +33,12 @@ def test_a_burst_is_served_back_to_back_with_one_suspension(tmp_path: Path) -> N
             # was suspended again for each: 20 suspensions a burst.
             suspended = cluster.status()["jobs"]["sums"]["suspensions"] - before
             assert 1 <= suspended <= 3, f"burst {burst}: {suspended} suspensions"
+        # Each next event of a burst was sent behind the running one, to start without a
+        # driver round trip in between: all but the first of each burst, give or take the
+        # one or two that the driver found a free slot for.
+        status = cluster.status()
+        assert status["tasks_sent_ahead"] >= 3 * 15, status["tasks_sent_ahead"]
+        assert status["executors"]["list"][0]["ahead"] == []
 
 
 def test_coarse_records_are_measured_and_warned_about(tmp_path: Path) -> None:

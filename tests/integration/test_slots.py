@@ -26,8 +26,10 @@ def test_one_supervisor_runs_several_slots_and_serves_their_metrics(tmp_path: Pa
             env={**os.environ, **env, "NEPTUNE_SECRET": cluster.secret,
                  "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")})
         try:
-            status = wait_for(lambda: (s := cluster.status())["executors"]["registered"] == 2
-                              and s, 30, "two slots to register")
+            # ready, not just registered: ingest opens once the first slot is ready
+            status = wait_for(lambda: (s := cluster.status())["executors"]["live"] == 2
+                              and s["jobs"]["events"].get("accepting", True) and s, 30,
+                              "two slots to be ready")
             assert sorted(e["id"] for e in status["executors"]["list"]) == ["pod-a-0", "pod-a-1"]
 
             def preempted() -> bool:

@@ -162,3 +162,36 @@ def test_partitions_added_to_the_topic_are_picked_up(
     # Keyed state lives with a partition: cards that moved to a new partition count anew
     # there (as in Kafka Streams, adding partitions re-keys a stateful job).
     assert {r["id"] for r in results(bootstrap, out)} == set(range(90))
+
+
+def test_a_new_sink_fences_a_dead_drivers_open_transaction(
+        bootstrap: str, new_topic: Callable[..., str]) -> None:
+    """A driver that died inside its transaction leaves the group's offsets unstable until the
+    broker ends that transaction (its timeout, then a cleanup round). The new driver's sink
+    takes over the transactional id first, which ends it at once, so that the new driver can
+    tell whether that transaction committed without waiting out the old one's timeout."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from neptune_runtime.kafka.sink import KafkaSink
+    from neptune_runtime.kafka.source import Kafka
+
+    topic, out = new_topic("fence-in"), new_topic("fence-out")
+    group, tid = unique("fence"), unique("tid")
+    member = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    dead = Producer({"bootstrap.servers": bootstrap, "transactional.id": tid,
+                     "transaction.timeout.ms": 60_000})
+    dead.init_transactions(30)
+    dead.begin_transaction()
+    dead.produce(out, value=b"never committed")
+    dead.send_offsets_to_transaction([TopicPartition(topic, 0, 3)],
+                                     member.consumer_group_metadata(), 30)
+    dead.flush(30)  # and then it says nothing more, as a killed driver would
+    source = Kafka(topic, bootstrap=bootstrap, group=group)
+    try:
+        with pytest.raises(KafkaException):  # unstable for as long as the transaction is open
+            source.committed_offsets(timeout=3)
+        KafkaSink(out, bootstrap=bootstrap, exactly_once=True, transactional_id=tid).fence()
+        assert source.committed_offsets(timeout=10) == {}, "the dead transaction was aborted"
+        assert consume_to_end(bootstrap, out, isolation="read_committed") == []
+    finally:
+        member.close()

@@ -96,9 +96,14 @@ def test_lag_counts_what_the_source_has_not_read_and_the_runtime_not_handed_on()
 
     from neptune_runtime.status import lag_of
 
-    lanes = {0: SimpleNamespace(tracker=SimpleNamespace(uncommitted=30_000)),
-             1: SimpleNamespace(tracker=SimpleNamespace(uncommitted=0))}
+    lanes = {0: SimpleNamespace(tracker=SimpleNamespace(unreleased=30_000)),
+             1: SimpleNamespace(tracker=SimpleNamespace(unreleased=0))}
     # a prefetched backlog: the topic has nothing unread, the runtime holds it all
     assert lag_of({0: 0, 1: 0}, lanes) == {"0": 30_000, "1": 0}
     assert lag_of({0: 5, 2: 7}, lanes) == {"0": 30_005, "1": 0, "2": 7}
     assert lag_of({}, {}) == {}
+    # HTTP ingest reports nothing itself: what the runtime holds is its lag
+    assert lag_of({}, lanes) == {"0": 30_000, "1": 0}
+    # a Kafka source before its first report: unknown, not "nothing waits"
+    assert lag_of({}, lanes, source_reports=True) == {}
+    assert lag_of({1: 4}, lanes, source_reports=True) == {"0": 30_000, "1": 4}

@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from neptune_runtime import App, sources
+from neptune_runtime.driver.streams import Lane
 from neptune_runtime.durations import parse_duration
 from neptune_runtime.offsets import OffsetTracker
 from neptune_runtime.stats import Rate, Window, percentile, summary
@@ -31,9 +32,9 @@ def test_offsets_commit_only_contiguous_done_prefix() -> None:
     assert tracker.done([seqs[1]]) is None  # 0 not done yet: nothing may be committed
     assert tracker.done([seqs[0]]) == ("f", 20)
     assert tracker.done([seqs[3]]) is None
-    assert tracker.uncommitted == 2
+    assert tracker.unreleased == 2 and tracker.released == 2
     assert tracker.done([seqs[2]]) == ("f", 40)
-    assert tracker.uncommitted == 0
+    assert tracker.unreleased == 0 and tracker.released == 4
 
 
 def test_percentiles_and_windows() -> None:
@@ -107,3 +108,15 @@ def test_ctx_state_of_a_name_no_job_publishes_warns_once_naming_the_published(
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1, "warn once per name, not per task"
     assert "ctx.state('modle')" in warnings[0] and "published: model" in warnings[0]
+
+
+def test_a_lane_counts_events_handed_on_as_uncommitted_until_their_commit() -> None:
+    # /status `uncommitted` == 0 is what a user (and the fraud test) reads as "every output is
+    # committed": an exactly-once sink's records stay invisible to read_committed until then
+    lane = Lane(0)
+    seqs = [lane.tracker.track(("t", i)) for i in range(3)]
+    assert lane.uncommitted == 3
+    lane.tracker.done(seqs)
+    assert lane.tracker.unreleased == 0 and lane.uncommitted == 3  # handed on, not committed
+    lane.committed_released = lane.tracker.released  # what _commit records with its token
+    assert lane.uncommitted == 0

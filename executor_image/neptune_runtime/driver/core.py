@@ -25,7 +25,7 @@ from ..app import App, BatchJob, StreamJob
 from ..bodies import IngestLimits
 from ..checkpoints import DIRECTORY, CheckpointStore
 from ..durable import OffsetStore, StateDirError, open_state_dir
-from ..kafka.sink import KafkaSink
+from ..kafka.sink import TXN_TIMEOUT, KafkaSink
 from ..kafka.source import Kafka as KafkaSource
 from ..keyed import KEY_TYPES
 from ..policies import POLICIES, NeptuneConfig, get_policy
@@ -37,6 +37,11 @@ from .batch import Batches
 from .figures import JobStats
 from .session import ExecutorConn
 from .streams import Streams
+
+# How long a new driver waits to learn whether a dead one's last transaction committed, when
+# it could not fence it first: the transaction's timeout (sink.py) plus the broker's cleanup
+# interval, with a margin.
+SETTLE_SECONDS = 2 * TXN_TIMEOUT + 15.0
 
 log = logging.getLogger("neptune.driver")
 
@@ -154,6 +159,7 @@ class Driver:
         self.executors_lost = 0
         self.wire_errors = 0
         self.reruns = 0
+        self.sent_ahead = 0  # stream tasks sent behind a running one (placement.send_ahead)
         self.started = time.monotonic()
         self.stopping = False
         self.sources_started = False
@@ -213,7 +219,12 @@ class Driver:
                 store.settle(False)
                 return
             try:
-                offsets = source.source.committed_offsets()
+                # The dead driver's transaction leaves the group's offsets unstable until the
+                # broker ends it. Fencing ends it now; else it is aborted past its timeout, at
+                # the broker's next cleanup (every 10 s by default).
+                if isinstance(source.sink, KafkaSink):
+                    source.sink.fence()
+                offsets = source.source.committed_offsets(timeout=SETTLE_SECONDS)
             except Exception as exc:
                 raise StateDirError(f"job {name}: cannot tell whether its last transaction "
                                     f"committed ({exc}); its checkpoint stays pending") from None
@@ -262,7 +273,20 @@ class Driver:
         for stream in self.app.stream_jobs():
             if stream.trigger.interval is not None:
                 self.spawn(self.streams.microbatch_loop(stream))
-            self.spawn(stream.source.run(_SourceOutput(self, stream)))
+            self.spawn(self._run_source(stream))
+
+    async def _run_source(self, stream: StreamJob) -> None:
+        if isinstance(stream.sink, KafkaSink) and stream.sink.exactly_once:
+            # A dead driver's open transaction leaves the group's offsets unstable, and a
+            # read_committed consumer waits for them (about 30 s) before it reads anything:
+            # fencing ends that transaction now. Failing (no broker), the first write tries
+            # again, and the source reports the broker's absence itself.
+            try:
+                await asyncio.to_thread(stream.sink.fence)
+            except Exception as exc:
+                log.warning("job %s: %r could not take over its transactional id yet: %s",
+                            stream.name, stream.sink, exc)
+        await stream.source.run(_SourceOutput(self, stream))
 
     async def stop(self) -> None:
         self.stopping = True
@@ -371,8 +395,8 @@ class Driver:
         if self.executors.pop(conn.id, None) is None or self.stopping:
             return
         metrics.EXECUTORS.set(len(self.executors))
-        orphans = [t for t in self.table.tasks.values()
-                   if t.executor == conn.id and t.state in ("running", "suspended", "killed")]
+        orphans = [t for t in self.table.tasks.values() if t.executor == conn.id
+                   and t.state in ("running", "sent", "suspended", "killed")]
         if conn.leaving:
             log.info("executor %s left: re-running %d task(s)", conn.id, len(orphans))
         elif orphans or conn.silent:
@@ -456,7 +480,7 @@ class Driver:
 
     def _finished(self, conn: ExecutorConn, task: Task, message: dict[str, Any],
                   now: float) -> None:
-        placement.release(conn, task)
+        placement.release(self.table, conn, task, now)
         self.table.move(task, "finished")
         self.table.forget(task)
         stats = self.stats[task.job]
@@ -474,7 +498,7 @@ class Driver:
         self.schedule()
 
     def _failed(self, conn: ExecutorConn, task: Task, error: str) -> None:
-        placement.release(conn, task)
+        placement.release(self.table, conn, task, time.monotonic())
         self.table.move(task, "failed")
         stats = self.stats[task.job]
         stats.failures += 1
@@ -507,7 +531,7 @@ class Driver:
     def _requeue(self, task: Task) -> None:
         conn = self.executors.get(task.executor or "")
         if conn is not None:
-            placement.release(conn, task)
+            placement.release(self.table, conn, task, time.monotonic())
         self.table.move(task, "queued")
         task.executor = None
         task.preempting = False
@@ -551,8 +575,15 @@ class Driver:
         snapshot = placement.snapshot(self.table, ready, time.monotonic())
         if not snapshot.queue and not any(e.suspended for e in snapshot.executors):
             return
-        sends = placement.apply(self.policy(snapshot), self.table, self.executors,
-                                time.monotonic())
+        self._send(placement.apply(self.policy(snapshot), self.table, self.executors,
+                                   time.monotonic()))
+        # after what preempts is on its way: the policy runs again for these
+        ahead = placement.send_ahead(self.policy, self.table, ready, time.monotonic())
+        self.sent_ahead += len(ahead)
+        self._send(ahead)
+        self._update_gauges()
+
+    def _send(self, sends: list[placement.Send]) -> None:
         for send in sends:
             conn = self.executors[send.executor]
             if send.task is not None:
@@ -564,7 +595,6 @@ class Driver:
                     conn.send(restore)
                 send.task.sent_at = time.monotonic()
             conn.send(send.message, express=send.express)
-        self._update_gauges()
 
     def _update_gauges(self) -> None:
         for (state, kind), count in self.table.counts.items():

@@ -5,6 +5,11 @@ the same with `action=kill`, and `Resume(R,E)` a `resume`. The model (the task t
 executor's slot) is updated optimistically; the executor's reports confirm it, and every race
 has an edge in the task state machine (tasks.py). No I/O here: the driver sends what this
 returns, in order.
+
+Send-ahead (issue 15's bursts): an executor running a stream task is also sent the next stream
+tasks the policy would place there once it is free, up to AHEAD of them. They wait in its ready
+queue and start the moment the running one ends, instead of a driver round trip later; the
+batch task suspended meanwhile resumes only after the whole burst.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..policies import Decision, ExecutorView, Kill, Place, Resume, Snapshot, Suspend
+from ..policies import Decision, ExecutorView, Kill, Place, Policy, Resume, Snapshot, Suspend
 from ..tasks import Task, TaskTable
 
 
@@ -22,6 +27,7 @@ class Slot(Protocol):
 
     running: str | None
     suspended: list[str]
+    ahead: list[str]  # sent behind the running stream task, to start in this order
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +53,70 @@ def snapshot(table: TaskTable, executors: Sequence[tuple[str, Slot, int, int,
     return Snapshot(now, views, tuple(t.view() for t in head))
 
 
-def release(slot: Slot, task: Task) -> None:
-    """The task no longer occupies the slot (it finished, failed, or is re-queued)."""
-    if slot.running == task.id:
-        slot.running = None
+AHEAD = 2  # enough to hide one round trip behind a millisecond task; few to re-run if lost
+
+
+def release(table: TaskTable, slot: Slot, task: Task, now: float) -> None:
+    """The task no longer occupies the slot (it finished, failed, or is re-queued). A task sent
+    ahead starts as the running one leaves: the executor starts it without being told."""
     if task.id in slot.suspended:
         slot.suspended.remove(task.id)
+    if task.id in slot.ahead:
+        slot.ahead.remove(task.id)
+    if slot.running != task.id:
+        return
+    slot.running = None
+    if slot.ahead:
+        following = table.tasks[slot.ahead.pop(0)]
+        table.move(following, "running")
+        following.started(now)
+        slot.running = following.id
+
+
+def _run(table: TaskTable, task: Task) -> dict[str, Any]:
+    """The `run` message for a task (without its victim)."""
+    message: dict[str, Any] = {
+        "t": "run", "id": task.id, "job": task.job, "kind": task.kind,
+        "priority": task.priority, "partition": task.partition,
+        "epoch": task.epoch, "attempt": task.attempt}
+    if task.stage:
+        message["stage"] = task.stage
+    if task.records is not None:
+        message["records"] = task.records
+    if task.kind == "stream":
+        # the stream tasks still waiting: the executor holds its slot for the next
+        # rather than resume a suspended task in between (issue 15's bursts)
+        message["more"] = table.counts[("queued", "stream")]
+    return message
+
+
+def send_ahead(policy: Policy, table: TaskTable,
+               executors: Sequence[tuple[str, Slot, int, int, frozenset[tuple[str, int]]]],
+               now: float) -> list[Send]:
+    """For each executor running a stream task: the stream tasks the policy would place there
+    if it were free, of no higher priority than the running one (a higher one preempts it
+    instead), sent ahead to start in turn."""
+    sends: list[Send] = []
+    tasks = table.tasks
+    for eid, slot, memory, limit, partitions in executors:
+        running = tasks.get(slot.running) if slot.running is not None else None
+        if running is None or running.kind != "stream":
+            continue
+        while len(slot.ahead) < AHEAD and table.counts[("queued", "stream")]:
+            view = ExecutorView(eid, None, tuple(tasks[s].view() for s in slot.suspended
+                                                 if s in tasks), memory, limit, partitions)
+            head = tuple(t.view() for t in table.queue_head(8))
+            placed = next((d.task for d in policy(Snapshot(now, (view,), head))
+                           if isinstance(d, Place)), None)
+            task = tasks.get(placed) if placed is not None else None
+            if task is None or task.kind != "stream" or task.priority > running.priority:
+                break
+            table.move(task, "sent")
+            task.executor = eid
+            task.preempting = False
+            slot.ahead.append(task.id)
+            sends.append(Send(eid, _run(table, task), task))
+    return sends
 
 
 def apply(decisions: Sequence[Decision], table: TaskTable, slots: Mapping[str, Slot],
@@ -84,18 +148,7 @@ def apply(decisions: Sequence[Decision], table: TaskTable, slots: Mapping[str, S
             task.executor = decision.executor
             task.started(now)
             slot.running = task.id
-            message: dict[str, Any] = {
-                "t": "run", "id": task.id, "job": task.job, "kind": task.kind,
-                "priority": task.priority, "partition": task.partition,
-                "epoch": task.epoch, "attempt": task.attempt}
-            if task.stage:
-                message["stage"] = task.stage
-            if task.records is not None:
-                message["records"] = task.records
-            if task.kind == "stream":
-                # the stream tasks still waiting: the executor holds its slot for the next
-                # rather than resume a suspended task in between (issue 15's bursts)
-                message["more"] = table.counts[("queued", "stream")]
+            message = _run(table, task)
             victim = victims.pop(decision.executor, None)
             task.preempting = victim is not None
             if victim is not None:

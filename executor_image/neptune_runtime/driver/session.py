@@ -30,6 +30,7 @@ class ExecutorConn:
     sealer: protocol.Sealer
     running: str | None = None
     suspended: list[str] = field(default_factory=list)
+    ahead: list[str] = field(default_factory=list)  # sent behind `running` (placement.py)
     memory: int = 0
     memory_limit: int = 0
     partitions: frozenset[tuple[str, int]] = frozenset()

@@ -85,6 +85,7 @@ class Lane:
     tracker: OffsetTracker = field(default_factory=OffsetTracker)
     handed_on: Any = None  # the token up to which every event was handed on
     committed: Any = None  # the token last committed (and saved, with a state directory)
+    committed_released: int = 0  # tracker.released as of that commit's token
     resumed_from: Any = None
     microbatch: list[Event] = field(default_factory=list)
     # keyed jobs only
@@ -93,6 +94,12 @@ class Lane:
     owner: str | None = None  # the executor holding the lane's state
     state: Maps = field(default_factory=dict)  # every finished task's changes applied
     unsaved: list[checkpoints.Change] = field(default_factory=list)  # handed on, to commit
+
+    @property
+    def uncommitted(self) -> int:
+        """Events accepted and not committed yet: not handed on, or handed on since the last
+        commit (with an exactly-once sink, still in an open transaction)."""
+        return self.tracker.unreleased + self.tracker.released - self.committed_released
 
 
 @dataclass
@@ -112,7 +119,11 @@ class StreamState:
 
     @property
     def uncommitted(self) -> int:
-        return sum(lane.tracker.uncommitted for lane in self.lanes.values())
+        return sum(lane.uncommitted for lane in self.lanes.values())
+
+    @property
+    def unreleased(self) -> int:
+        return sum(lane.tracker.unreleased for lane in self.lanes.values())
 
     @property
     def transactional(self) -> KafkaSink | None:
@@ -231,7 +242,7 @@ class Streams:
 
     def in_flight(self, job: str) -> int:
         """Events accepted and not yet handed on."""
-        return self.jobs[job].uncommitted
+        return self.jobs[job].unreleased
 
     async def room(self, job: str) -> None:
         while self.in_flight(job) >= self.limits.max_backlog:
@@ -412,8 +423,11 @@ class Streams:
         first, off the event loop (an fsync may take milliseconds)."""
         while True:
             last = stopping()
+            # released: events handed on whose token did not move past the committed one (a
+            # replay's) are committed all the same, so that `uncommitted` reaches 0
             moved = [(st, lane) for st in self.jobs.values() for lane in st.lanes.values()
-                     if lane.handed_on != lane.committed or lane.unsaved]
+                     if lane.handed_on != lane.committed or lane.unsaved
+                     or lane.tracker.released != lane.committed_released]
             if moved:
                 await self._commit(moved, store)
             if last:
@@ -423,6 +437,7 @@ class Streams:
     async def _commit(self, moved: list[tuple[StreamState, Lane]],
                       store: OffsetStore | None) -> None:
         tokens = {(st.job.name, lane.partition): lane.handed_on for st, lane in moved}
+        released = {(st.job.name, lane.partition): lane.tracker.released for st, lane in moved}
         changes = {(st.job.name, lane.partition): lane.unsaved for st, lane in moved
                    if st.job.keyed}
         for _, lane in moved:
@@ -457,6 +472,7 @@ class Streams:
             if token is not None and token != lane.committed and st.transactional is None:
                 st.job.source.commit(token, lane.partition)
             lane.committed = token
+            lane.committed_released = released[(st.job.name, lane.partition)]
         if store is not None and done:
             entries = {st.job.name: (st.job.source.kind, self.committed(st.job.name))
                        for st in self.jobs.values()}

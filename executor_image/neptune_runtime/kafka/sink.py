@@ -62,6 +62,15 @@ class KafkaSink(Sink):
         if self.transactional_id is None:
             self.transactional_id = f"neptune-{app}-{job}"
 
+    def fence(self) -> None:
+        """Take over the transactional id now (exactly once only): the broker then finishes a
+        dead producer's open transaction at once (aborts it, or completes a commit it had
+        begun) instead of after its timeout. Raises KafkaException if the brokers do not
+        answer within TXN_TIMEOUT."""
+        if self.exactly_once:
+            with self._lock:
+                self._client()
+
     def _client(self) -> confluent_kafka.Producer:
         if self._producer is None:
             from confluent_kafka import Producer

@@ -46,6 +46,7 @@ class Kafka(Source):
     (default: JSON); `config` adds librdkafka settings (e.g. SASL from a Secret's files)."""
 
     kind = "kafka"
+    reports_lag = True
 
     def __init__(self, topic: str, *, bootstrap: str, group: str,
                  decode: Callable[[bytes | None], Any] = _json,
