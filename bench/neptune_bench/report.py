@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .suite_report import BATCH_ALONE, run_rows, service_line, shape_table
+from .suite_report import BATCH_ALONE, run_rows, service_line, shape_table, steal_line
 
 Check = tuple[float | None, float | None, str]
 
@@ -214,6 +214,8 @@ def _shape_sections(result: dict[str, Any]) -> list[str]:
                   "per batch task, its longest time between two yield points (/status "
                   "yield_interval_ms, p99 and max over the window's tasks).", "",
                   *shape_table(run_rows(shape)), "", *service_line(run_rows(shape))]
+        stolen = steal_line(run_rows(shape))
+        lines += ["", *stolen] if stolen else []
         lines += _warning_lines(shape.get("runtime", {}))
         times = shape.get("record_ms")
         if times:

@@ -12,7 +12,7 @@ OURS = tuple(POLICIES)
 METRICS = ("stream_p50_ms", "stream_p99_ms", "batch_throughput_rel")
 # issue 15's shapes show these as well (medians over repetitions in the full suite)
 SHAPE_METRICS = ("stream_max_ms", "suspensions", "yield_p50_ms", "yield_p99_ms",
-                 "yield_max_ms", "burst_p50_ms", "burst_max_ms", "gap_p50_ms")
+                 "yield_max_ms", "burst_p50_ms", "burst_max_ms", "gap_p50_ms", "steal_pct")
 # summed over repetitions: events given in the window, their results, and the bad ones
 COUNTS = ("events_in", "results_out", "lost", "answered_twice")
 BATCH_ALONE = "batch alone"
@@ -45,6 +45,8 @@ def _ours(row: dict[str, Any], alone: float | None) -> dict[str, Any]:
         "yield_p50_ms": gaps.get("p50") if has_batch else None,
         "yield_p99_ms": gaps.get("p99") if has_batch else None,
         "yield_max_ms": gaps.get("max") if has_batch else None,
+        "steal_pct": (None if row.get("executor_steal_fraction") is None
+                      else 100 * row["executor_steal_fraction"]),
         **{k: ledger.get(k) for k in COUNTS},
         **_service(ledger),
     }
@@ -147,6 +149,17 @@ def service_line(rows: dict[str, dict[str, Any]]) -> list[str]:
             "between two results of a burst, p50 ms): " + "; ".join(cells) + "."]
 
 
+def steal_line(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """One line: how much of the executor's core the hypervisor took in each of our runs (the
+    batch throughput is per second it left us: steal.py)."""
+    cells = [f"{system} {figure(row.get('steal_pct'))}%" for system, row in rows.items()
+             if figure(row.get("steal_pct")) != "-"]
+    if not cells:
+        return []
+    return ["The executor's core, taken by the hypervisor in the window (/proc/stat steal; our "
+            "batch throughput is per second it left us): " + "; ".join(cells) + "."]
+
+
 def shape_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     """The table of one of issue 15's shapes: rows of one run (raw figures) or aggregated over
     repetitions (spreads, counts summed)."""
@@ -190,7 +203,8 @@ def markdown(result: dict[str, Any]) -> str:
         agg = point["aggregate"]
         if is_shape(point["point"]):
             lines += [f"## {point_key(point['point'])}", "", *shape_table(agg), "",
-                      *service_line(agg), "", *_shape_target_lines(point), ""]
+                      *service_line(agg), "", *steal_line(agg), "",
+                      *_shape_target_lines(point), ""]
             continue
         lines += [f"## {point_key(point['point'])}", "",
                   "| system | stream p50 ms | stream p99 ms | batch throughput (rel.) |",
