@@ -22,6 +22,9 @@ class OperatorConfig:
     classes: tuple[PriorityClassSpec, ...] = DEFAULT_CLASSES
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    # Lower the executors' CPU requests of apps below the top priority (cpushare.py); off,
+    # they keep (or go back to) their spec's.
+    cpu_by_rank: bool = True
 
 
 def _classes(raw: str | None) -> tuple[PriorityClassSpec, ...]:
@@ -50,4 +53,12 @@ def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
             max_boost=int(e.get("NEPTUNE_FEEDBACK_MAX_BOOST", "2")),
         ),
         namespaces=tuple(n for n in e.get("NEPTUNE_WATCH_NAMESPACES", "").split(",") if n),
+        cpu_by_rank=_flag(e.get("NEPTUNE_CPU_BY_RANK", "true"), "NEPTUNE_CPU_BY_RANK"),
     )
+
+
+def _flag(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"{name} must be true or false, not {raw!r}")
+    return value == "true"

@@ -66,3 +66,8 @@ KAFKA_SECRETS_DIR = "/var/run/neptune/kafka"
 # changes with it, so a scale or a priority change never restarts the driver.
 JOBS_HASH_ANNOTATION = "neptune.dev/jobs-hash"
 DRIVER_SPEC_ANNOTATION = "neptune.dev/driver-spec-hash"
+
+# At most this many unschedulable pods are named in the status (the rest are counted).
+UNSCHEDULABLE_SHOWN = 10
+# The executor pods' container (render.py), whose CPU request cpushare.py resizes.
+EXECUTOR_CONTAINER = "executor"

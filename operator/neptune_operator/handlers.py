@@ -21,6 +21,7 @@ import prometheus_client
 from . import (
     autoscale,
     config,
+    cpushare,
     feedback,
     metrics,
     migrate,
@@ -53,6 +54,9 @@ class _State:
     # Each app's read token for the driver's /status, re-read from its Secret on a 401.
     tokens = reconcile.TokenCache()
     warned: dict[tuple[str, str], frozenset[str]] = {}  # jobs whose warning has an Event
+    # The executors' CPU request wanted (cpushare.py), and the last resize failures told.
+    cpu: dict[tuple[str, str], int] = {}
+    resize_failed: dict[tuple[str, str], list[str]] = {}
 
 
 STATE = _State()
@@ -88,12 +92,17 @@ async def measured(action: str) -> AsyncIterator[None]:
         metrics.DURATION.labels(action).observe(time.perf_counter() - started)
 
 
-def assignments(index: AppIndex, key: tuple[str, str],
-                override: ranking.AppSpec | None = None) -> ranking.Assignment | None:
+def _apps(index: AppIndex, override: ranking.AppSpec | None = None) -> list[ranking.AppSpec]:
+    """Every app's ranking input; `override` in place of its indexed one (a fresher boost)."""
     apps = [a for _, store in index.items() for a in store]
     if override is not None:
         apps = [a for a in apps if a.key != override.key] + [override]
-    return ranking.rank(apps, CONFIG.classes).get(key)
+    return apps
+
+
+def assignments(index: AppIndex, key: tuple[str, str],
+                override: ranking.AppSpec | None = None) -> ranking.Assignment | None:
+    return ranking.rank(_apps(index, override), CONFIG.classes).get(key)
 
 
 # -- lifecycle --------------------------------------------------------------------------------
@@ -233,6 +242,8 @@ async def on_delete(*, namespace: str | None, name: str, spec: kopf.Spec, **_: A
     STATE.tables.pop(key, None)
     STATE.autoscale.pop(key, None)
     STATE.warned.pop(key, None)
+    STATE.cpu.pop(key, None)
+    STATE.resize_failed.pop(key, None)
     STATE.tokens.forget(namespace, name)
     metrics.forget(namespace, name, [str(j.get("name")) for j in spec.get("jobs") or []])
 
@@ -267,6 +278,7 @@ async def refresh(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
         me = app_spec(namespace, name, spec, {"assignedPriority": {
             "boost": decision.state.boost}})
         assignment = assignments(apps_index, key, override=me)
+        cpu = await _cpu_share(body, spec, key, _apps(apps_index, me), children)
         assigned: dict[str, Any] = {}
         if assignment is not None:
             if STATE.tables.get(key) != dict(assignment.table):
@@ -284,6 +296,8 @@ async def refresh(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
             }
             if assignment.rank is not None:
                 assigned["rank"] = assignment.rank
+            if cpu is not None:
+                assigned["executorCpuRequest"] = f"{cpu.milli}m"
             since = prev_assigned.get("since")
             if decision.changed or since is None:
                 since = now_iso()
@@ -315,6 +329,28 @@ async def refresh(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
             if job.slo_seconds is not None:
                 metrics.JOB_SLO.labels(namespace, name, job.name).set(job.slo_seconds)
 
+
+
+async def _cpu_share(body: kopf.Body, spec: kopf.Spec, key: tuple[str, str],
+                     apps: list[ranking.AppSpec],
+                     children: status_mod.ChildState) -> cpushare.CpuPlan | None:
+    """The executors' CPU weight from the app's priority level (cpushare.py): resize the pods
+    whose request differs, and post an Event when the request wanted changes."""
+    plan = cpushare.plan(spec, cpushare.levels(apps)[key], CONFIG.cpu_by_rank)
+    if plan is None or spec.get("suspend"):
+        STATE.cpu.pop(key, None)
+        return None
+    before = STATE.cpu.get(key)
+    if before != plan.milli and (before is not None or plan.milli != plan.spec_milli):
+        _event(body, "CPUShareChanged", f"executors' CPU request {plan.describe()}")
+    STATE.cpu[key] = plan.milli
+    pods = cpushare.to_resize(dict(children.executor_cpu), plan.milli)
+    failed = await reconcile.resize_executors(kube(), key[0], pods, plan.milli)
+    if failed and failed != STATE.resize_failed.get(key):
+        _event(body, "ResizeFailed", f"executors' CPU request not set to {plan.milli}m: "
+               f"{'; '.join(failed)}"[:1024], warning=True)
+    STATE.resize_failed[key] = failed
+    return plan
 
 
 async def _autoscale(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,

@@ -133,12 +133,12 @@ class Kube:
 
     async def patch(self, api_version: str, kind: str, namespace: str | None, name: str,
                     body: Any, content_type: str = "application/merge-patch+json",
-                    ) -> dict[str, Any]:
+                    subresource: str | None = None) -> dict[str, Any]:
         """A JSON merge patch, or with content_type application/json-patch+json a JSON patch:
         fields the operator changes on objects it does not render (the resource's own
-        executors.replicas, a migration)."""
+        executors.replicas, a migration, a pod's resize)."""
         out: dict[str, Any] = await self.request(
-            "PATCH", path_for(api_version, kind, namespace, name), body=body,
+            "PATCH", path_for(api_version, kind, namespace, name, subresource), body=body,
             params={"fieldManager": FIELD_MANAGER}, content_type=content_type)
         return out
 
@@ -155,11 +155,13 @@ class Kube:
                 return None
             raise
 
-    async def list(self, api_version: str, kind: str,
-                   namespace: str | None) -> list[dict[str, Any]]:
-        """Every object of a kind in a namespace (None: in all), one page at a time."""
+    async def list(self, api_version: str, kind: str, namespace: str | None,
+                   label_selector: str | None = None) -> list[dict[str, Any]]:
+        """Every object of a kind in a namespace (None: in all), with those labels if given,
+        one page at a time."""
         out: list[dict[str, Any]] = []
-        params = {"limit": "500"}
+        first = {"limit": "500", **({"labelSelector": label_selector} if label_selector else {})}
+        params = first
         while True:
             page = await self.request("GET", path_for(api_version, kind, namespace),
                                       params=params)
@@ -167,7 +169,7 @@ class Kube:
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return out
-            params = {"limit": "500", "continue": token}
+            params = {**first, "continue": token}
 
     async def get(self, api_version: str, kind: str, namespace: str | None,
                   name: str) -> dict[str, Any] | None:

@@ -16,13 +16,13 @@ from typing import Any
 
 import aiohttp
 
-from . import render, tokens
+from . import cpushare, render, tokens
 from .config import OperatorConfig
-from .constants import API_VERSION, KIND, READ_TOKEN_KEY
+from .constants import API_VERSION, EXECUTOR_CONTAINER, KIND, READ_TOKEN_KEY
 from .kube import ApiError, Kube, http_get_json
 from .ranking import Assignment
 from .render import Names, RenderContext
-from .status import ChildState
+from .status import ChildState, unschedulable
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,18 @@ async def missing_secrets(kube: Kube, obj: Mapping[str, Any]) -> list[str]:
     return [name for name, secret in zip(wanted, found, strict=True) if secret is None]
 
 
+async def app_pods(kube: Kube, obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The app's pods; none if they cannot be listed (a chart older than its RBAC rule): the
+    status then only lacks the scheduler's reasons."""
+    meta = obj["metadata"]
+    try:
+        return await kube.list("v1", "Pod", meta["namespace"],
+                               render.app_selector_string(meta["name"]))
+    except ApiError as exc:
+        log.warning("%s/%s: cannot list its pods: %s", meta["namespace"], meta["name"], exc)
+        return []
+
+
 async def apply_children(kube: Kube, cfg: OperatorConfig, obj: Mapping[str, Any],
                          action: str, assignment: Assignment | None) -> ApplyResult:
     meta = obj["metadata"]
@@ -128,11 +140,12 @@ async def child_state(kube: Kube, obj: Mapping[str, Any]) -> ChildState:
         return await kube.get("v1", "PersistentVolumeClaim", meta["namespace"],
                               names.driver_state)
 
-    dep, sts, pvc, missing = await asyncio.gather(
+    dep, sts, pvc, missing, pods = await asyncio.gather(
         kube.get("apps/v1", "Deployment", meta["namespace"], names.driver),
         kube.get("apps/v1", "StatefulSet", meta["namespace"], names.executor),
         claim(),
         missing_secrets(kube, obj),
+        app_pods(kube, obj),
     )
     desired = 0 if spec.get("suspend") else render.executor_replicas(spec)
     pvc_status = (pvc or {}).get("status") or {}
@@ -143,7 +156,26 @@ async def child_state(kube: Kube, obj: Mapping[str, Any]) -> ChildState:
         claim_phase=pvc_status.get("phase") if pvc else None,
         claim_capacity=(pvc_status.get("capacity") or {}).get("storage"),
         missing_secrets=tuple(missing),
+        unschedulable=unschedulable(pods),
+        executor_cpu=tuple(sorted(cpushare.executor_requests(pods).items())),
     )
+
+
+async def resize_executors(kube: Kube, namespace: str, pods: list[str], milli: int) -> list[str]:
+    """Set the executor container's CPU request of these pods in place (the resize
+    subresource: the kubelet changes the cgroup's weight, the pod keeps running). What could
+    not be resized, each with the API server's reason."""
+    body = {"spec": {"containers": [{"name": EXECUTOR_CONTAINER,
+                                     "resources": {"requests": {"cpu": f"{milli}m"}}}]}}
+    failed = []
+    for pod in pods:
+        try:
+            await kube.patch("v1", "Pod", namespace, pod, body, subresource="resize",
+                             content_type="application/strategic-merge-patch+json")
+        except ApiError as exc:
+            if exc.status != 404:  # gone meanwhile: its replacement is resized next round
+                failed.append(f"{pod}: {exc.reason}")
+    return failed
 
 
 async def set_executor_replicas(kube: Kube, obj: Mapping[str, Any], replicas: int) -> None:

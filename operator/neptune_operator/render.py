@@ -18,6 +18,7 @@ from .constants import (
     DEFAULT_STATE_SIZE,
     DEFAULT_UPGRADE_MODE,
     DRIVER_SPEC_ANNOTATION,
+    EXECUTOR_CONTAINER,
     EXECUTOR_PORT,
     HTTP_PORT,
     JOBS_FILE,
@@ -116,6 +117,11 @@ def selector(app: str, role: str) -> dict[str, str]:
 
 def executor_selector_string(app: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector(app, "executor").items())
+
+
+def app_selector_string(app: str) -> str:
+    """Every pod of the app: its driver's and its executors'."""
+    return f"{LABEL_APP}={app}"
 
 
 def owner_reference(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -475,7 +481,7 @@ def executor_container(spec: Mapping[str, Any], names: Names) -> dict[str, Any]:
     app_env, _, app_mounts = _app_env_and_mounts(spec)
     slots = int(spec["executors"].get("slotsPerPod", 1))
     return {
-        "name": "executor",
+        "name": EXECUTOR_CONTAINER,
         "image": spec["image"],
         "imagePullPolicy": spec.get("imagePullPolicy", "IfNotPresent"),
         "args": ["executor"],

@@ -19,6 +19,7 @@ from .constants import (
     POLICIES,
     SHORT_NAMES,
     SINGULAR,
+    UNSCHEDULABLE_SHOWN,
     UPGRADE_MODES,
     VERSION,
 )
@@ -596,6 +597,22 @@ def status_schema() -> Schema:
                     "summary": _s("ready/desired, for kubectl get."),
                 },
             ),
+            "unschedulable": _o(
+                "The app's pods that the scheduler cannot place, with its reasons (absent "
+                "when there are none). The scheduler keeps trying by itself.",
+                {
+                    "count": _i("Pods that cannot be scheduled."),
+                    "pods": {
+                        "type": "array",
+                        "description": f"The first {UNSCHEDULABLE_SHOWN}, by name.",
+                        "items": _o("One pod.", {
+                            "pod": _s("The pod's name."),
+                            "message": _s("The scheduler's message, e.g. 0/1 nodes are "
+                                          "available: 1 Insufficient cpu."),
+                        }),
+                    },
+                },
+            ),
             "selector": _s("Label selector of the executor pods (scale subresource)."),
             "jobs": {
                 "type": "object",
@@ -609,6 +626,10 @@ def status_schema() -> Schema:
                     "priorityClassName": _s("PriorityClass of the app's pods."),
                     "rank": _i("Rank of the app's best stream job cluster-wide (0 = first)."),
                     "boost": _i("Steps added by the SLO feedback loop."),
+                    "executorCpuRequest": _s(
+                        "The executors' CPU request the operator keeps, in place: the spec's "
+                        "at the top priority level, a quarter of it for each distinct priority "
+                        "level below (absent: not managed)."),
                     "reason": _s("Why the priority is what it is."),
                     "since": _s("When the boost last changed.", format="date-time"),
                 },

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .constants import DEFAULT_UPGRADE_MODE
+from .constants import DEFAULT_UPGRADE_MODE, UNSCHEDULABLE_SHOWN
 from .render import Names, driver_storage, executor_selector_string
 
 
@@ -25,6 +25,26 @@ class ChildState:
     claim_capacity: str | None = None
     # Secrets named by Kafka sources (spec.jobs[].source.kafka.secretRef) that do not exist.
     missing_secrets: tuple[str, ...] = ()
+    # The app's pods that the scheduler cannot place: (pod, the scheduler's message).
+    unschedulable: tuple[tuple[str, str], ...] = ()
+    # Each live executor pod's CPU request now, in millicores (cpushare.executor_requests).
+    executor_cpu: tuple[tuple[str, int | None], ...] = ()
+
+
+def unschedulable(pods: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """The pods the scheduler tried and could not place (PodScheduled False, Unschedulable),
+    with its message, e.g. "0/1 nodes are available: 1 Insufficient cpu." The scheduler backs
+    off and tries again by itself: nothing to retry here, only to show."""
+    out = []
+    for pod in pods:
+        st = pod.get("status") or {}
+        if st.get("phase") != "Pending" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for c in st.get("conditions") or []:
+            if (c.get("type") == "PodScheduled" and c.get("status") == "False"
+                    and c.get("reason") == "Unschedulable"):
+                out.append((str(pod["metadata"]["name"]), str(c.get("message") or "")[:512]))
+    return tuple(sorted(out))
 
 
 def _f(value: Any) -> float | None:
@@ -163,6 +183,11 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
     waiting = "waiting for pods to become ready"
     if storage.get("phase") not in (None, "Bound"):
         waiting += f"; driver state claim {storage['claimName']} is {storage['phase']}"
+    if children.unschedulable:
+        pod, why = children.unschedulable[0]
+        many = len(children.unschedulable)
+        waiting += (f"; {many} pod{'s' if many > 1 else ''} cannot be scheduled ({pod}: "
+                    f"{why or 'no reason given'})")
     if children.missing_secrets:
         many = len(children.missing_secrets) > 1
         waiting += (f"; the driver waits for Secret{'s' if many else ''} "
@@ -178,7 +203,8 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
              f"driver ready: {children.driver_ready}; executors "
              f"{children.executors_ready}/{children.executors_desired}"),
         cond("Progressing", progressing,
-             "RollingOut" if progressing else "Stable",
+             ("Unschedulable" if children.unschedulable else "RollingOut") if progressing
+             else "Stable",
              waiting if progressing else "all pods ready"),
         cond("Degraded", phase == "Degraded",
              "JobFailed" if failed_jobs else "StorageLost" if storage_lost
@@ -208,6 +234,11 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
                    **({"message": driver_error} if driver_error else {}),
                    "storage": storage},
     }
+    if children.unschedulable:
+        status["unschedulable"] = {
+            "count": len(children.unschedulable),
+            "pods": [{"pod": pod, "message": why}
+                     for pod, why in children.unschedulable[:UNSCHEDULABLE_SHOWN]]}
     worst = worst_job(figures)
     if worst:
         status["worstJob"] = worst

@@ -70,9 +70,13 @@ def rbac_operator(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathF
         print(op.log.read_text(errors="replace")[-3000:])
 
 
-def can_i(cp: ControlPlane, *args: str) -> bool:
-    proc = cp.kubectl("auth", "can-i", *args, f"--as=system:serviceaccount:{RELEASE_NS}:{SA}",
-                      check=False)
+def can_i(cp: ControlPlane, verb: str, resource: str, *args: str) -> bool:
+    """kubectl auth can-i as the operator; RESOURCE/SUB asks for that subresource (kubectl
+    would read the part after the slash as an object's name)."""
+    kind, _, sub = resource.partition("/")
+    extra = [f"--subresource={sub}"] if sub else []
+    proc = cp.kubectl("auth", "can-i", verb, kind, *extra, *args,
+                      f"--as=system:serviceaccount:{RELEASE_NS}:{SA}", check=False)
     return proc.stdout.strip() == "yes"
 
 
@@ -121,11 +125,14 @@ def test_operator_works_with_chart_rbac(rbac_operator: tuple[ControlPlane, Opera
     ("list", "secrets", APP_NS, False),
     ("patch", "statefulsets", "default", False),  # outside the watched namespaces
     ("create", "pods", APP_NS, False),
+    ("list", "pods", APP_NS, True),  # why an app's pods stay Pending (status.unschedulable)
+    ("delete", "pods", APP_NS, False),
+    ("patch", "pods/resize", APP_NS, True),  # CPU weight by priority level (cpushare.py)
+    ("patch", "pods", APP_NS, False),
     ("create", "clusterroles", "", False),
     ("escalate", "roles", APP_NS, False),
 ])
 def test_least_privilege(rbac_operator: tuple[ControlPlane, Operator], verb: str,
                          resource: str, ns: str, allowed: bool) -> None:
     cp, _ = rbac_operator
-    args = [verb, resource] + (["-n", ns] if ns else [])
-    assert can_i(cp, *args) is allowed
+    assert can_i(cp, verb, resource, *(["-n", ns] if ns else [])) is allowed

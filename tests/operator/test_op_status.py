@@ -13,6 +13,7 @@ from neptune_operator.status import (
     build,
     slo_met,
     state_warning,
+    unschedulable,
     worst_job,
 )
 
@@ -245,6 +246,36 @@ def test_a_missing_kafka_secret_is_named(capp: dict[str, Any]) -> None:
     assert "waits for Secrets a, b" in next(
         c for c in two["conditions"] if c["type"] == "Progressing")["message"]
     assert "autoscale" not in st  # not autoscaled
+
+
+def _pod(name: str, phase: str, *conditions: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"phase": phase, "conditions": list(conditions)}}
+
+
+def test_unschedulable_pods_are_shown_with_the_schedulers_reason(capp: dict[str, Any]) -> None:
+    no_room = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+               "message": "0/1 nodes are available: 1 Insufficient cpu."}
+    pods = [_pod("demo-executor-1", "Pending", no_room),
+            _pod("demo-executor-0", "Pending", no_room),
+            _pod("demo-driver-x", "Running", {"type": "PodScheduled", "status": "True"}),
+            # not yet looked at by the scheduler, or waiting for its image: not unschedulable
+            _pod("demo-executor-2", "Pending"),
+            _pod("demo-executor-3", "Pending", {"type": "PodScheduled", "status": "True"})]
+    found = unschedulable(pods)
+    assert found == (("demo-executor-0", no_room["message"]),
+                     ("demo-executor-1", no_room["message"]))
+    st = make(capp, ChildState(True, 1, 3, unschedulable=found), driver_doc())
+    assert st["phase"] == "Pending"
+    progressing = next(c for c in st["conditions"] if c["type"] == "Progressing")
+    assert progressing["reason"] == "Unschedulable"
+    assert ("2 pods cannot be scheduled (demo-executor-0: 0/1 nodes are available: 1 "
+            "Insufficient cpu.)") in progressing["message"]
+    assert st["unschedulable"] == {"count": 2, "pods": [
+        {"pod": "demo-executor-0", "message": no_room["message"]},
+        {"pod": "demo-executor-1", "message": no_room["message"]}]}
+    placed = make(capp, ChildState(True, 3, 3), driver_doc())
+    assert "unschedulable" not in placed
+    assert next(c for c in placed["conditions"] if c["type"] == "Progressing")["reason"] == "Stable"
 
 
 def test_last_state_without_storage_is_warned_about(capp: dict[str, Any]) -> None:

@@ -78,6 +78,12 @@ seccompProfile:
 - apiGroups: [""]
   resources: ["configmaps", "services", "persistentvolumeclaims"]
   verbs: ["get", "create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]  # the app's own, for the scheduler's reason when they stay Pending
+- apiGroups: [""]
+  resources: ["pods/resize"]
+  verbs: ["patch"]  # executors' CPU requests by priority level, in place
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
   verbs: ["get", "create", "patch"]
