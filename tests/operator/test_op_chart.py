@@ -74,6 +74,13 @@ def test_default_render() -> None:
     assert env["NEPTUNE_OPERATOR_LIVENESS"] == "http://0.0.0.0:8080/healthz"
     assert env["NEPTUNE_PRIORITY_CLASSES"] == (
         '{"neptune-critical":900,"neptune-high":500,"neptune-low":0,"neptune-normal":100}')
+    # above every app class: app pods filling a node must not preempt the operator
+    classes = {d["metadata"]["name"]: d["value"] for d in docs if d["kind"] == "PriorityClass"}
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert max(classes.values()) < 2_000_000_000  # system-cluster-critical's value
+    dep = next(d for d in template("--set", "operator.priorityClassName=")
+               if d["kind"] == "Deployment")
+    assert "priorityClassName" not in dep["spec"]["template"]["spec"]
 
 
 def test_all_toggles_on() -> None:
