@@ -33,6 +33,30 @@ RESTRICTED_CONTAINER_SC: dict[str, Any] = {
 }
 
 
+CHART = REPO_DIR / "helm" / "neptune"
+
+
+def run_ok(*cmd: str, timeout: float = 300) -> str:
+    """The stdout of a command that must succeed (else the failure shows its output)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def install_release(release: str, namespace: str, *flags: str) -> None:
+    """`helm upgrade --install` of the chart with the tests' image, until the operator is up;
+    `flags`: more of helm's (--set ...)."""
+    repo, _, tag = IMAGE.rpartition(":")
+    run_ok(tool("helm"), "upgrade", "--install", release, str(CHART), "-n", namespace,
+           "--create-namespace", "--wait", "--timeout", "180s",
+           "--set", f"image.repository={repo}", "--set", f"image.tag={tag}",
+           "--set", "image.pullPolicy=IfNotPresent", *flags)
+
+
+def uninstall_release(release: str, namespace: str) -> None:
+    run_ok(tool("helm"), "uninstall", release, "-n", namespace, "--ignore-not-found", "--wait")
+
+
 def tool(name: str) -> str:
     bindir = os.environ.get("NEPTUNE_K8S_BIN")
     if bindir and (Path(bindir) / name).exists():

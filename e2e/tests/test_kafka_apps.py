@@ -35,12 +35,19 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not re-expo
     NewTopic,
 )
 
-from e2e.tests.kube import E2E_DIR, IMAGE, REPO_DIR, Kubectl, wait_until
+from e2e.tests.kube import (
+    E2E_DIR,
+    IMAGE,
+    REPO_DIR,
+    Kubectl,
+    install_release,
+    uninstall_release,
+    wait_until,
+)
 from tests.kafka.kafka_helpers import consume_to_end
 from tests.kafka.test_fraud_example import check_alerts, example, truth
 
 IMAGE_ALT = os.environ.get("NEPTUNE_IMAGE_ALT", IMAGE.rpartition(":")[0] + ":dev-alt")
-CHART = REPO_DIR / "helm" / "neptune"
 MANIFEST = REPO_DIR / "examples" / "fraud-monitoring.yaml"
 EXAMPLE_APP = REPO_DIR / "examples" / "fraud_monitoring.py"
 RELEASE = "neptune"
@@ -56,13 +63,6 @@ POD_KAFKA_PORT = int(os.environ.get("NEPTUNE_KAFKA_PODS_PORT", "9094"))  # its P
 POD_KAFKA_LOOPBACK_PORT = 9192  # its own loopback listener (controller: 9193)
 BRIDGE = os.environ.get("NEPTUNE_E2E_BRIDGE", "cni0")
 STATUS_INTERVAL = 3  # the operator's status round (autoscale evidence), seconds
-
-
-def _run(*cmd: str, timeout: float = 300, env: dict[str, str] | None = None) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
-                          env=None if env is None else {**os.environ, **env})
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr[-3000:]}"
-    return proc.stdout
 
 
 def bridge_address() -> str:
@@ -81,14 +81,9 @@ def bridge_address() -> str:
 @pytest.fixture(scope="module")
 def release(kubectl: Kubectl, helm: str) -> Iterator[str]:
     """The chart, with a short status round so that the autoscaler sees lag within seconds."""
-    repo, _, tag = IMAGE.rpartition(":")
-    _run(helm, "upgrade", "--install", RELEASE, str(CHART), "-n", OPERATOR_NS,
-         "--create-namespace", "--wait", "--timeout", "180s",
-         "--set", f"image.repository={repo}", "--set", f"image.tag={tag}",
-         "--set", "image.pullPolicy=IfNotPresent",
-         "--set", f"operator.statusInterval={STATUS_INTERVAL}")
+    install_release(RELEASE, OPERATOR_NS, "--set", f"operator.statusInterval={STATUS_INTERVAL}")
     yield RELEASE
-    _run(helm, "uninstall", RELEASE, "-n", OPERATOR_NS, "--ignore-not-found", "--wait")
+    uninstall_release(RELEASE, OPERATOR_NS)
 
 
 @pytest.fixture(scope="module")
@@ -310,10 +305,20 @@ def _autoscaled(fraud: Fraud) -> list[str]:
     return [m for m in re.split(r"(?=executors \d+ -> \d+:)", out) if m.strip()]
 
 
+# The autoscale test's backlog, and each executor's CPU cap there. One uncapped executor drained
+# a 30000-transaction backlog (50 ms micro-batches) in about 10 s, seen over the target by one
+# status round only, and the test raced the machine. Three times that, on a quarter core, keeps
+# the drain over the target for several rounds, and the step up is what shortens it.
+BACKLOG = 90_000
+AUTOSCALE_EXECUTOR_CPU = "250m"
+
+
 def test_autoscale_up_under_a_backlog_and_down_after(fraud: Fraud) -> None:
-    fraud.patch({"executors": {"autoscale": {
-        "minReplicas": 1, "maxReplicas": 3, "targetLagSeconds": 2,
-        "scaleUpWindowSeconds": 6, "scaleDownWindowSeconds": 15}}})
+    fraud.patch({"executors": {
+        "autoscale": {"minReplicas": 1, "maxReplicas": 3, "targetLagSeconds": 2,
+                      "scaleUpWindowSeconds": 3, "scaleDownWindowSeconds": 15},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                      "limits": {"cpu": AUTOSCALE_EXECUTOR_CPU, "memory": "512Mi"}}}})
     wait_until("no backlog: one executor", lambda: _replicas(fraud) == 1
                and fraud.running("executor", 1), timeout=180, interval=2)
     # The backlog: produced while the app is suspended, so that the resumed driver finds it
@@ -321,15 +326,24 @@ def test_autoscale_up_under_a_backlog_and_down_after(fraud: Fraud) -> None:
     fraud.patch({"suspend": True})
     wait_until("suspended: no pods", lambda: not fraud.pods("driver")
                and not fraud.pods("executor"), timeout=180, interval=2)
-    fraud.produce(30_000)
+    fraud.produce(BACKLOG)
     before = _autoscaled(fraud)
     fraud.patch({"suspend": False})
+    seen: list[str] = []  # the autoscaler's messages, in order, for the failure's text
+
+    def stepped_up() -> bool:
+        capp = fraud.capp()
+        message = str((capp.get("status", {}).get("autoscale") or {}).get("message"))
+        if not seen or seen[-1] != message:
+            seen.append(message)
+        return int(capp["spec"]["executors"].get("replicas") or 0) >= 2
+
     with contextlib.suppress(AssertionError):
-        wait_until("a step up under the backlog", lambda: _replicas(fraud) >= 2, timeout=240,
-                   interval=2)
+        wait_until("a step up under the backlog", stepped_up, timeout=240, interval=2)
     assert _replicas(fraud) >= 2, (
-        f"no step up under a backlog of 30000 transactions; status.autoscale: "
-        f"{fraud.capp().get('status', {}).get('autoscale')}")
+        f"no step up under a backlog of {BACKLOG} transactions; status.autoscale said, in "
+        "order:\n"
+        + "\n".join(seen))
     up = [m for m in _autoscaled(fraud) if m not in before]
     assert any(re.match(r"executors 1 -> [23]:", m) for m in up), up
     wait_until("the extra executors Running",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,8 +20,11 @@ from e2e.tests.kube import (
     IMAGE,
     REPO_DIR,
     Kubectl,
+    install_release,
     prom_query,
     require_prometheus,
+    run_ok,
+    uninstall_release,
     wait_until,
 )
 
@@ -30,7 +32,6 @@ from e2e.tests.kube import (
 IMAGE_ALT = os.environ.get("NEPTUNE_IMAGE_ALT", IMAGE.rpartition(":")[0] + ":dev-alt")
 DASHBOARD = REPO_DIR / "helm" / "neptune" / "files" / "dashboard.json"
 
-CHART = REPO_DIR / "helm" / "neptune"
 EXAMPLE_APP = REPO_DIR / "examples" / "online_learning.py"
 API_VERSION = "neptune.dev/v1alpha1"
 LABEL_APP = "neptune.dev/app"
@@ -40,25 +41,12 @@ OPERATOR_NS = "neptune-system"
 APP = "online-learning"
 
 
-def _image_values() -> list[str]:
-    repo, _, tag = IMAGE.rpartition(":")
-    return ["--set", f"image.repository={repo}", "--set", f"image.tag={tag}",
-            "--set", "image.pullPolicy=IfNotPresent"]
-
-
-def _run(*cmd: str, timeout: float = 300) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
 @pytest.fixture(scope="module")
 def release(kubectl: Kubectl, helm: str) -> Iterator[str]:
-    _run(helm, "upgrade", "--install", RELEASE, str(CHART), "-n", OPERATOR_NS,
-         "--create-namespace", "--wait", "--timeout", "180s", *_image_values())
+    install_release(RELEASE, OPERATOR_NS)
     yield RELEASE
     # helm uninstall (the last test checks what it leaves) is idempotent here.
-    _run(helm, "uninstall", RELEASE, "-n", OPERATOR_NS, "--ignore-not-found", "--wait")
+    uninstall_release(RELEASE, OPERATOR_NS)
 
 
 @pytest.fixture(scope="module")
@@ -561,6 +549,38 @@ def test_http_needs_the_app_tokens(kubectl: Kubectl, app_ns: str) -> None:
     app.delete()
 
 
+def test_executors_that_cannot_be_placed_show_the_schedulers_reason(kubectl: Kubectl,
+                                                                     app_ns: str) -> None:
+    """An app that asks for more than the cluster has: its status shows the pods Pending with
+    the scheduler's reason, and nothing replaces them in a loop (the scheduler retries)."""
+    name = "unplaceable"
+    big = capp(replicas=1)
+    big["spec"]["executors"]["resources"] = {"requests": {"cpu": "64", "memory": "128Mi"},
+                                             "limits": {"cpu": "64", "memory": "512Mi"}}
+    kubectl.apply({**big, "metadata": {"name": name, "namespace": app_ns}})
+
+    def shown() -> dict[str, Any] | None:
+        st: dict[str, Any] = kubectl.json("-n", app_ns, "get", "capp", name).get("status", {})
+        return st if st.get("unschedulable") else None
+
+    try:
+        st = wait_until("status.unschedulable", shown, timeout=180, interval=3)
+        assert st["unschedulable"]["count"] == 1, st["unschedulable"]
+        pending = st["unschedulable"]["pods"][0]
+        assert pending["pod"] == f"{name}-executor-0"
+        assert "Insufficient cpu" in pending["message"], pending
+        assert st["phase"] == "Pending"
+        progressing = next(c for c in st["conditions"] if c["type"] == "Progressing")
+        assert progressing["reason"] == "Unschedulable", progressing
+        assert "Insufficient cpu" in progressing["message"], progressing
+        uids = {p["metadata"]["uid"] for p in pods(kubectl, app_ns, "executor", name)}
+        time.sleep(20)  # more than a status round: the same pod still waits, not a new one
+        assert {p["metadata"]["uid"] for p in pods(kubectl, app_ns, "executor", name)} == uids
+        assert shown() is not None
+    finally:
+        kubectl.run("-n", app_ns, "delete", "capp", name, "--wait=true", timeout=180)
+
+
 def test_suspend_and_resume(kubectl: Kubectl, app_ns: str) -> None:
     kubectl.run("-n", app_ns, "patch", "capp", APP, "--type=merge",
                 "-p", '{"spec": {"suspend": true}}')
@@ -586,7 +606,7 @@ def test_delete_removes_children(kubectl: Kubectl, app_ns: str) -> None:
 
 
 def test_helm_uninstall_leaves_only_crds(kubectl: Kubectl, helm: str, release: str) -> None:
-    _run(helm, "uninstall", release, "-n", OPERATOR_NS, "--wait")
+    run_ok(helm, "uninstall", release, "-n", OPERATOR_NS, "--wait")
     time.sleep(2)
     sel = f"app.kubernetes.io/instance={release}"
     left = kubectl.run("get", "deploy,svc,sa,role,rolebinding,cm", "-A", "-l", sel,
