@@ -15,7 +15,7 @@ MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operato
 K8S_BIN := $(shell . e2e/versions.env && echo $$NEPTUNE_CACHE/$$K8S_VERSION/bin)
 export NEPTUNE_K8S_BIN ?= $(K8S_BIN)
 
-.PHONY: setup demo test lint unit integration fuzz docs tools chart-check bench bench-setup bench-quick bench-cluster clean
+.PHONY: setup demo test lint unit integration fuzz docs tools chart-check bench bench-setup bench-quick bench-cluster bench-contention clean
 
 setup: $(STAMP)
 
@@ -88,6 +88,14 @@ bench-cluster: setup
 	 if [ -z "$$KUBECONFIG" ]; then e2e/cluster.sh up; eval "$$(e2e/cluster.sh env)"; fi; \
 	 $(PY) -m neptune_bench.cluster_bench --json bench/results/cluster.json \
 		--markdown bench/results/cluster.md
+
+# Two apps on one node, the operator's CPU weight by rank on and off, interleaved rounds (~8 min;
+# issue 14, item 3). Brings the local cluster up when KUBECONFIG is unset.
+bench-contention: setup
+	@set -e; \
+	 if [ -z "$$KUBECONFIG" ]; then e2e/cluster.sh up; eval "$$(e2e/cluster.sh env)"; fi; \
+	 $(PY) -m neptune_bench.contention_bench --json bench/results/contention.json \
+		--markdown bench/results/contention.md
 
 # The full suite (progress output; stops starting runs after the budget), then the simulator.
 bench: bench-setup

@@ -63,12 +63,12 @@ from .work import calibrate, records_for
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parents[1]
 try:
-    from e2e.tests.kube import IMAGE, Kubectl, prom_query, tool, wait_until
-    from e2e.tests.test_neptune import CHART, IngestApp
+    from e2e.tests.kube import IMAGE, Kubectl, install_release, prom_query, tool, wait_until
+    from e2e.tests.test_neptune import IngestApp
 except ModuleNotFoundError:  # run from outside the checkout's root: the e2e helpers are there
     sys.path.insert(0, str(REPO_DIR))
-    from e2e.tests.kube import IMAGE, Kubectl, prom_query, tool, wait_until
-    from e2e.tests.test_neptune import CHART, IngestApp
+    from e2e.tests.kube import IMAGE, Kubectl, install_release, prom_query, tool, wait_until
+    from e2e.tests.test_neptune import IngestApp
 
 APP_FILE = BENCH_DIR / "cluster_apps" / "bench_app.py"
 SHIPPED = ("work", "workload")  # neptune_bench modules the app module needs, in import order
@@ -225,9 +225,11 @@ def source_configmap(scenario: Scenario, ns: str, source: str) -> dict[str, Any]
             "data": {"app.py": source}}
 
 
-def app_manifest(scenario: Scenario, ns: str, image: str = IMAGE) -> dict[str, Any]:
+def app_manifest(scenario: Scenario, ns: str, image: str = IMAGE,
+                 **spec: Any) -> dict[str, Any]:
     """The ContinuousApplication of a pods scenario: one driver, one executor pod of one slot,
-    the module from the scenario's ConfigMap, the driver's state on an emptyDir."""
+    the module from the scenario's ConfigMap, the driver's state on an emptyDir; `spec`'s
+    fields replace those."""
     return {
         "apiVersion": "neptune.dev/v1alpha1", "kind": "ContinuousApplication",
         "metadata": {"name": scenario.app_name, "namespace": ns},
@@ -238,16 +240,20 @@ def app_manifest(scenario: Scenario, ns: str, image: str = IMAGE) -> dict[str, A
             "executors": {"replicas": 1, "slotsPerPod": 1, "resources": EXECUTOR_RESOURCES},
             "jobs": jobs(scenario.mode),
             "policy": scenario.policy,
+            **spec,
         },
     }
 
 
-def operator_values(namespaces: list[str], image: str = IMAGE) -> dict[str, Any]:
+def operator_values(namespaces: list[str], image: str = IMAGE,
+                    feedback: dict[str, Any] | None = None, **operator: Any) -> dict[str, Any]:
     """The chart's values for the benchmark's own operator: it watches only the benchmark's
-    namespaces and has its own PriorityClass, so it shares nothing with another release."""
+    namespaces and has its own PriorityClass, so it shares nothing with another release;
+    `feedback` and `operator`'s settings replace the chart's `feedback.*` and `operator.*`."""
     repo, _, tag = image.rpartition(":")
-    return {"image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
-            "operator": {"watchNamespaces": namespaces, "statusInterval": 15},
+    return {**({"feedback": feedback} if feedback else {}),
+            "image": {"repository": repo, "tag": tag, "pullPolicy": "IfNotPresent"},
+            "operator": {"watchNamespaces": namespaces, "statusInterval": 15, **operator},
             "priorityClasses": {"create": True, "classes": [
                 {"name": PRIORITY_CLASS, "value": 10000, "minAppPriority": 0}]},
             "monitoring": {"dashboard": {"enabled": False}}}
@@ -626,41 +632,47 @@ def other_operators(kubectl: Kubectl) -> list[str]:
             if d["metadata"]["namespace"] != OPERATOR_NS]
 
 
-def install_operator(kubectl: Kubectl, namespaces: list[str]) -> None:
+def install_operator(kubectl: Kubectl, namespaces: list[str],
+                     feedback: dict[str, Any] | None = None, **operator: Any) -> None:
+    """The benchmark's release, installed or upgraded to `operator`'s settings."""
     for ns in namespaces:
         kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
             "pod-security.kubernetes.io/enforce": "restricted",
             "pod-security.kubernetes.io/enforce-version": "latest"}}})
     with tempfile.NamedTemporaryFile("w", suffix=".json") as values:
-        json.dump(operator_values(namespaces), values)
+        json.dump(operator_values(namespaces, feedback=feedback, **operator), values)
         values.flush()
-        subprocess.run([tool("helm"), "upgrade", "--install", RELEASE, str(CHART), "-n",
-                        OPERATOR_NS, "--create-namespace", "--wait", "--timeout", "180s", "-f",
-                        values.name], check=True, capture_output=True, text=True, timeout=300)
+        install_release(RELEASE, OPERATOR_NS, "-f", values.name)
 
 
 def uninstall(kubectl: Kubectl, namespaces: list[str]) -> None:
+    """The release and the namespaces, gone when this returns: a run started next would find
+    its namespace still Terminating, where nothing can be created."""
     for ns in namespaces:
         kubectl.run("delete", "namespace", ns, "--wait=false", check=False)
     subprocess.run([tool("helm"), "uninstall", RELEASE, "-n", OPERATOR_NS, "--ignore-not-found",
                     "--wait"], check=False, capture_output=True, timeout=300)
-    kubectl.run("delete", "namespace", OPERATOR_NS, "--wait=false", check=False)
+    kubectl.run("delete", "namespace", *namespaces, OPERATOR_NS, "--ignore-not-found",
+                "--wait=true", "--timeout=180s", check=False, timeout=200)
 
 
 @contextlib.contextmanager
-def pod_app(kubectl: Kubectl, scenario: Scenario, source: str) -> Iterator[PodTarget]:
-    """The scenario's ContinuousApplication, Running with its executor registered; deleted
-    afterwards, and its pods gone before the next scenario starts."""
-    ns = NAMESPACE
-    kubectl.apply([source_configmap(scenario, ns, source), app_manifest(scenario, ns)])
-    app = IngestApp(kubectl, ns, scenario.app_name, 1)
+def pod_app(kubectl: Kubectl, scenario: Scenario, source: str, ns: str = NAMESPACE,
+            **spec: Any) -> Iterator[PodTarget]:
+    """The scenario's ContinuousApplication (`spec`: app_manifest's), Running with its
+    executors registered; deleted afterwards, and its pods gone before the next scenario
+    starts."""
+    manifest = app_manifest(scenario, ns, **spec)
+    replicas = int(manifest["spec"]["executors"]["replicas"])
+    kubectl.apply([source_configmap(scenario, ns, source), manifest])
+    app = IngestApp(kubectl, ns, scenario.app_name, replicas)
     try:
         app.wait_running()
         wait_until(f"{app.name}: the driver's /healthz through the service proxy",
                    lambda: app.request("GET", "/healthz")[0] == 200, timeout=120)
         target = PodTarget(app)
-        wait_until(f"{app.name}: the executor registered",
-                   lambda: target.status()["executors"]["live"] >= 1, timeout=120)
+        wait_until(f"{app.name}: the executors registered",
+                   lambda: target.status()["executors"]["live"] >= replicas, timeout=120)
         yield target
     finally:
         kubectl.run("-n", ns, "delete", "capp", scenario.app_name, "--wait=true", check=False,
@@ -842,6 +854,15 @@ rest of `send_to_start`. Both clocks are the node's: on one node the comparison 
 nodes it would not.
 """
 
+TWO_APPS = """\
+## Two applications on one node (item 3)
+
+A high-priority app with a 10 ms stream SLO and a low-priority batch app on two executors,
+competing for the node's CPU, with the operator's CPU weight by rank on and off in interleaved
+rounds: [contention.md](contention.md) (`make bench-contention`), asserted in
+e2e/tests/test_contention.py.
+"""
+
 IDEAS = """\
 Ideas of item 2, and what was done with each here:
 - a shorter poll interval (NEPTUNE_POLL_US, an existing setting; the app module sets it for the
@@ -978,7 +999,7 @@ def markdown(result: dict[str, Any]) -> str:
                      f"({_f(figures[k]['min'], 3 if k == 'batch_rel' else 1)}-"
                      f"{_f(figures[k]['max'], 3 if k == 'batch_rel' else 1)})" for k in keys]
             lines.append(f"| {side} | {len(figures['runs'])} | " + " | ".join(cells) + " |")
-    lines += ["", POD_PATH, IDEAS]
+    lines += ["", POD_PATH, IDEAS, TWO_APPS]
     return "\n".join(lines)
 
 
