@@ -25,4 +25,5 @@ def app_spec(namespace: str, name: str, spec: Mapping[str, Any],
                  for j in spec.get("jobs") or [])
     boost = int(((status or {}).get("assignedPriority") or {}).get("boost") or 0)
     # A suspended app has no pods to prioritise: it still ranks, but nothing runs.
-    return AppSpec(namespace, name, int(spec.get("priority") or 0), jobs, boost)
+    return AppSpec(namespace, name, int(spec.get("priority") or 0), jobs, boost,
+                   suspended=bool(spec.get("suspend")))

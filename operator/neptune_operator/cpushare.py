@@ -52,10 +52,11 @@ def milli(quantity: Any) -> int | None:
 
 
 def levels(apps: Iterable[AppSpec]) -> dict[tuple[str, str], int]:
-    """Each app's level: how many distinct effective priorities are above its own."""
+    """Each app's level: how many distinct effective priorities of apps not suspended are
+    above its own (a suspended app has no pods: it takes no CPU, so it lowers no one)."""
     apps = list(apps)
-    distinct = sorted({a.effective_priority for a in apps}, reverse=True)
-    return {a.key: distinct.index(a.effective_priority) for a in apps}
+    distinct = {a.effective_priority for a in apps if not a.suspended}
+    return {a.key: sum(1 for p in distinct if p > a.effective_priority) for a in apps}
 
 
 @dataclass(frozen=True)

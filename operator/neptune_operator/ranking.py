@@ -47,6 +47,7 @@ class AppSpec:
     priority: int
     jobs: tuple[JobSpec, ...]
     boost: int = 0
+    suspended: bool = False  # no pods: it still ranks, but takes no CPU (cpushare.levels)
 
     @property
     def key(self) -> tuple[str, str]:

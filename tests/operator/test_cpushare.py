@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -36,6 +37,10 @@ def test_levels_count_the_distinct_priorities_above() -> None:
     assert cpushare.levels(apps) == {("ns", "a"): 0, ("ns", "b"): 1, ("ns", "c"): 1,
                                      ("ns", "d"): 1, ("ns", "e"): 2}
     assert cpushare.levels([app("alone", 0)]) == {("ns", "alone"): 0}
+    # a suspended app runs no pods: it lowers no one
+    resting = dataclasses.replace(app("top", 900), suspended=True)
+    assert cpushare.levels([resting, app("a", 500), app("e", 0)]) == {
+        ("ns", "top"): 0, ("ns", "a"): 0, ("ns", "e"): 1}
 
 
 def test_the_top_keeps_its_request_and_each_level_below_a_quarter() -> None:
