@@ -34,6 +34,13 @@ RESTRICTED_CONTAINER_SC: dict[str, Any] = {
 
 
 CHART = REPO_DIR / "helm" / "neptune"
+# The product's contract as a user sees it, spelled here once for every e2e module (not taken
+# from the operator's code, so that a change there shows as a failing test).
+API_VERSION = "neptune.dev/v1alpha1"
+LABEL_APP = "neptune.dev/app"
+LABEL_ROLE = "neptune.dev/role"
+RELEASE = "neptune"  # the chart's release in the e2e modules that install one
+OPERATOR_NS = "neptune-system"
 
 
 def run_ok(*cmd: str, timeout: float = 300) -> str:

@@ -38,6 +38,10 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not re-expo
 from e2e.tests.kube import (
     E2E_DIR,
     IMAGE,
+    LABEL_APP,
+    LABEL_ROLE,
+    OPERATOR_NS,
+    RELEASE,
     REPO_DIR,
     Kubectl,
     install_release,
@@ -50,10 +54,6 @@ from tests.kafka.test_fraud_example import check_alerts, example, truth
 IMAGE_ALT = os.environ.get("NEPTUNE_IMAGE_ALT", IMAGE.rpartition(":")[0] + ":dev-alt")
 MANIFEST = REPO_DIR / "examples" / "fraud-monitoring.yaml"
 EXAMPLE_APP = REPO_DIR / "examples" / "fraud_monitoring.py"
-RELEASE = "neptune"
-OPERATOR_NS = "neptune-system"
-LABEL_APP = "neptune.dev/app"
-LABEL_ROLE = "neptune.dev/role"
 APP = "fraud-monitoring"
 # The pods' broker: e2e/kafka.sh on the bridge address, with a state directory of its own (the
 # shared loopback broker of the other tests is not touched). NEPTUNE_E2E_KAFKA_BOOTSTRAP names

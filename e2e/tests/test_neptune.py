@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 
 from e2e.tests.kube import (
+    API_VERSION,
     IMAGE,
+    LABEL_APP,
+    LABEL_ROLE,
+    OPERATOR_NS,
+    RELEASE,
     REPO_DIR,
     Kubectl,
     install_release,
@@ -33,11 +38,6 @@ IMAGE_ALT = os.environ.get("NEPTUNE_IMAGE_ALT", IMAGE.rpartition(":")[0] + ":dev
 DASHBOARD = REPO_DIR / "helm" / "neptune" / "files" / "dashboard.json"
 
 EXAMPLE_APP = REPO_DIR / "examples" / "online_learning.py"
-API_VERSION = "neptune.dev/v1alpha1"
-LABEL_APP = "neptune.dev/app"
-LABEL_ROLE = "neptune.dev/role"
-RELEASE = "neptune"
-OPERATOR_NS = "neptune-system"
 APP = "online-learning"
 
 

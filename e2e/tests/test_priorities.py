@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 
 from e2e.tests.kube import (
+    API_VERSION,
     IMAGE,
+    LABEL_APP,
+    LABEL_ROLE,
+    OPERATOR_NS,
+    RELEASE,
     REPO_DIR,
     Kubectl,
     install_release,
@@ -21,11 +26,6 @@ from e2e.tests.kube import (
 )
 
 EXAMPLE_APP = REPO_DIR / "examples" / "online_learning.py"
-API_VERSION = "neptune.dev/v1alpha1"
-LABEL_APP = "neptune.dev/app"
-LABEL_ROLE = "neptune.dev/role"
-RELEASE = "neptune"
-OPERATOR_NS = "neptune-system"
 STATUS_INTERVAL = 3  # the operator's status round, seconds: resizes follow within one
 REQUEST = "400m"  # each app's executor CPU request in its spec
 LOWERED = "100m"  # a quarter: one priority level below the top
