@@ -89,3 +89,12 @@ HTTP_AUTH_FAILURES = Counter(
 )
 
 TASK_STATES = ("queued", "sent", "running", "suspended", "finished", "failed", "killed")
+
+
+def declare_stream_job(job: str) -> None:
+    """Show a stream job's counters at 0 from its start: a series that appears only at its first
+    increment leaves `rate()` with no data, so a dashboard panel or an alert reads "unknown"
+    where the truth is "none"."""
+    for counter in (SLO_VIOLATIONS, EVENTS_INGESTED, SOURCE_BAD_RECORDS, DEAD_LETTERS,
+                    SINK_FAILURES, TASK_FAILURES):
+        counter.labels(job)

@@ -28,6 +28,12 @@ def test_driver_and_executor_metrics_with_sub_millisecond_buckets(tmp_path: Path
     env = {"FAULTS_SINK": str(tmp_path / "sink.jsonl"), "FAULTS_PARTITION_RECORDS": "200000"}
     with LocalCluster(str(APPS / "faults.py"), executors=1, env=env,
                       executor_metrics=True) as cluster:
+        # before any event: a stream job's counters are there at 0, so rate() has data
+        before = scrape(cluster.http + "/metrics")
+        for name in ("neptune_slo_violations_total", "neptune_events_ingested_total",
+                     "neptune_source_bad_records_total", "neptune_sink_failures_total"):
+            assert sample(before, f'{name}{{job="events"}}') == 0, name
+
         def preempted() -> bool:
             cluster.post("/ingest/events", json.dumps([{"id": 1}]).encode())
             return bool(cluster.status()["jobs"]["sums"]["suspensions"] >= 3)

@@ -174,6 +174,7 @@ class Streams:
         self.checkpoint_store = checkpoint_store
         self.jobs: dict[str, StreamState] = {}
         for job in jobs:
+            metrics.declare_stream_job(job.name)
             st = self.jobs[job.name] = StreamState(
                 job, stats[job.name], job.dead_letter or default_dead_letter(job.name, state_dir))
             for partition, token in saved.get(job.name, {}).items():
