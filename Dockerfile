@@ -12,8 +12,8 @@ FROM ${BASE_IMAGE} AS build
 ARG PIP_CERT=""
 ARG PIP_INDEX_URL=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
-# A C compiler and the interpreter's headers, for the runtime's C module (_yieldcore.c), in this
-# stage only. python:*-slim has the headers; Debian's python3 needs python3-dev.
+# A C compiler and the interpreter's headers, for the runtime's C modules (_yieldcore.c,
+# _bellwatch.c), in this stage only. python:*-slim has the headers; Debian's python3 needs python3-dev.
 RUN headers=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])'); \
     dev=""; [ -f "$headers/Python.h" ] || dev=python3-dev; \
     if ! command -v cc >/dev/null || [ -n "$dev" ]; then \

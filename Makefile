@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # the C module is built at install: a change to it installs again
-NATIVE := executor_image/neptune_runtime/_yieldcore.c
+NATIVE := executor_image/neptune_runtime/_yieldcore.c executor_image/neptune_runtime/_bellwatch.c
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(NATIVE) | md5sum | cut -c1-12)
 HAS_HEADERS := import os, sysconfig, sys; \
 	sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))

@@ -13,9 +13,10 @@ ConfigMap (`app_source`): the image holds only the runtime and the operator.
 Scenarios (`plan`): stream alone, batch alone, neptune, fair and kill, each in pods (a driver
 pod and one executor pod of one slot, made by the operator from a ContinuousApplication) and
 in local mode (driver and executor processes pinned to one core each, as `neptunectl bench`
-runs them), side by side; then A/B runs of item 2's idea, a shorter socket poll interval
-(NEPTUNE_POLL_US, an existing setting), interleaved with plain neptune runs; and neptune in
-local mode unpinned. One scenario at a time, each app deleted before the next starts.
+runs them), side by side; then A/B runs of item 2's fast path in pods, the executor's bell
+watcher (_bellwatch.c) on and off (NEPTUNE_BELL_WATCH), interleaved; neptune in local mode with
+a driver that does not ring the doorbell, as in pods, watcher on and off; and neptune in local
+mode unpinned. One scenario at a time, each app deleted before the next starts.
 
 Each measured window: a warm-up with events, a pause until the last event is answered (and,
 in pods, until Prometheus scraped both pods after it), the driver's live figures reset, the
@@ -84,7 +85,6 @@ BUDGET_S = 13 * 60.0
 # Above this, local mode's suspension p99 is the machine's load, not the runtime (the report
 # says so beside the targets).
 LOCAL_P99_SANE_US = 1000.0
-SHORT_POLL_US = 20  # item 2's idea: poll the socket 5x as often (the default is 100 us)
 # Resources of the pods, as examples/online-learning.yaml gives them.
 DRIVER_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"},
                     "limits": {"cpu": "1", "memory": "512Mi"}}
@@ -102,15 +102,15 @@ QUANTILES = (0.5, 0.99)
 @dataclass(frozen=True)
 class Scenario:
     """One run: the jobs (`mode`), the policy, where it runs ("pods", "local" pinned like
-    `neptunectl bench`, or "local-unpinned"), and the socket poll interval (None: the
-    runtime's default)."""
+    `neptunectl bench`, or "local-unpinned"), whether the executor's bell watcher runs, and
+    whether the driver may ring the executor's doorbell (local mode only: in pods it cannot)."""
 
     name: str
     mode: str
     policy: str
     where: str
-    poll_us: int | None = None
-    doorbell: bool = True  # False: the executor makes none (local mode as the pods are)
+    watch: bool = True
+    doorbell: bool = True  # False: the driver does not ring it (local mode as the pods are)
 
     @property
     def key(self) -> str:
@@ -128,17 +128,20 @@ CORE = (("stream_alone", "stream", "fifo"), ("batch_alone", "batch", "fifo"),
 
 def plan(ab_rounds: int = 3) -> list[Scenario]:
     """Every scenario, in the order they run: the five core ones, local mode then pods for
-    each; then `ab_rounds` rounds of the poll-interval A/B in pods (alternating which side goes
-    first); neptune in local mode without the doorbell (the executor's part of the pods'
-    path, on the local processes' placement); neptune in local mode unpinned."""
+    each; then `ab_rounds` rounds of the bell watcher's A/B in pods (alternating which side
+    goes first); neptune in local mode with a driver that does not ring the doorbell (the
+    executor's part of the pods' path, on the local processes' placement), watcher on and off;
+    neptune in local mode unpinned."""
     out = [Scenario(name, mode, policy, where) for name, mode, policy in CORE
            for where in ("local", "pods")]
-    short = f"neptune_poll{SHORT_POLL_US}"
     for round_ in range(ab_rounds):
         sides = [Scenario(f"neptune_r{round_ + 2}", "both", "neptune", "pods"),
-                 Scenario(f"{short}_r{round_ + 1}", "both", "neptune", "pods", SHORT_POLL_US)]
+                 Scenario(f"neptune_nowatch_r{round_ + 1}", "both", "neptune", "pods",
+                          watch=False)]
         out += sides if round_ % 2 else sides[::-1]
     out.append(Scenario("neptune_nobell", "both", "neptune", "local", doorbell=False))
+    out.append(Scenario("neptune_nobell_nowatch", "both", "neptune", "local", watch=False,
+                        doorbell=False))
     out.append(Scenario("neptune", "both", "neptune", "local-unpinned"))
     return out
 
@@ -151,8 +154,8 @@ def settings(scenario: Scenario, loops: int) -> dict[str, str]:
     """The environment the app module sets for itself (the CRD passes none to the pods):
     the quick benchmark's workload settings, its jobs, and the poll interval if any."""
     out = {**Point().env(loops), "BENCH_MODE": "none", "BENCH_APP_MODE": scenario.mode}
-    if scenario.poll_us is not None:
-        out["NEPTUNE_POLL_US"] = str(scenario.poll_us)
+    if not scenario.watch:
+        out["NEPTUNE_BELL_WATCH"] = "0"
     if not scenario.doorbell:
         out["BENCH_NO_DOORBELL"] = "1"
     return out
@@ -179,12 +182,13 @@ def _register(_name: str, _source: str) -> None:
         setattr(_sys.modules[_parent], _child, _module)
 
 
-_core = _sys.modules.get("neptune_runtime.executor.core")  # an executor imports it first
-if _os.environ.get("BENCH_NO_DOORBELL") == "1" and _core is not None:
-    def _no_doorbell() -> None:  # the executor makes no doorbell, as in a pod
-        raise OSError("no doorbell: BENCH_NO_DOORBELL=1 (cluster_bench)")
+if _os.environ.get("BENCH_NO_DOORBELL") == "1":
+    import neptune_runtime.doorbell as _doorbell  # the driver's and the executor's
 
-    _core.Bell = _no_doorbell
+    def _cannot_attach(*_args: object) -> None:  # the driver cannot ring it, as across pods
+        return None
+
+    _doorbell.Ringer.attach = _cannot_attach  # type: ignore[method-assign, assignment]
 
 
 _package = _types.ModuleType("neptune_bench")
@@ -203,7 +207,7 @@ def app_source(env: dict[str, str]) -> str:
     for name in SHIPPED:
         source = (BENCH_DIR / f"{name}.py").read_text()
         parts.append(f"_register({f'neptune_bench.{name}'!r}, {source!r})\n")
-    parts.append("del _register, _package, _core\n\n")
+    parts.append("del _register, _package\n\n")
     parts.append(body.replace(FUTURE, "", 1))
     return "".join(parts)
 
@@ -324,7 +328,7 @@ def _median(values: list[float | None]) -> float | None:
 def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per place (pods, local): each policy's stream p50/p99, batch throughput relative to
     batch alone in the same place and the suspension hops; item 2's three targets; the
-    poll-interval A/B (pods, every neptune run of each side, median and range)."""
+    bell watcher's A/B (pods, every neptune run of each side, median and range)."""
     places: dict[str, Any] = {}
     for where in ("local", "pods", "local-unpinned"):
         rows = {k.split("/", 1)[1]: r for k, r in runs.items()
@@ -364,14 +368,13 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def ab_summary(pods: dict[str, Any]) -> dict[str, Any]:
-    """Pods' neptune runs by side: the default poll interval (neptune, neptune_rN) and the
-    short one (neptune_pollNN_rN); per figure the median, min and max over the side's runs."""
-    sides: dict[str, list[dict[str, Any]]] = {"default": [], f"poll{SHORT_POLL_US}": []}
+    """Pods' neptune runs by side: the bell watcher on (the default: neptune, neptune_rN) and
+    off (neptune_nowatch_rN); per figure the median, min and max over the side's runs."""
+    sides: dict[str, list[dict[str, Any]]] = {"watch": [], "nowatch": []}
     for name, row in pods.items():
         if not name.startswith("neptune") or row.get("suspension") is None:
             continue
-        side = f"poll{SHORT_POLL_US}" if name.startswith(f"neptune_poll{SHORT_POLL_US}") \
-            else "default"
+        side = "nowatch" if name.startswith("neptune_nowatch") else "watch"
         s = row["suspension"]
         sides[side].append({"run": name, "s2s_p50_us": s["send_to_start_p50_us"],
                             "s2s_p99_us": s["send_to_start_p99_us"],
@@ -598,7 +601,7 @@ def measure(target: Target, scenario: Scenario, warmup: float, window: float,
     poster = posters[-1] if posters else None
     return {
         "where": scenario.where, "policy": scenario.policy, "mode": scenario.mode,
-        "poll_us": scenario.poll_us,
+        "watch": scenario.watch, "driver_rings": scenario.doorbell,
         "stream_p50_ms": s.get("p50_ms"), "stream_p99_ms": s.get("p99_ms"),
         "stream_max_ms": s.get("max_ms"), "stream_events": s.get("events"),
         "slo_attainment": s.get("slo_attainment"),
@@ -739,8 +742,7 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
                    "image": IMAGE, "namespace": NAMESPACE,
                    "driver_resources": DRIVER_RESOURCES,
                    "executor_resources": EXECUTOR_RESOURCES,
-                   "local_cpus": dict(zip(("driver", "executor"), _cpus(), strict=True)),
-                   "short_poll_us": SHORT_POLL_US},
+                   "local_cpus": dict(zip(("driver", "executor"), _cpus(), strict=True))},
         "uptime_start": _uptime(), "loadavg_start": list(os.getloadavg()),
         "runs": {}, "skipped": [],
     }
@@ -765,7 +767,7 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
             eta = elapsed / index * (len(scenarios) - index) if index else float("nan")
             log(f"[{index + 1}/{len(scenarios)}, {_clock(elapsed)} elapsed"
                 + (f", ~{_clock(eta)} to go" if index else "") + f"] {scenario.key}"
-                + (f" (poll {scenario.poll_us} us)" if scenario.poll_us else "")
+                + ("" if scenario.watch else " (bell watcher off)")
                 + f", load {os.getloadavg()[0]:.2f}")
             if scenario.where == "pods" and kubectl is not None and other_operators(kubectl):
                 # another release came up meanwhile (an e2e run): it would reconcile our apps
@@ -833,25 +835,24 @@ def _f(value: Any, digits: int = 2) -> str:
 
 
 POD_PATH = """\
-## What the pod path does today (item 2)
+## What the pod path does (item 2)
 
 In local mode the executor makes a doorbell (doorbell.py: a page in /dev/shm named, with a
 token, in its `ready` message); the driver, on the same host, opens it, sets its byte after
 every message and copies a preempting `run` into its express slot, so a yield point sees a
 preemption with one load and takes the task without reading the socket. In pods the driver
-cannot open the executor pod's /dev/shm, so there is no doorbell (/status
-`executors.list[].doorbell` is false in every pods run here): the preemption travels over the
-TCP connection between the pods (veth, the node's bridge), and the running batch task finds it
-only at its next socket poll. `_yieldcore.c`'s `tune()` runs every `stride` records, the stride
-adapted so that this is every NEPTUNE_POLL_US of task time (default 100 us,
-yieldpoint.DEFAULT_INTERVAL_US; 8 times less often when there is a doorbell), and calls
-`poll(2)` with a zero timeout on the socket; when bytes are there it fires `on_signal`, the
-executor reads the frame (executor/core.py `_feed`) and suspends the task. So in pods a
-preemption waits, on top of the network hop, up to one poll interval plus the socket read: the
-executor's share (`arrival_to_start`, from the kernel's receive timestamp, SO_TIMESTAMPNS, to
-the stream task's start) is where the poll interval shows; the driver-to-executor hop is the
-rest of `send_to_start`. Both clocks are the node's: on one node the comparison holds, across
-nodes it would not.
+cannot open the executor pod's /dev/shm (/status `executors.list[].doorbell` is false in every
+pods run here): the preemption travels over the TCP connection between the pods (veth, the
+node's bridge). There the executor's own watcher thread (_bellwatch.c: epoll on the socket,
+edge-triggered, no GIL) sets the doorbell's byte when the bytes arrive, so the next yield point
+notices; the socket is also polled every NEPTUNE_POLL_US of task time (default 100 us), which
+was the only way before (the `nowatch` runs, NEPTUNE_BELL_WATCH=0). The executor then reads the
+frame over the socket (read, AES-GCM open, msgpack decode, the hub's handling); the driver's
+forewarning, a message in pods, runs that path once while the policy decides, so that it is
+warm for the `run`. The executor's share (`arrival_to_start`, from the kernel's receive
+timestamp, SO_TIMESTAMPNS, to the stream task's start) is where all this shows; the
+driver-to-executor hop is the rest of `send_to_start`. Both clocks are the node's: on one node
+the comparison holds, across nodes it would not.
 """
 
 TWO_APPS = """\
@@ -864,18 +865,19 @@ e2e/tests/test_contention.py.
 """
 
 IDEAS = """\
-Ideas of item 2, and what was done with each here:
-- a shorter poll interval (NEPTUNE_POLL_US, an existing setting; the app module sets it for the
-  executor, the CRD has no field for it): measured, A/B above, interleaved with plain neptune
-  runs in the same run. No runtime change was made.
+Ideas of item 2, and what was done with each:
+- a receiver in the executor pod that rings the executor's doorbell: built as a thread of the
+  executor process rather than a process beside it (no shared emptyDir needed: the page is the
+  executor's own), _bellwatch.c; A/B above (watch against nowatch, interleaved).
+- the forewarning moved into the executor's pod: built as a `forewarn` message, sent by the
+  driver where it cannot ring the doorbell's byte 1; on in both sides of the A/B (its own share
+  was not measured apart).
+- a shorter poll interval (NEPTUNE_POLL_US): measured in the 6 December run (cluster.run3.md:
+  20 us against 100 us, p99 753 against 1189 us, ranges overlapping); not changed.
 - busy-poll socket options (SO_BUSY_POLL): not tried. Raising a socket's busy-poll time above
   the host's net.core.busy_read needs CAP_NET_ADMIN, which the pods drop (restricted Pod
   Security Standard), and busy polling acts on a NIC queue's NAPI context, which a veth between
-  pods on a bridge does not give a socket; the yield point's poll has a zero timeout, which a
-  busy-poll setting does not lengthen anyway.
-- a receiver in the executor pod sharing memory with the executor processes (an emptyDir with
-  `medium: Memory`) ringing their doorbell, and the forewarning moved into the executor's pod:
-  not tried (runtime and operator changes; item 2's build, not its measurement).
+  pods on a bridge does not give a socket.
 """
 
 
@@ -973,7 +975,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {where} | {name} | {e['posted']} | {e['accepted']} | {e['failed']} | "
                      f"{e['driver_events']} | {e['results']} | {e['unanswered']} | "
                      f"{_f(e['client_late_ms_max'], 1)} |")
-    lines += ["", "## Item 2's targets, measured (nothing was changed to meet them)", "",
+    lines += ["", "## Item 2's targets, measured", "",
               "| target | value | bound | met |", "|---|---:|---:|---|"]
     for name, check in result.get("targets", {}).items():
         lines.append(f"| {name} | {_f(check['value'], 3)} | {_f(check['bound'], 3)} | "
@@ -989,8 +991,8 @@ def markdown(result: dict[str, Any]) -> str:
     ab = result.get("ab", {})
     if ab:
         keys = [k for k in next(iter(ab.values())) if k != "runs"]
-        lines += ["", f"## A/B: socket poll every {SHORT_POLL_US} us vs the default 100 us "
-                  "(pods, neptune)", "",
+        lines += ["", "## A/B: the executor's bell watcher on (watch) and off (nowatch), "
+                  "pods, neptune", "",
                   "Median (min-max) over the side's runs, interleaved in this run.", "",
                   "| side | runs | " + " | ".join(keys) + " |",
                   "|---|---:|" + "---:|" * len(keys)]
@@ -1014,7 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=BUDGET_S,
                         help="seconds after which no further run starts (default 13 min)")
     parser.add_argument("--ab-rounds", type=int, default=3,
-                        help="rounds of the poll-interval A/B in pods (default 3)")
+                        help="rounds of the bell watcher's A/B in pods (default 3)")
     parser.add_argument("--loops", type=int, default=None,
                         help="iterations per ~10 us record (default: calibrated now; a busy "
                         "machine calibrates short records)")

@@ -37,7 +37,7 @@
 #define MAX_STRIDE (1LL << 20)
 /* 1000 s: interval_ns (at most 1e12) times a stride (at most 2^20) stays far below 2^63 */
 #define MAX_INTERVAL_US 1000000000LL
-#define POLLS_PER_BELL_POLL 8 /* with a doorbell, the socket is polled once per this many */
+#define POLLS_PER_BELL_POLL 8 /* a driver ringing: the socket is polled once per this many */
 
 /* The slot's layout, shared with doorbell.py (SLOT, SLOT_AT, BODY_AT, SEEN_AT, SIZE). */
 #define SLOT_AT 64
@@ -58,8 +58,9 @@ static struct {
     long long last_tune_ns;
     long long max_gap_ns;         /* the longest time between two yield points, as tuned */
     int polls_left;
+    int polls_per_poll;           /* tunes per socket poll: 1, or POLLS_PER_BELL_POLL */
     int requested;                /* request(): signal at the next yield point */
-} S = {NULL, NULL, {0}, NULL, -1, MAX_STRIDE, MAX_STRIDE, 100000, 0, 0, 1, 0};
+} S = {NULL, NULL, {0}, NULL, -1, MAX_STRIDE, MAX_STRIDE, 100000, 0, 0, 1, 1, 0};
 
 static long long now_ns(void) {
     struct timespec t;
@@ -124,8 +125,8 @@ static int tune(void) {
     S.countdown = S.stride;
     if (S.requested)
         return fire();
-    if (S.fd >= 0 && (S.bell_byte == NULL || --S.polls_left <= 0)) {
-        S.polls_left = POLLS_PER_BELL_POLL;
+    if (S.fd >= 0 && --S.polls_left <= 0) {
+        S.polls_left = S.polls_per_poll;
         struct pollfd p = {S.fd, POLLIN, 0};
         if (poll(&p, 1, 0) > 0)
             return fire();
@@ -167,12 +168,13 @@ static int get_page(PyObject *mapping, Py_buffer *view) {
 /* -- install, checkpoint, switched_in, request ------------------------------------------- */
 
 static PyObject *install(PyObject *module, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"on_signal", "fd", "interval_us", "bell", "on_forewarn", NULL};
+    static char *names[] = {"on_signal", "fd", "interval_us", "bell", "on_forewarn",
+                            "sparse_polls", NULL};
     PyObject *on_signal = Py_None, *bell = Py_None, *on_forewarn = Py_None, *interval = NULL;
-    int fd = -1;
+    int fd = -1, sparse = 1;
     long long interval_us = 100;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OiOOO:install", names, &on_signal, &fd,
-                                     &interval, &bell, &on_forewarn))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OiOOOp:install", names, &on_signal, &fd,
+                                     &interval, &bell, &on_forewarn, &sparse))
         return NULL;
     if ((on_signal != Py_None && !PyCallable_Check(on_signal)) ||
         (on_forewarn != Py_None && !PyCallable_Check(on_forewarn))) {
@@ -209,6 +211,9 @@ static PyObject *install(PyObject *module, PyObject *args, PyObject *kwargs) {
     /* outside an executor yield points (almost) never tune; inside, the first one tunes */
     S.stride = S.countdown = S.on_signal == NULL ? MAX_STRIDE : 1;
     S.polls_left = 1;
+    /* A driver that rings for every message leaves the socket polls for a large message's
+     * tail; our own watcher (_bellwatch.c) may wake late, so the polls stay as without one. */
+    S.polls_per_poll = bell != Py_None && sparse ? POLLS_PER_BELL_POLL : 1;
     S.requested = 0;
     S.last_tune_ns = now_ns();
     if (had_bell)

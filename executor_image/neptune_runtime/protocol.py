@@ -204,9 +204,11 @@ FROM_DRIVER: dict[str, Fields] = {
                 "add": ((bool,), False, None)},
     "fetch": {"job": _ID, "epoch": _COUNT, "stage": _COUNT, "partition": _COUNT},
     "bell": {},
+    "forewarn": {},
 }
 FROM_EXECUTOR: dict[str, Fields] = {
-    "ready": {"memory_limit": _COUNT, "pid": _COUNT, "bell": ((dict,), False, None)},
+    "ready": {"memory_limit": _COUNT, "pid": _COUNT, "bell": ((dict,), False, None),
+              "forewarn": ((bool,), False, None)},
     "heartbeat": {"memory": _COUNT, "memory_limit": _COUNT, "partitions": ((list,), True, None)},
     "bye": {},
     "started": {"id": _ID, "ns": ((int,), True, None), "waited_ns": ((int,), True, None)},

@@ -155,6 +155,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
             "send_to_start_us": micros(driver.preempt_latency),
             "arrival_to_start_us": micros(driver.preempt_local),
             "rehearsals": 0 if driver.rehearsal is None else driver.rehearsal.runs,
+            "forewarnings": driver.forewarnings,
         },
         "wasted_task_seconds": driver.wasted_seconds,
         "reruns": driver.reruns,

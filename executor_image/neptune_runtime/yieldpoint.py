@@ -62,11 +62,15 @@ class Settings:
     task time (a doorbell, when there is one, is checked at every yield point)."""
 
     poll_us: int = DEFAULT_INTERVAL_US
+    watch: bool = True  # a thread rings the doorbell when the driver cannot (_bellwatch.c)
 
     @classmethod
     def from_env(cls) -> Settings:
-        """NEPTUNE_POLL_US, or the default."""
-        return cls(microseconds_from_env("NEPTUNE_POLL_US", DEFAULT_INTERVAL_US, 1))
+        """NEPTUNE_POLL_US and NEPTUNE_BELL_WATCH (1 or 0), or the defaults."""
+        watch = os.environ.get("NEPTUNE_BELL_WATCH", "1")
+        if watch not in ("0", "1"):
+            raise ValueError(f"NEPTUNE_BELL_WATCH must be 1 (on) or 0 (off), got {watch!r}")
+        return cls(microseconds_from_env("NEPTUNE_POLL_US", DEFAULT_INTERVAL_US, 1), watch == "1")
 
 
 DEFAULTS = Settings()
@@ -74,12 +78,13 @@ DEFAULTS = Settings()
 
 def install(on_signal: Callable[[], object] | None, *, fd: int = -1,
             interval_us: int = DEFAULT_INTERVAL_US, bell: mmap.mmap | None = None,
-            on_forewarn: Callable[[], object] | None = None) -> None:
+            on_forewarn: Callable[[], object] | None = None, sparse_polls: bool = True) -> None:
     """Called by the executor: what to call when the driver sent something (None: nothing,
     outside an executor), the socket to poll, the doorbell's mapping (held until the next
     install: install without it before closing the mapping), and what to call when the driver
-    forewarns (the doorbell's second byte: a preemption may follow)."""
-    _yieldcore.install(on_signal, fd, interval_us, bell, on_forewarn)
+    forewarns (the doorbell's second byte: a preemption may follow). `sparse_polls`: with a
+    doorbell, poll the socket 8 times less often (the driver rings it for every message)."""
+    _yieldcore.install(on_signal, fd, interval_us, bell, on_forewarn, sparse_polls)
 
 
 def yielding(records: Iterable[T]) -> Iterator[T]:

@@ -6,7 +6,8 @@ FAULTS_PARTITION_RECORDS (records per batch partition), FAULTS_RUN_LOG (a file t
 stream task appends its id when it starts, on the executor), FAULTS_TRIGGER (the stream job's
 trigger, default per event), FAULTS_ON_ERROR (its on_error), FAULTS_DEAD_LETTER (a JSON-lines
 dead-letter path; default the runtime's), FAULTS_RECORD_SLEEP_MS (each batch record sleeps this
-long: a coarse record, like a C call). An event with `"poison": true` makes its task raise.
+long: a coarse record, like a C call), FAULTS_NO_DOORBELL=1 (the driver cannot ring the
+executors' doorbells, as across pods). An event with `"poison": true` makes its task raise.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ EVENT_MS = float(os.environ.get("FAULTS_EVENT_MS", "1"))
 RUN_LOG = os.environ.get("FAULTS_RUN_LOG")
 PARTITION_RECORDS = int(os.environ.get("FAULTS_PARTITION_RECORDS", "20000"))
 RECORD_SLEEP = float(os.environ.get("FAULTS_RECORD_SLEEP_MS", "0")) / 1000
+
+if os.environ.get("FAULTS_NO_DOORBELL") == "1":
+    from neptune_runtime import doorbell
+
+    def _cannot_attach(*_args: object) -> None:  # as a driver in another pod
+        return None
+
+    doorbell.Ringer.attach = _cannot_attach  # type: ignore[method-assign, assignment]
 
 
 def handle(ctx: TaskContext, events: Iterator[Any]) -> list[dict[str, Any]]:

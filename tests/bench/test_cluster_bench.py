@@ -31,7 +31,7 @@ work = sys.modules["neptune_bench.work"]
 print(json.dumps({"jobs": {n: j.kind for n, j in app.jobs.items()},
                   "source": {j.name: type(j.source).__name__ for j in app.stream_jobs()},
                   "env": {k: os.environ.get(k) for k in
-                          ("BENCH_LOOPS", "BENCH_APP_MODE", "BENCH_MODE", "NEPTUNE_POLL_US")},
+                          ("BENCH_LOOPS", "BENCH_APP_MODE", "BENCH_MODE", "NEPTUNE_BELL_WATCH")},
                   "work_file": work.__file__, "app_name": app.name}))
 """
 
@@ -66,36 +66,38 @@ def test_the_shipped_module_loads_without_neptune_bench(tmp_path: Path, mode: st
     if "stream" in jobs:
         assert out["source"] == {"stream": "HttpIngest"}
     assert out["env"] == {"BENCH_LOOPS": "77", "BENCH_APP_MODE": mode, "BENCH_MODE": "none",
-                          "NEPTUNE_POLL_US": None}
+                          "NEPTUNE_BELL_WATCH": None}
     assert "shipped by cluster_bench" in out["work_file"]
 
 
-def test_the_poll_interval_reaches_the_environment(tmp_path: Path) -> None:
-    out = _load(tmp_path, cb.Scenario("x", "both", "neptune", "pods", poll_us=20))
-    assert out["env"]["NEPTUNE_POLL_US"] == "20"
+def test_the_watcher_switch_reaches_the_environment(tmp_path: Path) -> None:
+    out = _load(tmp_path, cb.Scenario("x", "both", "neptune", "pods", watch=False))
+    assert out["env"]["NEPTUNE_BELL_WATCH"] == "0"
 
 
 NO_BELL = """
 import sys
 sys.path[:0] = sys.argv[2:]
-import neptune_runtime.executor.core as core  # as an executor has, before it loads the app
+from neptune_runtime.doorbell import Bell, Ringer
 from neptune_runtime.loader import load_app
+bell = Bell()  # the executor still makes one
 load_app(sys.argv[1])
-try:
-    core.Bell()
-except OSError as exc:
-    print("refused:", exc)
+print("attached:", Ringer.attach(bell.path, bell.token) is not None)
+bell.close()
 """
 
 
-def test_without_doorbell_an_executor_makes_none(tmp_path: Path) -> None:
+def test_without_doorbell_the_driver_cannot_ring_it(tmp_path: Path) -> None:
     scenario = cb.Scenario("neptune_nobell", "both", "neptune", "local", doorbell=False)
     assert cb.settings(scenario, 5)["BENCH_NO_DOORBELL"] == "1"
     assert "BENCH_NO_DOORBELL" not in cb.settings(cb.Scenario("n", "both", "neptune", "pods"), 5)
     path = tmp_path / "app.py"
     path.write_text(cb.app_source(cb.settings(scenario, 5)))
     out = _run(NO_BELL, path)
-    assert out.startswith("refused: no doorbell"), out
+    assert out.strip() == "attached: False", out
+    plain = tmp_path / "plain.py"
+    plain.write_text(cb.app_source(cb.settings(cb.Scenario("n", "both", "neptune", "local"), 5)))
+    assert _run(NO_BELL, plain).strip() == "attached: True"
 
 
 def test_app_source_starts_with_the_future_import_once() -> None:
@@ -149,9 +151,12 @@ def test_plan_pairs_local_and_pods_then_alternates_the_ab() -> None:
     assert keys[:4] == ["local/stream_alone", "pods/stream_alone", "local/batch_alone",
                         "pods/batch_alone"]
     ab = [s for s in scenarios[10:] if s.where == "pods"]
-    assert [s.poll_us for s in ab] == [cb.SHORT_POLL_US, None, None, cb.SHORT_POLL_US]
-    assert [s.key for s in scenarios[-2:]] == ["local/neptune_nobell", "local-unpinned/neptune"]
-    assert not scenarios[-2].doorbell
+    assert [s.watch for s in ab] == [False, True, True, False]
+    assert [s.key for s in scenarios[-3:]] == ["local/neptune_nobell",
+                                               "local/neptune_nobell_nowatch",
+                                               "local-unpinned/neptune"]
+    assert not scenarios[-3].doorbell and not scenarios[-2].doorbell
+    assert scenarios[-3].watch and not scenarios[-2].watch
     assert all(len(s.app_name) <= 40 and s.app_name.islower() for s in scenarios)
 
 
@@ -198,7 +203,7 @@ def _runs() -> dict[str, dict[str, Any]]:
         "pods/batch_alone": _row("pods", "batch", 800.0, 0, 0, 0),
         "pods/neptune": _row("pods", "both", 760.0, 2.0, 300.0, 140.0),
         "pods/neptune_r2": _row("pods", "both", 700.0, 4.0, 500.0, 160.0),
-        "pods/neptune_poll20_r1": _row("pods", "both", 720.0, 1.8, 140.0, 30.0),
+        "pods/neptune_nowatch_r1": _row("pods", "both", 720.0, 1.8, 140.0, 30.0),
         "pods/fair": {"where": "pods", "mode": "both", "error": "AssertionError: boom"},
     }
 
@@ -226,12 +231,12 @@ def test_summarize_checks_item_2_per_place() -> None:
     assert targets["pods: neptune batch_throughput_rel >= 0.90"]["ok"] is True
 
 
-def test_ab_groups_the_default_and_short_poll_runs() -> None:
+def test_ab_groups_the_watcher_on_and_off_runs() -> None:
     ab = cb.summarize(_runs())["ab"]
-    default, short = ab["default"], ab[f"poll{cb.SHORT_POLL_US}"]
+    default, short = ab["watch"], ab["nowatch"]
     assert [r["run"] for r in default["runs"]] == ["neptune", "neptune_r2"]
     assert default["s2s_p99_us"] == {"median": 400.0, "min": 300.0, "max": 500.0}
-    assert [r["run"] for r in short["runs"]] == ["neptune_poll20_r1"]
+    assert [r["run"] for r in short["runs"]] == ["neptune_nowatch_r1"]
     assert short["a2s_p99_us"]["median"] == 30.0
 
 

@@ -154,6 +154,18 @@ def test_with_a_doorbell_the_socket_is_still_polled_now_and_then(
             yieldpoint.checkpoint()
         assert yieldpoint.stride() == 1
         assert signals == [1, 9, 17]  # once per eight tunes
+        # our own watcher's doorbell (_bellwatch.c) may ring late: every tune polls
+        yieldpoint.install(lambda: signals.append(len(checks)), fd=left.fileno(),
+                           interval_us=1, bell=bell.mapping, sparse_polls=False)
+        yieldpoint.task_switched_in()
+        signals.clear()
+        for _ in range(3):
+            started = time.perf_counter_ns()
+            while time.perf_counter_ns() - started < 5000:
+                pass
+            checks.append(1)
+            yieldpoint.checkpoint()
+        assert signals == [25, 26, 27]
     finally:
         left.close()
         right.close()

@@ -37,6 +37,7 @@ class ExecutorConn:
     ready: bool = False
     pid: int = 0
     ringer: Ringer | None = None  # the executor's doorbell, when it runs on this host
+    takes_forewarn: bool = False  # it said it acts on a `forewarn` message (no ringer)
     sent_bytes: int = 0  # after the welcome: where the executor's stream offsets start
     leaving: bool = False  # it said `bye`: a planned exit, not a loss
     silent: bool = False  # declared lost for not being heard from

@@ -158,14 +158,14 @@ class Executor(Hub, Runner, Express):
         self.poller = select.poll()
         self.poller.register(self.link.sock, select.POLLIN)
         self._drop_bell()
-        self._install_yield_points()
         ready: dict[str, Any] = {"t": "ready", "memory_limit": self.memory_limit,
-                                 "pid": os.getpid()}
+                                 "pid": os.getpid(), "forewarn": True}
         try:
             self.bell = Bell()
             ready["bell"] = {"path": self.bell.path, "token": self.bell.token}
-        except OSError as exc:  # no shared memory here: the driver is polled for, as across hosts
+        except OSError as exc:  # no shared memory here: the socket is polled for
             log.debug("no doorbell: %s", exc)
+        self._install_yield_points()
         self.link.send(ready)
         self._feed(b"")  # what was sent with the welcome, read with it
         while not self.stopping:
@@ -199,8 +199,12 @@ class Executor(Hub, Runner, Express):
     def _feed(self, data: bytes) -> None:
         """Handle the messages in `data`; an invalid one drops the connection (counted)."""
         try:
-            for message in self.link.frames.feed(data):
+            messages = list(self.link.frames.feed(data))
+            last = len(messages) - 1
+            for index, message in enumerate(messages):
                 self._handle(message)
+                if message["t"] == "forewarn" and index == last:
+                    self._rehearse()  # what it warns of is not here yet: rehearse meanwhile
         except protocol.ProtocolError as exc:
             raise self._invalid(exc) from None
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import greenlet
 
-from .. import _yieldcore, protocol, yieldpoint
+from .. import _bellwatch, _yieldcore, protocol, yieldpoint
 from ..doorbell import SEEN_AT
 from ..hotpath import CANNED_RUN
 from .state import ExecutorState
@@ -29,15 +29,22 @@ CANNED_VICTIM: dict[str, Any] = {"t": "run", "id": CANNED_RUN["victim"], "job": 
 
 class Express(ExecutorState):
     def _install_yield_points(self) -> None:
-        """Socket polls, and the doorbell checks once the driver rings it (the socket is still
-        polled now and then: the tail of a large message, which the driver's event loop wrote
-        after the ring, rings nothing)."""
-        bell = self.bell.mapping if self.bell is not None and self.bell_attached else None
-        yieldpoint.install(self._on_signal, fd=self.link.sock.fileno(),
-                           interval_us=self.polling.poll_us, bell=bell,
-                           on_forewarn=self._rehearse)
+        """Doorbell checks at every record, socket polls now and then (the tail of a large
+        message, which the driver's event loop wrote after the ring, rings nothing). Until the
+        driver rings the doorbell (on another host, never), our own watcher thread rings it
+        when the driver's bytes arrive (_bellwatch.c)."""
+        fd = self.link.sock.fileno()
+        watch = self.bell is not None and not self.bell_attached and self.polling.watch
+        rung = self.bell is not None and (self.bell_attached or watch)
+        _bellwatch.stop()
+        yieldpoint.install(self._on_signal, fd=fd, interval_us=self.polling.poll_us,
+                           bell=self.bell.mapping if rung and self.bell is not None else None,
+                           on_forewarn=self._rehearse, sparse_polls=self.bell_attached)
+        if watch and self.bell is not None:
+            _bellwatch.start(fd, self.bell.mapping)
 
     def _drop_bell(self) -> None:
+        _bellwatch.stop()  # before the mapping goes: the thread writes into it
         yieldpoint.install(None)  # let go of the mapping before closing it
         if self.bell is not None:
             self.bell.close()

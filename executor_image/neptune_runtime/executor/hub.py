@@ -58,6 +58,8 @@ class Hub(ExecutorState):
                     self.keyed[lane].maps.setdefault(name, {}).update(values)
             else:
                 self.keyed[lane] = restored
+        elif kind == "forewarn":  # a preempting `run` may follow (executor/core.py rehearses)
+            pass
         elif kind == "bell":  # the driver rings our doorbell from now on
             if self.bell is not None:
                 self.bell.unlink()
