@@ -33,15 +33,15 @@ class Express(ExecutorState):
         message, which the driver's event loop wrote after the ring, rings nothing). Until the
         driver rings the doorbell (on another host, never), our own watcher thread rings it
         when the driver's bytes arrive (_bellwatch.c)."""
-        fd = self.link.sock.fileno()
-        watch = self.bell is not None and not self.bell_attached and self.polling.watch
-        rung = self.bell is not None and (self.bell_attached or watch)
+        fd, bell = self.link.sock.fileno(), self.bell
+        watch = bell is not None and not self.bell_attached and self.polling.watch
+        mapping = bell.mapping if bell is not None and (self.bell_attached or watch) else None
         _bellwatch.stop()
         yieldpoint.install(self._on_signal, fd=fd, interval_us=self.polling.poll_us,
-                           bell=self.bell.mapping if rung and self.bell is not None else None,
-                           on_forewarn=self._rehearse, sparse_polls=self.bell_attached)
-        if watch and self.bell is not None:
-            _bellwatch.start(fd, self.bell.mapping)
+                           bell=mapping, on_forewarn=self._rehearse,
+                           sparse_polls=self.bell_attached)
+        if watch and mapping is not None:
+            _bellwatch.start(fd, mapping)
 
     def _drop_bell(self) -> None:
         _bellwatch.stop()  # before the mapping goes: the thread writes into it
