@@ -102,8 +102,9 @@ QUANTILES = (0.5, 0.99)
 @dataclass(frozen=True)
 class Scenario:
     """One run: the jobs (`mode`), the policy, where it runs ("pods", "local" pinned like
-    `neptunectl bench`, or "local-unpinned"), whether the executor's bell watcher runs, and
-    whether the driver may ring the executor's doorbell (local mode only: in pods it cannot)."""
+    `neptunectl bench`, or "local-unpinned"), whether the executor's bell watcher runs,
+    whether the driver may ring the executor's doorbell (local mode only: in pods it cannot)
+    and whether the executor pod has a CPU limit (pods only)."""
 
     name: str
     mode: str
@@ -111,6 +112,7 @@ class Scenario:
     where: str
     watch: bool = True
     doorbell: bool = True  # False: the driver does not ring it (local mode as the pods are)
+    cpu_limit: bool = True  # False: the executor pod has CPU requests only (no CFS quota)
 
     @property
     def key(self) -> str:
@@ -126,18 +128,28 @@ CORE = (("stream_alone", "stream", "fifo"), ("batch_alone", "batch", "fifo"),
         ("neptune", "both", "neptune"), ("fair", "both", "fair"), ("kill", "both", "kill"))
 
 
-def plan(ab_rounds: int = 3) -> list[Scenario]:
+AB_AXES = ("watch", "cpulimit")
+AB_SIDES = {"watch": "defaults (watch)", "nowatch": "bell watcher off (nowatch)",
+            "nolimit": "executor pod without a CPU limit (nolimit)"}
+
+
+def plan(ab_rounds: int = 3, ab: str = "watch") -> list[Scenario]:
     """Every scenario, in the order they run: the five core ones, local mode then pods for
-    each; then `ab_rounds` rounds of the bell watcher's A/B in pods (alternating which side
-    goes first); neptune in local mode with a driver that does not ring the doorbell (the
-    executor's part of the pods' path, on the local processes' placement), watcher on and off;
-    neptune in local mode unpinned."""
+    each; then `ab_rounds` rounds of an A/B in pods, alternating which side goes first: with
+    `ab` "watch", the executor's bell watcher on against off; with "cpulimit", the executor
+    pod with its CPU limit against requests only; then neptune in local mode with a driver
+    that does not ring the doorbell (the executor's part of the pods' path, on the local
+    processes' placement), watcher on and off; neptune in local mode unpinned."""
+    if ab not in AB_AXES:
+        raise ValueError(f"ab must be one of {AB_AXES}, not {ab!r}")
     out = [Scenario(name, mode, policy, where) for name, mode, policy in CORE
            for where in ("local", "pods")]
     for round_ in range(ab_rounds):
-        sides = [Scenario(f"neptune_r{round_ + 2}", "both", "neptune", "pods"),
-                 Scenario(f"neptune_nowatch_r{round_ + 1}", "both", "neptune", "pods",
-                          watch=False)]
+        other = (Scenario(f"neptune_nowatch_r{round_ + 1}", "both", "neptune", "pods",
+                          watch=False) if ab == "watch" else
+                 Scenario(f"neptune_nolimit_r{round_ + 1}", "both", "neptune", "pods",
+                          cpu_limit=False))
+        sides = [Scenario(f"neptune_r{round_ + 2}", "both", "neptune", "pods"), other]
         out += sides if round_ % 2 else sides[::-1]
     out.append(Scenario("neptune_nobell", "both", "neptune", "local", doorbell=False))
     out.append(Scenario("neptune_nobell_nowatch", "both", "neptune", "local", watch=False,
@@ -229,6 +241,14 @@ def source_configmap(scenario: Scenario, ns: str, source: str) -> dict[str, Any]
             "data": {"app.py": source}}
 
 
+def executor_resources(cpu_limit: bool = True) -> dict[str, dict[str, str]]:
+    """EXECUTOR_RESOURCES, or the same without the CPU limit (Burstable, no CFS quota)."""
+    if cpu_limit:
+        return EXECUTOR_RESOURCES
+    return {**EXECUTOR_RESOURCES,
+            "limits": {k: v for k, v in EXECUTOR_RESOURCES["limits"].items() if k != "cpu"}}
+
+
 def app_manifest(scenario: Scenario, ns: str, image: str = IMAGE,
                  **spec: Any) -> dict[str, Any]:
     """The ContinuousApplication of a pods scenario: one driver, one executor pod of one slot,
@@ -241,7 +261,8 @@ def app_manifest(scenario: Scenario, ns: str, image: str = IMAGE,
             "image": image, "imagePullPolicy": "IfNotPresent",
             "app": {"configMap": {"name": f"{scenario.app_name}-source", "key": "app.py"}},
             "driver": {"resources": DRIVER_RESOURCES},
-            "executors": {"replicas": 1, "slotsPerPod": 1, "resources": EXECUTOR_RESOURCES},
+            "executors": {"replicas": 1, "slotsPerPod": 1,
+                          "resources": executor_resources(scenario.cpu_limit)},
             "jobs": jobs(scenario.mode),
             "policy": scenario.policy,
             **spec,
@@ -368,13 +389,15 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def ab_summary(pods: dict[str, Any]) -> dict[str, Any]:
-    """Pods' neptune runs by side: the bell watcher on (the default: neptune, neptune_rN) and
-    off (neptune_nowatch_rN); per figure the median, min and max over the side's runs."""
-    sides: dict[str, list[dict[str, Any]]] = {"watch": [], "nowatch": []}
+    """Pods' neptune runs by side: the defaults (watch: neptune, neptune_rN), the bell watcher
+    off (nowatch: neptune_nowatch_rN), the executor without a CPU limit (nolimit:
+    neptune_nolimit_rN); per figure the median, min and max over the side's runs."""
+    sides: dict[str, list[dict[str, Any]]] = {"watch": [], "nowatch": [], "nolimit": []}
     for name, row in pods.items():
         if not name.startswith("neptune") or row.get("suspension") is None:
             continue
-        side = "nowatch" if name.startswith("neptune_nowatch") else "watch"
+        side = next((k for k in ("nowatch", "nolimit") if name.startswith(f"neptune_{k}")),
+                    "watch")
         s = row["suspension"]
         sides[side].append({"run": name, "s2s_p50_us": s["send_to_start_p50_us"],
                             "s2s_p99_us": s["send_to_start_p99_us"],
@@ -602,6 +625,7 @@ def measure(target: Target, scenario: Scenario, warmup: float, window: float,
     return {
         "where": scenario.where, "policy": scenario.policy, "mode": scenario.mode,
         "watch": scenario.watch, "driver_rings": scenario.doorbell,
+        "executor_cpu_limit": scenario.cpu_limit,
         "stream_p50_ms": s.get("p50_ms"), "stream_p99_ms": s.get("p99_ms"),
         "stream_max_ms": s.get("max_ms"), "stream_events": s.get("events"),
         "slo_attainment": s.get("slo_attainment"),
@@ -768,6 +792,7 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
             log(f"[{index + 1}/{len(scenarios)}, {_clock(elapsed)} elapsed"
                 + (f", ~{_clock(eta)} to go" if index else "") + f"] {scenario.key}"
                 + ("" if scenario.watch else " (bell watcher off)")
+                + ("" if scenario.cpu_limit else " (executor without CPU limit)")
                 + f", load {os.getloadavg()[0]:.2f}")
             if scenario.where == "pods" and kubectl is not None and other_operators(kubectl):
                 # another release came up meanwhile (an e2e run): it would reconcile our apps
@@ -991,8 +1016,7 @@ def markdown(result: dict[str, Any]) -> str:
     ab = result.get("ab", {})
     if ab:
         keys = [k for k in next(iter(ab.values())) if k != "runs"]
-        lines += ["", "## A/B: the executor's bell watcher on (watch) and off (nowatch), "
-                  "pods, neptune", "",
+        lines += ["", "## A/B, pods, neptune: " + ", ".join(AB_SIDES[side] for side in ab), "",
                   "Median (min-max) over the side's runs, interleaved in this run.", "",
                   "| side | runs | " + " | ".join(keys) + " |",
                   "|---|---:|" + "---:|" * len(keys)]
@@ -1016,20 +1040,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=BUDGET_S,
                         help="seconds after which no further run starts (default 13 min)")
     parser.add_argument("--ab-rounds", type=int, default=3,
-                        help="rounds of the bell watcher's A/B in pods (default 3)")
+                        help="rounds of the A/B in pods (default 3)")
+    parser.add_argument("--ab", choices=AB_AXES, default="watch",
+                        help="what the A/B varies: the executor's bell watcher (default) or "
+                        "its pod's CPU limit")
     parser.add_argument("--loops", type=int, default=None,
                         help="iterations per ~10 us record (default: calibrated now; a busy "
                         "machine calibrates short records)")
     parser.add_argument("--only", default=None,
                         help="comma-separated run keys to keep (e.g. local/neptune,pods/neptune)")
     args = parser.parse_args(argv)
-    scenarios = plan(args.ab_rounds)
+    scenarios = plan(args.ab_rounds, args.ab)
     if args.only:
         wanted = set(args.only.split(","))
         scenarios = [s for s in scenarios if s.key in wanted]
         if not scenarios:
             raise SystemExit(f"--only: no run is named {args.only}; runs: "
-                             + ", ".join(s.key for s in plan(args.ab_rounds)))
+                             + ", ".join(s.key for s in plan(args.ab_rounds, args.ab)))
     # a kill ends the run through its clean-up (the namespace and the operator release)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(scenarios, args.warmup, args.measure, args.budget,

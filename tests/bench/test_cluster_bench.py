@@ -160,6 +160,21 @@ def test_plan_pairs_local_and_pods_then_alternates_the_ab() -> None:
     assert all(len(s.app_name) <= 40 and s.app_name.islower() for s in scenarios)
 
 
+def test_the_cpu_limit_ab_drops_only_the_executors_cpu_limit() -> None:
+    ab = [s for s in cb.plan(ab_rounds=2, ab="cpulimit")[10:] if s.where == "pods"]
+    assert [s.key for s in ab] == ["pods/neptune_nolimit_r1", "pods/neptune_r2",
+                                   "pods/neptune_r3", "pods/neptune_nolimit_r2"]
+    assert [s.cpu_limit for s in ab] == [False, True, True, False]
+    assert all(s.watch for s in ab)
+    limited = cb.app_manifest(ab[1], "ns1")["spec"]["executors"]["resources"]
+    free = cb.app_manifest(ab[0], "ns1")["spec"]["executors"]["resources"]
+    assert limited == cb.EXECUTOR_RESOURCES and "cpu" in limited["limits"]
+    assert free["requests"] == limited["requests"]
+    assert free["limits"] == {"memory": limited["limits"]["memory"]}
+    with pytest.raises(ValueError, match="ab must be one of"):
+        cb.plan(ab="poll")
+
+
 # buckets as (upper bound s, cumulative count)
 BEFORE = [(0.0001, 10.0), (0.00025, 10.0), (0.0005, 10.0), (INF, 10.0)]
 AFTER = [(0.0001, 60.0), (0.00025, 100.0), (0.0005, 109.0), (INF, 110.0)]
@@ -204,6 +219,7 @@ def _runs() -> dict[str, dict[str, Any]]:
         "pods/neptune": _row("pods", "both", 760.0, 2.0, 300.0, 140.0),
         "pods/neptune_r2": _row("pods", "both", 700.0, 4.0, 500.0, 160.0),
         "pods/neptune_nowatch_r1": _row("pods", "both", 720.0, 1.8, 140.0, 30.0),
+        "pods/neptune_nolimit_r1": _row("pods", "both", 740.0, 1.9, 200.0, 50.0),
         "pods/fair": {"where": "pods", "mode": "both", "error": "AssertionError: boom"},
     }
 
@@ -238,6 +254,7 @@ def test_ab_groups_the_watcher_on_and_off_runs() -> None:
     assert default["s2s_p99_us"] == {"median": 400.0, "min": 300.0, "max": 500.0}
     assert [r["run"] for r in short["runs"]] == ["neptune_nowatch_r1"]
     assert short["a2s_p99_us"]["median"] == 30.0
+    assert [r["run"] for r in ab["nolimit"]["runs"]] == ["neptune_nolimit_r1"]
 
 
 def test_markdown_has_the_load_the_hops_and_the_failures() -> None:
