@@ -206,6 +206,9 @@ FROM_DRIVER: dict[str, Fields] = {
     "bell": {},
     "forewarn": {},
 }
+# In the running task's greenlet, from the doorbell's express slot or from the socket; or in
+# the hub, after the task switched to it.
+SUSPENDED_VIA = ("express", "socket", "hub")
 FROM_EXECUTOR: dict[str, Fields] = {
     "ready": {"memory_limit": _COUNT, "pid": _COUNT, "bell": ((dict,), False, None),
               "forewarn": ((bool,), False, None)},
@@ -213,7 +216,8 @@ FROM_EXECUTOR: dict[str, Fields] = {
     "bye": {},
     "started": {"id": _ID, "ns": ((int,), True, None), "waited_ns": ((int,), True, None)},
     "resumed": {"id": _ID},
-    "suspended": {"id": _ID, "ns": ((int,), True, None)},
+    # via: where the executor took the preempting `run` (SUSPENDED_VIA); older ones omit it
+    "suspended": {"id": _ID, "ns": ((int,), True, None), "via": ((str,), False, None)},
     "finished": {"id": _ID, "result": (ANY, True, None), "records": _COUNT, "elapsed": _SECONDS,
                  "gap_ns": ((int,), False, 0), "changes": ((list,), False, None)},
     "failed": {"id": _ID, "error": ((str,), True, None)},

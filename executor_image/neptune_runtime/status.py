@@ -156,6 +156,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
             "arrival_to_start_us": micros(driver.preempt_local),
             "rehearsals": 0 if driver.rehearsal is None else driver.rehearsal.runs,
             "forewarnings": driver.forewarnings,
+            "taken": dict(driver.suspended_via),
         },
         "wasted_task_seconds": driver.wasted_seconds,
         "reruns": driver.reruns,

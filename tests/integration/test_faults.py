@@ -159,12 +159,20 @@ def test_suspended_batch_tasks_lose_no_progress(faults_cluster: LocalCluster,
     assert status["jobs"]["sums"]["suspensions"] > 0, "no batch task was ever suspended"
     expected = sum(r * r % 7 for r in range(6 * RECORDS))
     assert status["jobs"]["sums"]["state"] == "done"
+    # a suspension is not a failure: no batch task failed (and ran again)
+    assert status["jobs"]["sums"]["failures"] == 0, status["jobs"]["sums"]
     assert status["preemption"]["send_to_start_us"]["count"] > 0
     # one host: the driver rings the executor's doorbell, and keeps its send path warm
     assert [e["doorbell"] for e in status["executors"]["list"]] == [rung]
     if rung:
         assert status["preemption"]["rehearsals"] > 0
     assert status["preemption"]["forewarnings"] > 0
+    # preempting runs were taken in the running task's greenlet, from the express slot or
+    # (no ringing driver) from the socket, not after a switch to the hub
+    taken = status["preemption"]["taken"]
+    fast = taken["express" if rung else "socket"]
+    assert fast > 0 and fast >= taken["hub"], f"preemptions taken where: {taken}"
+    assert taken["socket" if rung else "express"] == 0, taken
     # preempting runs came through the doorbell's express slot and the socket: each ran once
     runs = (tmp_path / "runs.log").read_text().split()
     assert runs and len(runs) == len(set(runs)), "a stream task attempt started twice"

@@ -143,6 +143,8 @@ class Driver:
         self.coarse_fraction = coarse_fraction
         self.rehearsal: hotpath.Rehearsal | None = None
         self.forewarnings = 0  # executors told that a preempting `run` may follow
+        # where executors took preempting runs (protocol.SUSPENDED_VIA): the path's health
+        self.suspended_via = dict.fromkeys(protocol.SUSPENDED_VIA, 0)
         self.policy = get_policy(policy, neptune_config)
         self.preempts = POLICIES[policy].preempts
         self.priorities_file = priorities_file
@@ -466,6 +468,9 @@ class Driver:
                 conn.running = task.id
                 task.resumed(now)
         elif kind == "suspended":
+            via = message.get("via")
+            if via in self.suspended_via:
+                self.suspended_via[via] += 1
             task.suspensions += 1
             self.stats[task.job].suspensions += 1
             metrics.SUSPENSIONS.labels(task.job).inc()

@@ -88,6 +88,7 @@ class Executor(Hub, Runner, Express):
         self.bell_attached = False
         self.express = None
         self.failure = None
+        self.inbox = []
         # Parked task greenlets (runner.py): `spare` for the hub's next task, `standby` for the
         # next preemption. The forewarned rehearsal starts `standby` from the running task's
         # yield point, so its stack lies below that task's and the preempting switch copies
@@ -99,6 +100,7 @@ class Executor(Hub, Runner, Express):
         self.rehearsal = None
         self.switched_into = None
         self.hold_until = 0.0
+        self.hub = greenlet.getcurrent()  # `run` makes it the greenlet that runs it
 
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -199,14 +201,16 @@ class Executor(Hub, Runner, Express):
     def _feed(self, data: bytes) -> None:
         """Handle the messages in `data`; an invalid one drops the connection (counted)."""
         try:
-            messages = list(self.link.frames.feed(data))
-            last = len(messages) - 1
-            for index, message in enumerate(messages):
-                self._handle(message)
-                if message["t"] == "forewarn" and index == last:
-                    self._rehearse()  # what it warns of is not here yet: rehearse meanwhile
+            self._handle_all(list(self.link.frames.feed(data)))
         except protocol.ProtocolError as exc:
             raise self._invalid(exc) from None
+
+    def _handle_all(self, messages: list[dict[str, Any]]) -> None:
+        last = len(messages) - 1
+        for index, message in enumerate(messages):
+            self._handle(message)
+            if message["t"] == "forewarn" and index == last:
+                self._rehearse()  # what it warns of is not here yet: rehearse meanwhile
 
     @staticmethod
     def _invalid(exc: Exception) -> DriverLost:
@@ -219,7 +223,13 @@ class Executor(Hub, Runner, Express):
         came after it is read at the next drain)."""
         if self.failure is not None:
             failure, self.failure = self.failure, None
-            raise self._invalid(failure)
+            raise failure if isinstance(failure, DriverLost) else self._invalid(failure)
+        if self.inbox:  # read in a task's greenlet (express.py): before anything newer
+            inbox, self.inbox = self.inbox, []
+            try:
+                self._handle_all(inbox)
+            except protocol.ProtocolError as exc:
+                raise self._invalid(exc) from None
         if self.bell is not None:
             self.bell.clear()  # before reading: a message sent after the read rings again
             express, self.express = self.express or self._express(), None
@@ -255,6 +265,7 @@ class Executor(Hub, Runner, Express):
         self.suspended.clear()
         self.express = None
         self.failure = None
+        self.inbox.clear()
         self.switched_into = None
         self.hold_until = 0.0
         self.keyed.clear()  # the next driver restores what it gives us

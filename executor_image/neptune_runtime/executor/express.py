@@ -7,6 +7,10 @@ one greenlet switch instead of two, and none of the batch task's stack is copied
 greenlet's stack begins below it. Anything else goes to the hub. When the driver forewarns (it
 has a stream task that may preempt this one), `_rehearse` runs the same path on a canned
 message meanwhile, so that it is warm when the real one comes.
+
+Where the driver cannot ring (another host, another pod), the task's greenlet reads the socket
+itself (`_from_socket`): forewarnings and a preempting `run` of this task take the same path;
+anything else is left to the hub, in `inbox`, in order.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import greenlet
 from .. import _bellwatch, _yieldcore, protocol, yieldpoint
 from ..doorbell import SEEN_AT
 from ..hotpath import CANNED_RUN
+from .link import RECEIVE_BYTES, DriverLost
 from .state import ExecutorState
 from .task import from_run
 
@@ -58,8 +63,9 @@ class Express(ExecutorState):
 
     def _on_signal(self) -> None:
         """Called by a yield point, in the running task's greenlet, when the driver sent
-        something or we were told to stop. A preempting `run` of this very task in the express
-        slot is handled here, and the stream task starts from here; anything else is the hub's."""
+        something or we were told to stop. A preempting `run` of this very task, in the express
+        slot or (no ringing driver) on the socket, is handled here, and the stream task starts
+        from here; anything else is the hub's."""
         task = self.current
         express = None if task is None or self.stopping else self._express()
         if express is not None and task is not None:
@@ -71,13 +77,66 @@ class Express(ExecutorState):
                 except protocol.ProtocolError as exc:  # the hub drops the connection
                     self.failure = exc
                 else:
-                    started = self.current
-                    if started is not None and started.glet is None:
-                        self._launch(started, preempting=True)  # returns when this one resumes
+                    if self._preempt_here():
                         return
             else:
                 self.express = express
+        elif task is not None and not self.stopping and not self.bell_attached \
+                and self._from_socket(task.id):
+            return
         self.hub.switch()
+
+    def _from_socket(self, task_id: str) -> bool:
+        """Read what the driver sent, in the running task's greenlet (the driver cannot ring
+        our doorbell). Forewarnings alone: rehearse, and go on. Forewarnings, then a `run`
+        that suspends this task: start it from here, and return when this task is resumed.
+        True in both cases; else (other messages, a partial read, an error) False, with what
+        was read in `inbox` (or the error in `failure`) for the hub."""
+        if self.bell is not None:
+            self.bell.clear()  # before reading: what comes after the read rings again
+        try:
+            data, arrived_ns = self.link.receive()
+        except BlockingIOError:
+            return False
+        except DriverLost as exc:
+            self.failure = exc
+            return False
+        if not data:
+            self.failure = DriverLost("lost the driver connection")
+            return False
+        try:
+            messages = list(self.link.frames.feed(data))
+        except protocol.ProtocolError as exc:
+            self.failure = exc
+            return False
+        self.arrived_ns = arrived_ns
+        *first, last = messages or [{"t": "forewarn"}]
+        preempting = last["t"] == "run" and last.get("victim") == task_id \
+            and last.get("action") == "suspend"
+        if len(data) == RECEIVE_BYTES or any(m["t"] != "forewarn" for m in first) \
+                or not (preempting or last["t"] == "forewarn"):
+            self.inbox += messages
+            return False
+        try:
+            for message in messages:
+                self._handle(message)
+        except protocol.ProtocolError as exc:
+            self.failure = exc
+            return False
+        if not preempting:
+            if messages:
+                self._rehearse()
+            return True
+        return self._preempt_here()
+
+    def _preempt_here(self) -> bool:
+        """Start the task that a `run` just made current, from the task it suspended; return
+        when that one is resumed (True), or False if there is no such task to start."""
+        started = self.current
+        if started is None or started.glet is not None:
+            return False
+        self._launch(started, preempting=True)
+        return True
 
     def _rehearse(self) -> None:
         """Forewarned (the driver has a stream task that may preempt this one, and will decide
@@ -106,5 +165,6 @@ class Express(ExecutorState):
         rehearsal = Executor(self.app, self.app_ref, self.link.driver, self.link.secret,
                              f"{self.link.name}-rehearsal")
         rehearsal.current = from_run(CANNED_VICTIM, 0)
+        rehearsal.hub = self.hub  # its handling asks which greenlet it runs in
         self.rehearsal = rehearsal
         return rehearsal

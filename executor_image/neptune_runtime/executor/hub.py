@@ -112,7 +112,10 @@ class Hub(ExecutorState):
         self.suspended[victim.id] = victim
         done = time.monotonic_ns()
         self.suspension_samples.append((done - requested_ns) / 1e9)
-        self.link.post({"t": "suspended", "id": victim.id, "ns": done - requested_ns})
+        via = "hub" if greenlet.getcurrent() is self.hub else \
+            "express" if self.bell_attached else "socket"
+        self.link.post({"t": "suspended", "id": victim.id, "ns": done - requested_ns,
+                        "via": via})
 
     def _kill(self, task_id: str) -> None:
         task = self.suspended.pop(task_id, None)

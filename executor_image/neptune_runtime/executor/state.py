@@ -49,7 +49,8 @@ class ExecutorState:
     bell: Bell | None
     bell_attached: bool
     express: tuple[int, int, dict[str, Any]] | None  # taken by a task's greenlet, for the hub
-    failure: Exception | None  # an invalid message met in a task's greenlet, for the hub
+    failure: Exception | None  # an invalid message or a lost link met in a task's greenlet
+    inbox: list[dict[str, Any]]  # messages a task's greenlet read and left to the hub
     spare: greenlet.greenlet | None
     standby: greenlet.greenlet | None
     canned: mmap.mmap
