@@ -6,6 +6,7 @@ every reconcile is both simple and idempotent (a restarted operator converges, n
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Mapping
@@ -203,7 +204,9 @@ def _common_env(names: Names) -> list[dict[str, Any]]:
 
 
 def _pod_spec(ctx: RenderContext, containers: list[dict[str, Any]],
-              volumes: list[dict[str, Any]]) -> dict[str, Any]:
+              volumes: list[dict[str, Any]],
+              spec_part: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A pod's spec; `spec_part` (spec.driver or spec.executors) may place it on nodes."""
     spec: dict[str, Any] = {
         # App pods never talk to the API server.
         "automountServiceAccountToken": False,
@@ -214,6 +217,10 @@ def _pod_spec(ctx: RenderContext, containers: list[dict[str, Any]],
     }
     if ctx.priority_class:
         spec["priorityClassName"] = ctx.priority_class
+    for name in PLACEMENT_FIELDS:
+        value = (spec_part or {}).get(name)
+        if value:
+            spec[name] = copy.deepcopy(value)
     return spec
 
 
@@ -277,11 +284,18 @@ def executor_replicas(spec: Mapping[str, Any]) -> int:
 # settings, which is an upgrade. Not in it: executor-only fields (the driver keeps running),
 # replicas, priority, monitoring, suspend (a resume is a restart of the same spec),
 # upgradeMode itself (it says what the next upgrade does) and autoscale.
+# Nor where the driver runs: a move to another node is a restart of the same spec.
 DRIVER_SPEC_FIELDS = ("image", "imagePullPolicy", "app", "driver", "jobs", "policy")
+PLACEMENT_FIELDS = ("nodeSelector", "tolerations")
 
 
 def driver_spec_hash(spec: Mapping[str, Any]) -> str:
-    return _hash({k: spec.get(k) for k in DRIVER_SPEC_FIELDS})
+    what = {k: spec.get(k) for k in DRIVER_SPEC_FIELDS}
+    driver = what["driver"]
+    if isinstance(driver, Mapping) and any(k in driver for k in PLACEMENT_FIELDS):
+        runs = {k: v for k, v in driver.items() if k not in PLACEMENT_FIELDS}
+        what["driver"] = runs or None  # as if placement had never been set
+    return _hash(what)
 
 
 def _env_value(container: Mapping[str, Any], name: str) -> str | None:
@@ -432,7 +446,7 @@ def driver_deployment(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest:
     template_annotations = {JOBS_HASH_ANNOTATION: _hash(jobs_document(spec)),
                             DRIVER_SPEC_ANNOTATION: driver_spec_hash(spec),
                             **scrape_annotations(HTTP_PORT)}
-    pod = _pod_spec(ctx, [container], volumes)
+    pod = _pod_spec(ctx, [container], volumes, spec.get("driver"))
     # fsGroup (pod_security_context) makes the volume writable by the non-root user; only
     # chown it when its root is not already ours, or every start walks the whole log.
     pod["securityContext"]["fsGroupChangePolicy"] = "OnRootMismatch"
@@ -527,7 +541,15 @@ def executor_statefulset(obj: Mapping[str, Any], ctx: RenderContext) -> Manifest
             "template": {
                 "metadata": {"labels": labels(names.app, "executor"),
                              "annotations": scrape_annotations(METRICS_PORT)},
-                "spec": _pod_spec(ctx, containers, app_volumes),
+                "spec": {
+                    **_pod_spec(ctx, containers, app_volumes, spec.get("executors")),
+                    # One node's loss takes as few executors as it can (a preference: on
+                    # fewer nodes than pods they still all run).
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": selector(names.app, "executor")}}],
+                },
             },
         },
     }

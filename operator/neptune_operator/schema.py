@@ -191,6 +191,71 @@ def resources_schema(who: str) -> Schema:
     )
 
 
+# Label keys and values as the API server checks a pod's nodeSelector: an optional DNS
+# subdomain prefix and "/", then a name of up to 63 characters; a value of up to 63, or empty.
+LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+LABEL_KEY = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+             + LABEL_NAME + "$")
+LABEL_VALUE = "^(" + LABEL_NAME + ")?$"
+MAX_SELECTOR_LABELS = 32
+MAX_TOLERATIONS = 32
+
+
+def _label_key_ok(k: str) -> str:
+    """CEL: k is a label key (the prefix at most 253 characters)."""
+    return f"({k}.matches('{LABEL_KEY}') && ({k}.indexOf('/') < 0 || {k}.indexOf('/') <= 253))"
+
+
+def placement_schema(who: str) -> dict[str, Schema]:
+    """nodeSelector and tolerations of the {who}'s pods, checked as the API server checks
+    them in a pod template, so that a spec whose pods it would refuse is refused itself."""
+    return {
+        "nodeSelector": {
+            "type": "object",
+            "description": f"Node labels the {who} pods must run on (a Pod's nodeSelector).",
+            "maxProperties": MAX_SELECTOR_LABELS,
+            "additionalProperties": {"type": "string", "maxLength": 63,
+                                     "pattern": LABEL_VALUE,
+                                     "description": "The label's value (may be empty)."},
+            "x-kubernetes-validations": [_rule(
+                f"self.all(k, {_label_key_ok('k')})",
+                "nodeSelector keys must be label keys: [prefix/]name, the name of up to 63 "
+                "alphanumerics, '-', '_' or '.', starting and ending alphanumeric")],
+        },
+        "tolerations": {
+            "type": "array",
+            "description": f"Taints the {who} pods tolerate (a Pod's tolerations).",
+            "maxItems": MAX_TOLERATIONS,
+            "items": _o(
+                "One toleration.",
+                {
+                    "key": _s("Taint key (empty with operator Exists: every taint).",
+                              maxLength=317),
+                    "operator": _s("Exists or Equal.", enum=["Exists", "Equal"],
+                                   default="Equal"),
+                    "value": _s("Taint value (Equal only).", maxLength=63,
+                                pattern=LABEL_VALUE),
+                    "effect": _s("Taint effect matched (empty: all).",
+                                 enum=["NoSchedule", "PreferNoSchedule", "NoExecute"]),
+                    "tolerationSeconds": _i("How long a NoExecute taint is tolerated.",
+                                            minimum=0),
+                },
+                **{"x-kubernetes-validations": [
+                    _rule(f"!has(self.key) || self.key == '' || {_label_key_ok('self.key')}",
+                          "tolerations key must be a label key", ".key"),
+                    _rule("(has(self.key) && self.key != '') || self.operator == 'Exists'",
+                          "a toleration without a key must have operator Exists", ".operator"),
+                    _rule("self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                          "a toleration with operator Exists must not have a value", ".value"),
+                    _rule("!has(self.tolerationSeconds) || "
+                          "(has(self.effect) && self.effect == 'NoExecute')",
+                          "tolerationSeconds needs effect NoExecute", ".tolerationSeconds"),
+                ]},
+            ),
+        },
+    }
+
+
 def storage_schema() -> Schema:
     return _o(
         "A PersistentVolumeClaim NAME-driver-state (ReadWriteOnce) for the driver's state "
@@ -468,7 +533,7 @@ def spec_schema() -> Schema:
             ),
             "driver": _o("The driver pod (one per application).",
                          {"resources": resources_schema("driver"),
-                          "storage": storage_schema()}),
+                          "storage": storage_schema(), **placement_schema("driver")}),
             "executors": _o(
                 "The executor pods. Each pod runs one executor process per slot (one core); "
                 "give each pod about one CPU per slot in resources.",
@@ -482,6 +547,8 @@ def spec_schema() -> Schema:
                                       maximum=64, default=1),
                     "resources": resources_schema("executor"),
                     "autoscale": autoscale_schema(),
+                    # the scheduler spreads them over nodes by itself (render.py)
+                    **placement_schema("executor"),
                 },
                 **{"x-kubernetes-validations": [
                     _rule("has(self.replicas) || has(self.autoscale)",

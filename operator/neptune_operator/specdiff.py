@@ -1,8 +1,8 @@
 """Classify a spec change by what it costs the running application (the Flink operator's idea).
 
     scale       only executors.replicas changed: the StatefulSet scales in place
-    roll        image, pull policy, app source, resources, driver storage or slots: pods
-                are replaced
+    roll        image, pull policy, app source, resources, driver storage, slots or node
+                placement (nodeSelector, tolerations): pods are replaced
     reload      job settings or policy: only the driver restarts
     reconfigure priority, monitoring, upgradeMode or executors.autoscale: no pod restarts
                 (upgradeMode applies to the next upgrade; autoscale to the next status round)
@@ -24,7 +24,8 @@ ORDER = ("suspend", "resume", "roll", "reload", "scale", "reconfigure", "noop")
 # driver.storage is fixed by the CRD (a transition rule); should it change anyway (a CRD
 # without the rule), the driver's volume changes: the driver pod is replaced.
 ROLL_PATHS = ("image", "imagePullPolicy", "app", "driver.resources", "driver.storage",
-              "executors.resources", "executors.slotsPerPod")
+              "driver.nodeSelector", "driver.tolerations", "executors.resources",
+              "executors.slotsPerPod", "executors.nodeSelector", "executors.tolerations")
 RELOAD_PATHS = ("jobs", "policy")
 SCALE_PATHS = ("executors.replicas",)
 # upgradeMode says what the next upgrade does: the driver only reads it when it starts with

@@ -154,6 +154,24 @@ def _condition(previous: Sequence[Mapping[str, Any]], ctype: str, status: bool |
             "lastTransitionTime": since or now, "observedGeneration": generation}
 
 
+EXECUTORS_MISSING = "ExecutorsMissing"
+
+
+def executors_missing(generation: int, children: ChildState,
+                      previous: Mapping[str, Any] | None) -> bool:
+    """Fewer executors ready than desired, for the same spec, after all of them were (the last
+    status said Running, or already this): pods lost, not pods of a roll-out or a scale still
+    starting, which are Progressing."""
+    if children.executors_ready >= children.executors_desired or previous is None \
+            or previous.get("observedGeneration") != generation:
+        return False
+    if previous.get("phase") == "Running":
+        return True
+    degraded: Mapping[str, Any] = next((c for c in previous.get("conditions") or []
+                                        if c.get("type") == "Degraded"), {})
+    return degraded.get("status") == "True" and degraded.get("reason") == EXECUTORS_MISSING
+
+
 def build(*, name: str, generation: int, spec: Mapping[str, Any], children: ChildState,
           driver_doc: Mapping[str, Any] | None, driver_error: str | None,
           assigned: Mapping[str, Any] | None, previous: Mapping[str, Any] | None,
@@ -168,17 +186,18 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
     storage = storage_status(name, spec, children)
     # A Lost claim (its volume is gone) never comes back by itself: the driver cannot start.
     storage_lost = storage.get("phase") == "Lost"
+    prev_conditions = list((previous or {}).get("conditions") or [])
+    missing = not suspended and executors_missing(generation, children, previous)
 
     if suspended:
         phase = "Suspended"
-    elif failed_jobs or storage_lost or (driver_doc or {}).get("phase") == "Degraded":
+    elif failed_jobs or storage_lost or missing or (driver_doc or {}).get("phase") == "Degraded":
         phase = "Degraded"
     elif all_ready and driver_doc is not None:
         phase = "Running"
     else:
         phase = "Pending"
 
-    prev_conditions = list((previous or {}).get("conditions") or [])
     progressing = not suspended and not all_ready
     waiting = "waiting for pods to become ready"
     if storage.get("phase") not in (None, "Bound"):
@@ -208,9 +227,13 @@ def build(*, name: str, generation: int, spec: Mapping[str, Any], children: Chil
              waiting if progressing else "all pods ready"),
         cond("Degraded", phase == "Degraded",
              "JobFailed" if failed_jobs else "StorageLost" if storage_lost
+             else EXECUTORS_MISSING if missing
              else "DriverUnreachable" if driver_error else "Healthy",
              f"failed jobs: {', '.join(failed_jobs)}" if failed_jobs
              else f"driver state claim {storage.get('claimName')} is Lost" if storage_lost
+             else (f"executors ready {children.executors_ready}/"
+                   f"{children.executors_desired} after all were: pods lost (a node down?) or "
+                   "restarting; the driver re-runs their tasks on the others") if missing
              else driver_error or ""),
         cond("SLOMet", met,
              "Unknown" if met is None else ("WithinSLO" if met else "SLOMissed"),

@@ -157,6 +157,33 @@ def test_job_change_changes_only_driver_template(capp: dict[str, Any]) -> None:
     assert before[exe] == after[exe]
 
 
+def test_executors_spread_over_nodes_and_each_pod_goes_where_it_is_told(
+        capp: dict[str, Any]) -> None:
+    drv, exe = ("Deployment", "fraud-driver"), ("StatefulSet", "fraud-executor")
+    plain = by_kind(render.render(capp, CTX))
+    for key in (drv, exe):
+        pod = plain[key]["spec"]["template"]["spec"]
+        assert "nodeSelector" not in pod and "tolerations" not in pod
+    spread = plain[exe]["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread == [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                       "whenUnsatisfiable": "ScheduleAnyway",
+                       "labelSelector": {"matchLabels": render.selector("fraud", "executor")}}]
+    assert "topologySpreadConstraints" not in plain[drv]["spec"]["template"]["spec"]
+    tolerate = [{"key": "dedicated", "operator": "Equal", "value": "stream",
+                 "effect": "NoSchedule"}]
+    capp["spec"]["driver"]["nodeSelector"] = {"neptune.dev/node": "node1"}
+    capp["spec"]["executors"].update(nodeSelector={"disk": "ssd"}, tolerations=tolerate)
+    placed = by_kind(render.render(capp, CTX))
+    driver_pod = placed[drv]["spec"]["template"]["spec"]
+    executor_pod = placed[exe]["spec"]["template"]["spec"]
+    assert driver_pod["nodeSelector"] == {"neptune.dev/node": "node1"}
+    assert "tolerations" not in driver_pod
+    assert (executor_pod["nodeSelector"], executor_pod["tolerations"]) == ({"disk": "ssd"},
+                                                                           tolerate)
+    executor_pod["tolerations"][0]["value"] = "changed"  # a copy: the spec is not shared
+    assert tolerate[0]["value"] == "stream"
+
+
 def test_rendering_is_deterministic(capp: dict[str, Any]) -> None:
     assert render.render(capp, CTX) == render.render(capp, CTX)
 
@@ -417,8 +444,17 @@ def test_driver_revision_changes_only_with_what_the_driver_runs(capp: dict[str, 
     later["spec"]["upgradeMode"] = "stateless"
     later["spec"]["executors"]["autoscale"] = {"maxReplicas": 9}
     later["spec"]["executors"]["resources"] = {"requests": {"cpu": "2"}}  # executors only
+    # where the driver runs: a move, not an upgrade
+    later["spec"]["driver"]["nodeSelector"] = {"neptune.dev/node": "node2"}
+    later["spec"]["driver"]["tolerations"] = [{"operator": "Exists"}]
     kept = render.driver_revision(later, live)
     assert kept == render.DriverRevision("3", "last-state")
+    assert render.driver_spec_hash(later["spec"]) == render.driver_spec_hash(capp["spec"])
+    moved_only = copy.deepcopy(capp)
+    moved_only["spec"]["driver"] = {"nodeSelector": {"disk": "ssd"}}
+    unset = copy.deepcopy(capp)
+    del unset["spec"]["driver"]
+    assert render.driver_spec_hash(moved_only["spec"]) == render.driver_spec_hash(unset["spec"])
     # What the driver runs changes: an upgrade, with the mode of the resource as it is now.
     for field, value in (("image", "neptune:v2"), ("jobs", [{"name": "score",
                                                             "kind": "stream", "slo": "9ms"}]),

@@ -47,6 +47,10 @@ CASES: list[tuple[str, Mut, str, tuple[str, ...]]] = [
     # Refused by the CRD's transition rule; without it the driver's volume would change.
     ("driver storage", _set("driver.storage", {"size": "2Gi"}), "roll", ("driver.storage",)),
     ("app source", _set("app", {"module": "other"}), "roll", ("app",)),
+    ("executor node selector", _set("executors.nodeSelector", {"disk": "ssd"}), "roll",
+     ("executors.nodeSelector",)),
+    ("driver tolerations", _set("driver.tolerations", [{"operator": "Exists"}]), "roll",
+     ("driver.tolerations",)),
     ("job settings", _jobs, "reload", ("jobs",)),
     ("policy", _set("policy", "fair"), "reload", ("policy",)),
     ("suspend", _set("suspend", True), "suspend", ("suspend",)),

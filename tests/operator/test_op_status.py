@@ -72,6 +72,38 @@ def test_pending_while_pods_start(capp: dict[str, Any]) -> None:
     assert conditions(st)["Ready"] == "False"
 
 
+def degraded(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == "Degraded")
+
+
+def test_executors_lost_after_all_were_ready_degrade_until_they_are_back(
+        capp: dict[str, Any]) -> None:
+    running = make(capp, READY, driver_doc())
+    lost = make(capp, ChildState(True, 2, 3), driver_doc(), previous=running)
+    assert lost["phase"] == "Degraded"
+    assert (degraded(lost)["status"], degraded(lost)["reason"]) == ("True", "ExecutorsMissing")
+    assert "executors ready 2/3" in degraded(lost)["message"]
+    assert conditions(lost)["Progressing"] == "True"  # and their replacements are on the way
+    still = make(capp, ChildState(True, 1, 3), driver_doc(), previous=lost)
+    assert still["phase"] == "Degraded"
+    assert degraded(still)["lastTransitionTime"] == degraded(lost)["lastTransitionTime"]
+    back = make(capp, READY, driver_doc(), previous=still)
+    assert back["phase"] == "Running" and degraded(back)["status"] == "False"
+
+
+def test_executors_of_a_new_spec_or_a_first_start_are_pending_not_missing(
+        capp: dict[str, Any]) -> None:
+    running = make(capp, READY, driver_doc())
+    scaled = build(name="fraud", generation=4, spec=capp["spec"],
+                   children=ChildState(True, 3, 5), driver_doc=driver_doc(), driver_error=None,
+                   assigned=None, previous=running, now=NOW)
+    assert scaled["phase"] == "Pending" and degraded(scaled)["status"] == "False"
+    starting = make(capp, ChildState(True, 1, 3), driver_doc(),
+                    previous=make(capp, ChildState(True, 0, 3), driver_doc()))
+    assert starting["phase"] == "Pending"
+    assert make(capp, ChildState(True, 1, 3), driver_doc())["phase"] == "Pending"
+
+
 def test_driver_unreachable(capp: dict[str, Any]) -> None:
     st = make(capp, READY, None, error="connection refused")
     assert st["phase"] == "Pending"
