@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(NATIVE) | md5sum | cut 
 HAS_HEADERS := import os, sysconfig, sys; \
 	sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))
 DEMO_DURATION ?= 30s
-PY_PATHS := $(wildcard executor_image operator tests examples bench e2e/tests e2e/provisioner.py e2e/controlplane.py)
-MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operator bench/neptune_bench tests examples e2e/tests e2e/provisioner.py e2e/controlplane.py)
+PY_PATHS := $(wildcard executor_image operator tests examples bench e2e/tests e2e/tests_multinode e2e/provisioner.py e2e/controlplane.py)
+MYPY_PATHS := $(wildcard executor_image/neptune_runtime operator/neptune_operator bench/neptune_bench tests examples e2e/tests e2e/tests_multinode e2e/provisioner.py e2e/controlplane.py)
 
 K8S_BIN := $(shell . e2e/versions.env && echo $$NEPTUNE_CACHE/$$K8S_VERSION/bin)
 export NEPTUNE_K8S_BIN ?= $(K8S_BIN)
@@ -74,6 +74,7 @@ test: lint tools kafka-up
 	$(VENV)/bin/pytest -q tests
 	$(MAKE) chart-check
 	$(MAKE) e2e
+	$(MAKE) e2e-multinode
 
 bench-setup: setup
 	@$(PY) -c 'import neptune_bench, pyspark, distributed, matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'

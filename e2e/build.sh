@@ -9,9 +9,12 @@
 #   $NEPTUNE_CACHE/coredns-$COREDNS_VERSION/ coredns (cluster DNS, run as a host process)
 #   $NEPTUNE_CACHE/prometheus-$PROMETHEUS_VERSION/ prometheus (Debian's 2.42 is built without
 #                                           kubernetes_sd_configs, so it is built from its module)
+#   $NEPTUNE_CACHE/kube-router-$KUBE_ROUTER_VERSION/ kube-router (NetworkPolicy firewall of the
+#                                           multi-node mode; built by `multinode` only)
 # and a combined directory of symlinks: $NEPTUNE_CACHE/$K8S_VERSION/bin  (= NEPTUNE_K8S_BIN).
 #
-# Usage: e2e/build.sh [all|controlplane]   (controlplane = etcd, kube-apiserver, kubectl)
+# Usage: e2e/build.sh [all|controlplane|multinode]   (controlplane = etcd, kube-apiserver, kubectl;
+#        multinode = all + kube-router)
 # Env: NEPTUNE_CACHE, K8S_VERSION, ETCD_VERSION, HELM_VERSION, BUILD_JOBS (go build -p, default 2)
 set -euo pipefail
 # shellcheck source=lib/common.sh
@@ -171,6 +174,12 @@ build_prometheus() {
         "-X $v.Version=$PROMETHEUS_VERSION -X $v.Branch=module -X $v.BuildUser=neptune-e2e"
 }
 
+build_kube_router() { # the firewall (NetworkPolicy) controller of e2e/multinode.sh
+    local v=github.com/cloudnativelabs/kube-router/v2/pkg/version
+    go_install kube-router "$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+        "-X $v.Version=$KUBE_ROUTER_VERSION -X $v.BuildDate=module"
+}
+
 build_pause() {
     if [ -x "$PAUSE_OUT/pause" ]; then link "$PAUSE_OUT/pause"; return; fi
     step "pause $PAUSE_VERSION: gcc -static"
@@ -181,17 +190,21 @@ build_pause() {
     link "$PAUSE_OUT/pause"
 }
 
+build_all() {
+    build_pause
+    build_etcd
+    build_k8s kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy
+    build_helm
+    build_coredns
+    build_prometheus
+}
+
 T_ALL=$SECONDS
 case "$WHAT" in
     controlplane) build_etcd; build_k8s kube-apiserver kubectl ;;
-    all)
-        build_pause
-        build_etcd
-        build_k8s kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet kube-proxy
-        build_helm
-        build_coredns
-        build_prometheus ;;
-    *) die "usage: $0 [all|controlplane]" ;;
+    all) build_all ;;
+    multinode) build_all; build_kube_router ;;
+    *) die "usage: $0 [all|controlplane|multinode]" ;;
 esac
 CURRENT_STEP="(finished)"
 if [ $(( SECONDS - T_ALL )) -gt 5 ]; then

@@ -5,7 +5,8 @@ NEPTUNE_CACHE ?= /var/cache/neptune-k8s
 NEPTUNE_STATE ?= /var/lib/neptune-e2e
 export NEPTUNE_CACHE NEPTUNE_STATE
 
-.PHONY: k8s-build controlplane-up controlplane-down cluster-up cluster-down cluster-status image e2e
+.PHONY: k8s-build controlplane-up controlplane-down cluster-up cluster-down cluster-status image e2e \
+	multinode-up multinode-down multinode-status e2e-multinode
 
 k8s-build:            ## build/cached: kube-*, kubectl, etcd, helm, coredns, pause (log: $(NEPTUNE_CACHE)/build.log)
 	@mkdir -p $(NEPTUNE_CACHE)
@@ -38,3 +39,24 @@ e2e: setup
 	 if [ -z "$$KUBECONFIG" ]; then $(E2E_DIR)/cluster.sh up; eval "$$($(E2E_DIR)/cluster.sh env)"; fi; \
 	 echo "e2e: KUBECONFIG=$$KUBECONFIG"; \
 	 $(PYTHON_E2E) -m pytest $(E2E_DIR)/tests -ra $(E2E_PYTEST_ARGS)
+
+# Multi-node mode (e2e/multinode.sh, e2e/README.md "Multi-node mode"): three nodes in network
+# namespaces beside the single-node cluster, own state (/var/lib/neptune-e2e-multi) and ports.
+multinode-up:         ## 3-node cluster (netns nodes, kube-router NetworkPolicy) beside the single-node one
+	@$(E2E_DIR)/multinode.sh up
+
+multinode-down:
+	@$(E2E_DIR)/multinode.sh down
+
+multinode-status:
+	@$(E2E_DIR)/multinode.sh status
+
+# Brings the multi-node cluster up (idempotent) and runs e2e/tests_multinode against it; the
+# KUBECONFIG of the environment (the single-node cluster's, say) is not used. On another
+# multi-node cluster: E2E_MULTINODE_KUBECONFIG=path (nothing is started then).
+e2e-multinode: setup
+	@set -e; \
+	 if [ -n "$(E2E_MULTINODE_KUBECONFIG)" ]; then export KUBECONFIG="$(E2E_MULTINODE_KUBECONFIG)"; \
+	 else $(E2E_DIR)/multinode.sh up; eval "$$($(E2E_DIR)/multinode.sh env)"; fi; \
+	 echo "e2e-multinode: KUBECONFIG=$$KUBECONFIG"; \
+	 $(PYTHON_E2E) -m pytest $(E2E_DIR)/tests_multinode -ra $(E2E_PYTEST_ARGS)

@@ -11,15 +11,31 @@
 #   e2e/cluster.sh status
 # Env: NEPTUNE_STATE (/var/lib/neptune-e2e), NEPTUNE_CACHE (/var/cache/neptune-k8s),
 #      SKIP_IMAGE=1 (do not build/import the project image), SKIP_PROMETHEUS=1
+# e2e/multinode.sh sources this file for its node functions: they read the node's layout from
+# the variables below (NODE_STATE, NODE_SUFFIX, CTR_SOCK, CTR_STATE, CNI_*, KUBELET_*, NETNS),
+# whose defaults are the single node's.
 set -euo pipefail
 # shellcheck source=lib/common.sh
-. "$(dirname "$0")/lib/common.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 APT_PACKAGES="containerd runc containernetworking-plugins buildah iptables conntrack prometheus debootstrap gcc libc6-dev openssl curl iproute2 fuse-overlayfs"
 NODE_COMPONENTS="provisioner prometheus coredns kube-proxy kubelet containerd"
+NODE_STATE="$NEPTUNE_STATE"          # the node's config and data
+NODE_SUFFIX=""                       # of its process names and certificates (kubelet$NODE_SUFFIX)
 CTR_SOCK="$RUN/containerd.sock"
+CTR_STATE=/run/neptune-e2e/containerd
+RUN_ROOT=/run/neptune-e2e            # unmounted and removed by down
 PAUSE_IMAGE="localhost/neptune/pause:$PAUSE_VERSION"
 CNI_CONF_DIR="$NEPTUNE_STATE/cni/net.d"
+CNI_BRIDGE=cni0
+CNI_IPMASQ=true
+CLUSTER_CIDR=$POD_CIDR               # kube-proxy's clusterCIDR
+KUBE_PROXY_KUBECONFIG="$PKI/kube-proxy.kubeconfig"
+KUBELET_CGROUP_ROOT=""               # "": the kubelet's default (/)
+KUBELET_LOGS_DIR=""                  # "": the kubelet's default (/var/log/pods)
+RUNC_ROOT=""                         # "": runc's default (/run/containerd/runc)
+KUBELET_ARGS=()                      # more kubelet flags
+COREDNS_HEALTH=127.0.0.1:8081 COREDNS_READY=127.0.0.1:8182 COREDNS_METRICS=127.0.0.1:9153
 VOLUMES="$NEPTUNE_STATE/volumes"
 STORAGE_CLASS=neptune-local
 export CTR_SOCK PAUSE_IMAGE
@@ -65,9 +81,9 @@ write_cni() {
   "name": "neptune-e2e",
   "plugins": [
     {
-      "type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+      "type": "bridge", "bridge": "$CNI_BRIDGE", "isGateway": true, "ipMasq": $CNI_IPMASQ, "hairpinMode": true,
       "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$POD_GATEWAY"}]],
-               "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$NEPTUNE_STATE/cni/ipam"}
+               "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$NODE_STATE/cni/ipam"}
     },
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
@@ -76,13 +92,15 @@ JSON
 }
 
 start_containerd() {
-    step "containerd (cgroupfs, sandbox image $PAUSE_IMAGE, CNI bridge $POD_CIDR)"
+    step "containerd$NODE_SUFFIX (cgroupfs, sandbox image $PAUSE_IMAGE, CNI bridge $POD_CIDR)"
     write_cni
-    mkdir -p "$NEPTUNE_STATE/containerd"
-    write_if_changed "$NEPTUNE_STATE/containerd/config.toml" <<TOML
+    local runc_root=""
+    if [ -n "$RUNC_ROOT" ]; then runc_root=$'\n'"        Root = \"$RUNC_ROOT\""; fi
+    mkdir -p "$NODE_STATE/containerd"
+    write_if_changed "$NODE_STATE/containerd/config.toml" <<TOML
 version = 2
-root = "$NEPTUNE_STATE/containerd/root"
-state = "/run/neptune-e2e/containerd"
+root = "$NODE_STATE/containerd/root"
+state = "$CTR_STATE"
 [grpc]
   address = "$CTR_SOCK"
 [plugins."io.containerd.grpc.v1.cri"]
@@ -99,20 +117,22 @@ state = "/run/neptune-e2e/containerd"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
+        SystemdCgroup = false$runc_root
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$CNI_CONF_DIR"
 TOML
-    start_proc containerd containerd --config "$NEPTUNE_STATE/containerd/config.toml"
-    WATCH=containerd wait_for 60 "containerd socket" ctr --address "$CTR_SOCK" version
+    start_proc "containerd$NODE_SUFFIX" containerd --config "$NODE_STATE/containerd/config.toml"
+    WATCH="containerd$NODE_SUFFIX" wait_for 60 "containerd socket" ctr --address "$CTR_SOCK" version
 }
 
-start_kubelet() {
-    local hip=$1
-    step "kubelet (node $NODE_NAME, cgroupfs)"
-    mkdir -p "$NEPTUNE_STATE/kubelet"
-    write_if_changed "$NEPTUNE_STATE/kubelet/config.yaml" <<YAML
+start_kubelet() { # start_kubelet NODE_IP [DNS_IP (default NODE_IP)]
+    local hip=$1 dns=${2:-$1} extra=""
+    if [ -n "$KUBELET_CGROUP_ROOT" ]; then extra+=$'\n'"cgroupRoot: $KUBELET_CGROUP_ROOT"; fi
+    if [ -n "$KUBELET_LOGS_DIR" ]; then extra+=$'\n'"podLogsDir: $KUBELET_LOGS_DIR"; fi
+    step "kubelet (node $NODE_NAME, cgroupfs${KUBELET_CGROUP_ROOT:+, cgroup root $KUBELET_CGROUP_ROOT})"
+    mkdir -p "$NODE_STATE/kubelet"
+    write_if_changed "$NODE_STATE/kubelet/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 authentication:
@@ -124,9 +144,9 @@ cgroupDriver: cgroupfs
 failCgroupV1: false
 containerRuntimeEndpoint: "unix://$CTR_SOCK"
 clusterDomain: $CLUSTER_DOMAIN
-clusterDNS: ["$hip"]
-tlsCertFile: "$PKI/kubelet.crt"
-tlsPrivateKeyFile: "$PKI/kubelet.key"
+clusterDNS: ["$dns"]
+tlsCertFile: "$PKI/kubelet$NODE_SUFFIX.crt"
+tlsPrivateKeyFile: "$PKI/kubelet$NODE_SUFFIX.key"
 failSwapOn: false
 resolvConf: /etc/resolv.conf
 serializeImagePulls: false
@@ -134,28 +154,28 @@ imageGCHighThresholdPercent: 98
 imageGCLowThresholdPercent: 95
 evictionHard: {memory.available: "200Mi", nodefs.available: "2%", imagefs.available: "2%", nodefs.inodesFree: "2%"}
 podPidsLimit: -1
-maxPods: 110
+maxPods: 110$extra
 YAML
-    start_proc kubelet "$K8S_BIN/kubelet" --config "$NEPTUNE_STATE/kubelet/config.yaml" \
-        --kubeconfig "$PKI/kubelet.kubeconfig" --root-dir "$NEPTUNE_STATE/kubelet/root" \
-        --hostname-override "$NODE_NAME" --node-ip "$hip" --v=1
+    start_proc "kubelet$NODE_SUFFIX" "$K8S_BIN/kubelet" --config "$NODE_STATE/kubelet/config.yaml" \
+        --kubeconfig "$PKI/kubelet$NODE_SUFFIX.kubeconfig" --root-dir "$NODE_STATE/kubelet/root" \
+        --hostname-override "$NODE_NAME" --node-ip "$hip" --v=1 "${KUBELET_ARGS[@]}"
 }
 
 start_kube_proxy() {
-    step "kube-proxy (iptables mode)"
-    mkdir -p "$NEPTUNE_STATE/kube-proxy"
-    write_if_changed "$NEPTUNE_STATE/kube-proxy/config.yaml" <<YAML
+    step "kube-proxy$NODE_SUFFIX (iptables mode)"
+    mkdir -p "$NODE_STATE/kube-proxy"
+    write_if_changed "$NODE_STATE/kube-proxy/config.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
-clientConnection: {kubeconfig: "$PKI/kube-proxy.kubeconfig"}
+clientConnection: {kubeconfig: "$KUBE_PROXY_KUBECONFIG"}
 mode: iptables
-clusterCIDR: $POD_CIDR
+clusterCIDR: $CLUSTER_CIDR
 hostnameOverride: $NODE_NAME
 metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 127.0.0.1:10256
 conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
 YAML
-    start_proc kube-proxy "$K8S_BIN/kube-proxy" --config "$NEPTUNE_STATE/kube-proxy/config.yaml" --v=1
+    start_proc "kube-proxy$NODE_SUFFIX" "$K8S_BIN/kube-proxy" --config "$NODE_STATE/kube-proxy/config.yaml" --v=1
 }
 
 start_coredns() {
@@ -167,20 +187,20 @@ start_coredns() {
 .:53 {
     bind $hip
     errors
-    health 127.0.0.1:8081
-    ready 127.0.0.1:8182
+    health $COREDNS_HEALTH
+    ready $COREDNS_READY
     kubernetes $CLUSTER_DOMAIN in-addr.arpa ip6.arpa {
         kubeconfig $KUBECONFIG_ADMIN neptune-e2e
         pods insecure
         fallthrough in-addr.arpa ip6.arpa
     }
-    prometheus 127.0.0.1:9153
+    prometheus $COREDNS_METRICS
     forward . /etc/resolv.conf
     cache 10
 }
 COREFILE
     start_proc coredns "$K8S_BIN/coredns" -conf "$NEPTUNE_STATE/coredns/Corefile"
-    WATCH=coredns wait_for 60 "CoreDNS ready" curl -fsS --max-time 2 http://127.0.0.1:8182/ready
+    WATCH=coredns wait_for 60 "CoreDNS ready" curl -fsS --max-time 2 "http://$COREDNS_READY/ready"
 }
 
 start_provisioner() {
@@ -297,8 +317,9 @@ cleanup_network() {
 
 unmount_state() {
     local m
-    for m in $(awk -v s="$NEPTUNE_STATE" '$2 ~ "^"s {print $2}' /proc/mounts | sort -r) \
-             $(awk '$2 ~ "^/run/neptune-e2e" {print $2}' /proc/mounts | sort -r); do
+    # (with the slash: /var/lib/neptune-e2e-multi is not under /var/lib/neptune-e2e)
+    for m in $(awk -v s="$NEPTUNE_STATE" '$2 ~ "^"s"/" {print $2}' /proc/mounts | sort -r) \
+             $(awk -v r="$RUN_ROOT" '$2 ~ "^"r"/" {print $2}' /proc/mounts | sort -r); do
         umount -l "$m" 2>/dev/null || true
     done
 }
@@ -316,10 +337,13 @@ cluster_down() {
     "$E2E_DIR/controlplane.sh" stop
     step "removing state $NEPTUNE_STATE"
     unmount_state
-    rm -rf "$NEPTUNE_STATE" /run/neptune-e2e
+    rm -rf "$NEPTUNE_STATE" "$RUN_ROOT"
     CURRENT_STEP="(finished)"
     log "cluster down (build cache kept in $NEPTUNE_CACHE)"
 }
+
+# Sourced (by e2e/multinode.sh): functions only.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
 
 case "${1:-}" in
     up) cluster_up ;;

@@ -14,6 +14,12 @@ set -euo pipefail
 . "$E2E_DIR/lib/pki.sh"
 
 CP_COMPONENTS="kube-scheduler kube-controller-manager kube-apiserver etcd"
+# Secure ports of the two controllers (their defaults) and extra flags (split on spaces), so
+# that a second control plane (e2e/multinode.sh) runs beside this one.
+KCM_PORT=${KCM_PORT:-10257}
+SCHEDULER_PORT=${SCHEDULER_PORT:-10259}
+read -ra APISERVER_EXTRA <<<"${APISERVER_EXTRA_ARGS:-}"
+read -ra KCM_EXTRA <<<"${KCM_EXTRA_ARGS:-}"
 
 print_env() {
     # shellcheck disable=SC2016  # $PATH is expanded by the caller's eval
@@ -58,7 +64,7 @@ cp_up() {
         --kubelet-certificate-authority "$PKI/ca.crt" \
         --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
         --service-account-issuer "https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
-        --profiling=false --v=1
+        --profiling=false --v=1 "${APISERVER_EXTRA[@]}"
     WATCH="etcd kube-apiserver" wait_for 180 "kube-apiserver /readyz" apiserver_ready
 
     if [ -x "$K8S_BIN/kube-controller-manager" ]; then
@@ -67,10 +73,10 @@ cp_up() {
             --kubeconfig "$PKI/controller-manager.kubeconfig" \
             --authentication-kubeconfig "$PKI/controller-manager.kubeconfig" \
             --authorization-kubeconfig "$PKI/controller-manager.kubeconfig" \
-            --bind-address 127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
+            --bind-address 127.0.0.1 --secure-port "$KCM_PORT" --leader-elect=false --use-service-account-credentials=true \
             --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
             --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-            --service-cluster-ip-range "$SERVICE_CIDR" --v=1
+            --service-cluster-ip-range "$SERVICE_CIDR" --v=1 "${KCM_EXTRA[@]}"
     else
         log "kube-controller-manager not built yet: skipped (no default ServiceAccount, no garbage collection)"
     fi
@@ -80,7 +86,7 @@ cp_up() {
             --kubeconfig "$PKI/scheduler.kubeconfig" \
             --authentication-kubeconfig "$PKI/scheduler.kubeconfig" \
             --authorization-kubeconfig "$PKI/scheduler.kubeconfig" \
-            --bind-address 127.0.0.1 --leader-elect=false --v=1
+            --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false --v=1
     fi
     step "API server answers kubectl"
     wait_for 60 "kubectl get --raw /readyz" kubectl_admin get --raw /readyz

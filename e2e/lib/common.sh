@@ -57,10 +57,13 @@ is_running() {
 }
 
 start_proc() { # start_proc NAME CMD...   (no-op when already running)
-    local name=$1; shift
+    # With NETNS=NAME set: CMD runs in that network namespace (ip netns), nothing else of it
+    # (nsenter --net execs CMD, so the pid and the program recorded are CMD's own).
+    local name=$1 netns=(); shift
     if is_running "$name"; then log "    $name already running (pid $(pid_of "$name"))"; return 0; fi
     mkdir -p "$RUN" "$LOGS"
-    setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+    if [ -n "${NETNS:-}" ]; then netns=(nsenter "--net=/run/netns/$NETNS" --); fi
+    setsid "${netns[@]}" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
     printf '%s\n%s\n' "$!" "$1" >"$RUN/$name.pid"
     log "    $name started (pid $!, log $LOGS/$name.log)"
 }
