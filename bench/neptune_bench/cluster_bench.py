@@ -66,10 +66,12 @@ REPO_DIR = BENCH_DIR.parents[1]
 try:
     from e2e.tests.kube import IMAGE, Kubectl, install_release, prom_query, tool, wait_until
     from e2e.tests.test_neptune import IngestApp
+    from e2e.tests_multinode.mn import LABEL_NODE, admit_control_plane
 except ModuleNotFoundError:  # run from outside the checkout's root: the e2e helpers are there
     sys.path.insert(0, str(REPO_DIR))
     from e2e.tests.kube import IMAGE, Kubectl, install_release, prom_query, tool, wait_until
     from e2e.tests.test_neptune import IngestApp
+    from e2e.tests_multinode.mn import LABEL_NODE, admit_control_plane
 
 APP_FILE = BENCH_DIR / "cluster_apps" / "bench_app.py"
 SHIPPED = ("work", "workload")  # neptune_bench modules the app module needs, in import order
@@ -104,7 +106,8 @@ class Scenario:
     """One run: the jobs (`mode`), the policy, where it runs ("pods", "local" pinned like
     `neptunectl bench`, or "local-unpinned"), whether the executor's bell watcher runs,
     whether the driver may ring the executor's doorbell (local mode only: in pods it cannot)
-    and whether the executor pod has a CPU limit (pods only)."""
+    whether the executor pod has a CPU limit (pods only), and on the multi-node cluster
+    ("nodes") the nodes of the driver and of the executor."""
 
     name: str
     mode: str
@@ -113,6 +116,9 @@ class Scenario:
     watch: bool = True
     doorbell: bool = True  # False: the driver does not ring it (local mode as the pods are)
     cpu_limit: bool = True  # False: the executor pod has CPU requests only (no CFS quota)
+    # where "nodes" (the multi-node cluster): the driver's node and the executor's
+    nodes: tuple[str, str] | None = None
+    image: str | None = None  # the app's pods run this image (None: the project image)
 
     @property
     def key(self) -> str:
@@ -128,27 +134,54 @@ CORE = (("stream_alone", "stream", "fifo"), ("batch_alone", "batch", "fifo"),
         ("neptune", "both", "neptune"), ("fair", "both", "fair"), ("kill", "both", "kill"))
 
 
-AB_AXES = ("watch", "cpulimit")
+AB_AXES = ("watch", "cpulimit", "image")
 AB_SIDES = {"watch": "defaults (watch)", "nowatch": "bell watcher off (nowatch)",
-            "nolimit": "executor pod without a CPU limit (nolimit)"}
+            "nolimit": "executor pod without a CPU limit (nolimit)",
+            "imageb": "the pods on --image-b (imageb)",
+            "across": "driver and executor on two nodes (across)",
+            "samenode": "both on one node (samenode)"}
 
 
-def plan(ab_rounds: int = 3, ab: str = "watch") -> list[Scenario]:
+CLUSTER_PLACES = ("pods", "nodes")  # scenarios of a Kubernetes cluster (KUBECONFIG)
+ACROSS = ("node1", "node2")  # the driver on one node, the executor on another
+SAME_NODE = ("node2", "node2")
+
+
+def plan_nodes(rounds: int = 3) -> list[Scenario]:
+    """On the multi-node cluster (e2e/multinode.sh): stream and batch alone across nodes,
+    then `rounds` rounds of neptune with the executor on another node than the driver against
+    both on one node, alternating which goes first."""
+    out = [Scenario("stream_alone", "stream", "fifo", "nodes", nodes=ACROSS),
+           Scenario("batch_alone", "batch", "fifo", "nodes", nodes=ACROSS)]
+    for round_ in range(rounds):
+        sides = [Scenario(f"neptune_r{round_ + 1}", "both", "neptune", "nodes", nodes=ACROSS),
+                 Scenario(f"neptune_samenode_r{round_ + 1}", "both", "neptune", "nodes",
+                          nodes=SAME_NODE)]
+        out += sides if round_ % 2 else sides[::-1]
+    return out
+
+
+def plan(ab_rounds: int = 3, ab: str = "watch", image_b: str | None = None) -> list[Scenario]:
     """Every scenario, in the order they run: the five core ones, local mode then pods for
     each; then `ab_rounds` rounds of an A/B in pods, alternating which side goes first: with
     `ab` "watch", the executor's bell watcher on against off; with "cpulimit", the executor
-    pod with its CPU limit against requests only; then neptune in local mode with a driver
-    that does not ring the doorbell (the executor's part of the pods' path, on the local
-    processes' placement), watcher on and off; neptune in local mode unpinned."""
+    pod with its CPU limit against requests only; with "image", the app's pods on the project
+    image against on `image_b` (another build of the runtime); then neptune in local mode
+    with a driver that does not ring the doorbell (the executor's part of the pods' path, on
+    the local processes' placement), watcher on and off; neptune in local mode unpinned."""
     if ab not in AB_AXES:
         raise ValueError(f"ab must be one of {AB_AXES}, not {ab!r}")
+    if (ab == "image") != (image_b is not None):
+        raise ValueError("the image A/B needs image_b, and only it takes one")
     out = [Scenario(name, mode, policy, where) for name, mode, policy in CORE
            for where in ("local", "pods")]
     for round_ in range(ab_rounds):
-        other = (Scenario(f"neptune_nowatch_r{round_ + 1}", "both", "neptune", "pods",
-                          watch=False) if ab == "watch" else
-                 Scenario(f"neptune_nolimit_r{round_ + 1}", "both", "neptune", "pods",
-                          cpu_limit=False))
+        other = {"watch": Scenario(f"neptune_nowatch_r{round_ + 1}", "both", "neptune", "pods",
+                                   watch=False),
+                 "cpulimit": Scenario(f"neptune_nolimit_r{round_ + 1}", "both", "neptune",
+                                      "pods", cpu_limit=False),
+                 "image": Scenario(f"neptune_imageb_r{round_ + 1}", "both", "neptune", "pods",
+                                   image=image_b)}[ab]
         sides = [Scenario(f"neptune_r{round_ + 2}", "both", "neptune", "pods"), other]
         out += sides if round_ % 2 else sides[::-1]
     out.append(Scenario("neptune_nobell", "both", "neptune", "local", doorbell=False))
@@ -252,17 +285,23 @@ def executor_resources(cpu_limit: bool = True) -> dict[str, dict[str, str]]:
 def app_manifest(scenario: Scenario, ns: str, image: str = IMAGE,
                  **spec: Any) -> dict[str, Any]:
     """The ContinuousApplication of a pods scenario: one driver, one executor pod of one slot,
-    the module from the scenario's ConfigMap, the driver's state on an emptyDir; `spec`'s
-    fields replace those."""
+    the module from the scenario's ConfigMap, the driver's state on an emptyDir, on the
+    scenario's nodes if it names them, its image if it has one; `spec`'s fields replace
+    those."""
+    driver: dict[str, Any] = {"resources": DRIVER_RESOURCES}
+    executors: dict[str, Any] = {"replicas": 1, "slotsPerPod": 1,
+                                 "resources": executor_resources(scenario.cpu_limit)}
+    if scenario.nodes is not None:
+        driver["nodeSelector"] = {LABEL_NODE: scenario.nodes[0]}
+        executors["nodeSelector"] = {LABEL_NODE: scenario.nodes[1]}
     return {
         "apiVersion": "neptune.dev/v1alpha1", "kind": "ContinuousApplication",
         "metadata": {"name": scenario.app_name, "namespace": ns},
         "spec": {
-            "image": image, "imagePullPolicy": "IfNotPresent",
+            "image": scenario.image or image, "imagePullPolicy": "IfNotPresent",
             "app": {"configMap": {"name": f"{scenario.app_name}-source", "key": "app.py"}},
-            "driver": {"resources": DRIVER_RESOURCES},
-            "executors": {"replicas": 1, "slotsPerPod": 1,
-                          "resources": executor_resources(scenario.cpu_limit)},
+            "driver": driver,
+            "executors": executors,
             "jobs": jobs(scenario.mode),
             "policy": scenario.policy,
             **spec,
@@ -351,7 +390,7 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     batch alone in the same place and the suspension hops; item 2's three targets; the
     bell watcher's A/B (pods, every neptune run of each side, median and range)."""
     places: dict[str, Any] = {}
-    for where in ("local", "pods", "local-unpinned"):
+    for where in ("local", "pods", "local-unpinned", "nodes"):
         rows = {k.split("/", 1)[1]: r for k, r in runs.items()
                 if k.split("/", 1)[0] == where and not r.get("error")}
         if not rows:
@@ -385,19 +424,25 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "pods: neptune batch_throughput_rel >= 0.90": (
             figure(pods, "neptune", "batch_throughput_rel"), 0.90, ">="),
     }
-    return {"places": places, "targets": verdicts(checks), "ab": ab_summary(pods)}
+    return {"places": places, "targets": verdicts(checks) if pods else {},
+            "ab": ab_summary(pods), "nodes_ab": ab_summary(places.get("nodes", {}), "across")}
 
 
-def ab_summary(pods: dict[str, Any]) -> dict[str, Any]:
-    """Pods' neptune runs by side: the defaults (watch: neptune, neptune_rN), the bell watcher
-    off (nowatch: neptune_nowatch_rN), the executor without a CPU limit (nolimit:
-    neptune_nolimit_rN); per figure the median, min and max over the side's runs."""
-    sides: dict[str, list[dict[str, Any]]] = {"watch": [], "nowatch": [], "nolimit": []}
+AB_VARIANTS = ("nowatch", "nolimit", "imageb", "samenode")
+
+
+def ab_summary(pods: dict[str, Any], default: str = "watch") -> dict[str, Any]:
+    """A place's neptune runs by side: the defaults (`default`: neptune, neptune_rN; pods:
+    watch, nodes: across), the bell watcher off (nowatch: neptune_nowatch_rN), the executor
+    without a CPU limit (nolimit: neptune_nolimit_rN), the pods on the A/B's other image
+    (imageb: neptune_imageb_rN), driver and executor on one node of
+    the multi-node cluster (samenode: neptune_samenode_rN); per figure the median, min and
+    max over the side's runs."""
+    sides: dict[str, list[dict[str, Any]]] = {default: [], **{k: [] for k in AB_VARIANTS}}
     for name, row in pods.items():
         if not name.startswith("neptune") or row.get("suspension") is None:
             continue
-        side = next((k for k in ("nowatch", "nolimit") if name.startswith(f"neptune_{k}")),
-                    "watch")
+        side = next((k for k in AB_VARIANTS if name.startswith(f"neptune_{k}")), default)
         s = row["suspension"]
         sides[side].append({"run": name, "s2s_p50_us": s["send_to_start_p50_us"],
                             "s2s_p99_us": s["send_to_start_p99_us"],
@@ -502,6 +547,7 @@ class PodTarget:
     server on the events' path), histograms from Prometheus."""
 
     app: IngestApp
+    prometheus: bool = True  # False: no histograms (the multi-node cluster has no Prometheus)
     ingest_url: str = ""
     ingest_token: str = ""
     image_id: str | None = None  # what the executor pod runs (the image's digest)
@@ -532,6 +578,9 @@ class PodTarget:
     def snapshot(self, quiet_since: float) -> dict[str, list[tuple[float, float]]]:
         """Once Prometheus scraped the driver and the executor after `quiet_since` (wall
         clock), the buckets of each histogram as of now."""
+        if not self.prometheus:
+            return {}
+
         def scraped() -> bool:
             found = prom_query(f"timestamp(up{{{self.selector}}})")
             return len(found) >= 2 and all(float(r["value"][1]) > quiet_since for r in found)
@@ -625,7 +674,7 @@ def measure(target: Target, scenario: Scenario, warmup: float, window: float,
     return {
         "where": scenario.where, "policy": scenario.policy, "mode": scenario.mode,
         "watch": scenario.watch, "driver_rings": scenario.doorbell,
-        "executor_cpu_limit": scenario.cpu_limit,
+        "executor_cpu_limit": scenario.cpu_limit, "image": scenario.image,
         "stream_p50_ms": s.get("p50_ms"), "stream_p99_ms": s.get("p99_ms"),
         "stream_max_ms": s.get("max_ms"), "stream_events": s.get("events"),
         "slo_attainment": s.get("slo_attainment"),
@@ -692,12 +741,14 @@ def pod_app(kubectl: Kubectl, scenario: Scenario, source: str, ns: str = NAMESPA
     manifest = app_manifest(scenario, ns, **spec)
     replicas = int(manifest["spec"]["executors"]["replicas"])
     kubectl.apply([source_configmap(scenario, ns, source), manifest])
+    if scenario.where == "nodes":  # kube-router enforces the app's policy: admit this host
+        admit_control_plane(kubectl, ns, HTTP_PORT)
     app = IngestApp(kubectl, ns, scenario.app_name, replicas)
     try:
         app.wait_running()
         wait_until(f"{app.name}: the driver's /healthz through the service proxy",
                    lambda: app.request("GET", "/healthz")[0] == 200, timeout=120)
-        target = PodTarget(app)
+        target = PodTarget(app, prometheus=scenario.where == "pods")
         wait_until(f"{app.name}: the executors registered",
                    lambda: target.status()["executors"]["live"] >= replicas, timeout=120)
         yield target
@@ -772,7 +823,7 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
     }
     log(f"cluster bench: {len(scenarios)} runs, {loops} loops per ~10 us record; "
         f"load at start: {result['uptime_start']}")
-    kubectl = Kubectl() if any(s.where == "pods" for s in scenarios) else None
+    kubectl = Kubectl() if any(s.where in CLUSTER_PLACES for s in scenarios) else None
     try:
         if kubectl is not None:
             others = other_operators(kubectl)
@@ -793,8 +844,10 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
                 + (f", ~{_clock(eta)} to go" if index else "") + f"] {scenario.key}"
                 + ("" if scenario.watch else " (bell watcher off)")
                 + ("" if scenario.cpu_limit else " (executor without CPU limit)")
+                + (f" (image {scenario.image})" if scenario.image else "")
                 + f", load {os.getloadavg()[0]:.2f}")
-            if scenario.where == "pods" and kubectl is not None and other_operators(kubectl):
+            if scenario.where in CLUSTER_PLACES and kubectl is not None \
+                    and other_operators(kubectl):
                 # another release came up meanwhile (an e2e run): it would reconcile our apps
                 log(f"    skipped: another Neptune operator runs now ({other_operators(kubectl)})")
                 result["skipped"].append(scenario.key + " (another operator ran)")
@@ -803,7 +856,7 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
             source = app_source(settings(scenario, loops))
             begun = time.monotonic()
             try:
-                if scenario.where == "pods":
+                if scenario.where in CLUSTER_PLACES:
                     assert kubectl is not None
                     with pod_app(kubectl, scenario, source) as target:
                         row = measure(target, scenario, warmup, window, point.rate)
@@ -925,7 +978,12 @@ def markdown(result: dict[str, Any]) -> str:
         "client in the cluster would: no API server on their path), /status and the reset over "
         "`kubectl proxy`. Local: the same app file as processes, driver on CPU "
         f"{config['local_cpus']['driver']}, executor on CPU {config['local_cpus']['executor']} "
-        "(as `neptunectl bench`), state in a temporary directory.",
+        "(as `neptunectl bench`), state in a temporary directory."
+        + (" Nodes: the multi-node cluster of e2e/multinode.sh (each node a network namespace "
+           "with its own containerd and kubelet, joined by veth pairs to a host bridge; "
+           "kube-router enforcing the app's NetworkPolicy): the driver pod on node1 and the "
+           "executor pod on node2 (across), or both on node2 (samenode); it has no "
+           "Prometheus, so no histograms there." if "nodes" in places else ""),
         "",
         f"Load: at start `{result.get('uptime_start', '?')}`; at end "
         f"`{result.get('uptime_end', '?')}`. The machine has "
@@ -1013,28 +1071,36 @@ def markdown(result: dict[str, Any]) -> str:
                   "the first bound is this run's load, not local mode's, and a `yes` there says "
                   "little. Pinned processes (local) cannot move away from a busy core; pods "
                   "float."]
-    ab = result.get("ab", {})
-    if ab:
-        keys = [k for k in next(iter(ab.values())) if k != "runs"]
-        lines += ["", "## A/B, pods, neptune: " + ", ".join(AB_SIDES[side] for side in ab), "",
-                  "Median (min-max) over the side's runs, interleaved in this run.", "",
-                  "| side | runs | " + " | ".join(keys) + " |",
-                  "|---|---:|" + "---:|" * len(keys)]
-        for side, figures in ab.items():
-            cells = [f"{_f(figures[k]['median'], 3 if k == 'batch_rel' else 1)} "
-                     f"({_f(figures[k]['min'], 3 if k == 'batch_rel' else 1)}-"
-                     f"{_f(figures[k]['max'], 3 if k == 'batch_rel' else 1)})" for k in keys]
-            lines.append(f"| {side} | {len(figures['runs'])} | " + " | ".join(cells) + " |")
+    lines += ab_lines("pods", result.get("ab", {}))
+    lines += ab_lines("the multi-node cluster", result.get("nodes_ab", {}))
     lines += ["", POD_PATH, IDEAS, TWO_APPS]
     return "\n".join(lines)
+
+
+def ab_lines(where: str, ab: dict[str, Any]) -> list[str]:
+    """An A/B summary (ab_summary's) as a Markdown section: median (min-max) per side."""
+    if not ab:
+        return []
+    keys = [k for k in next(iter(ab.values())) if k != "runs"]
+    lines = ["", f"## A/B, {where}, neptune: " + ", ".join(AB_SIDES[side] for side in ab), "",
+             "Median (min-max) over the side's runs, interleaved in this run.", "",
+             "| side | runs | " + " | ".join(keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+    for side, figures in ab.items():
+        digits = [3 if k == "batch_rel" else 1 for k in keys]
+        cells = [f"{_f(figures[k]['median'], d)} ({_f(figures[k]['min'], d)}-"
+                 f"{_f(figures[k]['max'], d)})" for k, d in zip(keys, digits, strict=True)]
+        lines.append(f"| {side} | {len(figures['runs'])} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m neptune_bench.cluster_bench",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--json", default="bench/results/cluster.json")
-    parser.add_argument("--markdown", default="bench/results/cluster.md")
+    parser.add_argument("--json", default=None,
+                        help="default bench/results/cluster.json (cluster_nodes.json)")
+    parser.add_argument("--markdown", default=None,
+                        help="default bench/results/cluster.md (cluster_nodes.md)")
     parser.add_argument("--warmup", type=float, default=WARMUP_S)
     parser.add_argument("--measure", type=float, default=MEASURE_S)
     parser.add_argument("--budget", type=float, default=BUDGET_S,
@@ -1042,21 +1108,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ab-rounds", type=int, default=3,
                         help="rounds of the A/B in pods (default 3)")
     parser.add_argument("--ab", choices=AB_AXES, default="watch",
-                        help="what the A/B varies: the executor's bell watcher (default) or "
-                        "its pod's CPU limit")
+                        help="what the A/B varies: the executor's bell watcher (default), "
+                        "its pod's CPU limit, or the app's image (with --image-b)")
+    parser.add_argument("--image-b", default=None,
+                        help="the image A/B's other image (another build of the runtime, "
+                        "imported into the cluster's containerd)")
     parser.add_argument("--loops", type=int, default=None,
                         help="iterations per ~10 us record (default: calibrated now; a busy "
                         "machine calibrates short records)")
+    parser.add_argument("--across-nodes", action="store_true",
+                        help="on the multi-node cluster (KUBECONFIG of e2e/multinode.sh): "
+                        "neptune with driver and executor on two nodes against one, "
+                        "--ab-rounds rounds (writes cluster_nodes.{json,md} by default)")
     parser.add_argument("--only", default=None,
                         help="comma-separated run keys to keep (e.g. local/neptune,pods/neptune)")
     args = parser.parse_args(argv)
-    scenarios = plan(args.ab_rounds, args.ab)
+    planned = (plan_nodes(args.ab_rounds) if args.across_nodes
+               else plan(args.ab_rounds, args.ab, args.image_b))
+    stem = "bench/results/cluster_nodes" if args.across_nodes else "bench/results/cluster"
+    args.json, args.markdown = args.json or stem + ".json", args.markdown or stem + ".md"
+    scenarios = planned
     if args.only:
         wanted = set(args.only.split(","))
-        scenarios = [s for s in scenarios if s.key in wanted]
+        scenarios = [s for s in planned if s.key in wanted]
         if not scenarios:
             raise SystemExit(f"--only: no run is named {args.only}; runs: "
-                             + ", ".join(s.key for s in plan(args.ab_rounds, args.ab)))
+                             + ", ".join(s.key for s in planned))
     # a kill ends the run through its clean-up (the namespace and the operator release)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(scenarios, args.warmup, args.measure, args.budget,

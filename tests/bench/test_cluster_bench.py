@@ -175,6 +175,42 @@ def test_the_cpu_limit_ab_drops_only_the_executors_cpu_limit() -> None:
         cb.plan(ab="poll")
 
 
+def test_the_image_ab_runs_the_other_side_on_image_b() -> None:
+    ab = [s for s in cb.plan(ab_rounds=2, ab="image", image_b="img:before")[10:]
+          if s.where == "pods"]
+    assert [s.key for s in ab] == ["pods/neptune_imageb_r1", "pods/neptune_r2",
+                                   "pods/neptune_r3", "pods/neptune_imageb_r2"]
+    images = [cb.app_manifest(s, "ns1", image="img:now")["spec"]["image"] for s in ab]
+    assert images == ["img:before", "img:now", "img:now", "img:before"]
+    with pytest.raises(ValueError, match="needs image_b"):
+        cb.plan(ab="image")
+    with pytest.raises(ValueError, match="needs image_b"):
+        cb.plan(image_b="img:before")
+
+
+def test_across_nodes_pins_the_driver_and_the_executor_apart_or_together() -> None:
+    scenarios = cb.plan_nodes(rounds=2)
+    assert [s.key for s in scenarios] == [
+        "nodes/stream_alone", "nodes/batch_alone", "nodes/neptune_samenode_r1",
+        "nodes/neptune_r1", "nodes/neptune_r2", "nodes/neptune_samenode_r2"]
+    spec = cb.app_manifest(scenarios[3], "ns1")["spec"]
+    assert spec["driver"]["nodeSelector"] == {"neptune.dev/node": "node1"}
+    assert spec["executors"]["nodeSelector"] == {"neptune.dev/node": "node2"}
+    same = cb.app_manifest(scenarios[2], "ns1")["spec"]
+    assert same["driver"]["nodeSelector"] == same["executors"]["nodeSelector"]
+    plain = cb.app_manifest(cb.plan()[0], "ns1")["spec"]
+    assert "nodeSelector" not in plain["driver"] and "nodeSelector" not in plain["executors"]
+    runs = {"nodes/batch_alone": _row("nodes", "batch", 1000.0, 0, 0, 0),
+            "nodes/neptune_r1": _row("nodes", "both", 900.0, 2.0, 400.0, 100.0),
+            "nodes/neptune_samenode_r1": _row("nodes", "both", 950.0, 1.5, 300.0, 90.0)}
+    out = cb.summarize(runs)
+    assert out["targets"] == {}  # item 2's targets are the pods' and local mode's
+    assert out["nodes_ab"]["across"]["s2s_p99_us"]["median"] == 400.0
+    assert out["nodes_ab"]["samenode"]["batch_rel"]["median"] == pytest.approx(0.95)
+    assert "A/B, the multi-node cluster, neptune" in cb.markdown(
+        {**out, "config": _runs_config(), "runs": runs})
+
+
 # buckets as (upper bound s, cumulative count)
 BEFORE = [(0.0001, 10.0), (0.00025, 10.0), (0.0005, 10.0), (INF, 10.0)]
 AFTER = [(0.0001, 60.0), (0.00025, 100.0), (0.0005, 109.0), (INF, 110.0)]
@@ -257,17 +293,20 @@ def test_ab_groups_the_watcher_on_and_off_runs() -> None:
     assert [r["run"] for r in ab["nolimit"]["runs"]] == ["neptune_nolimit_r1"]
 
 
+def _runs_config() -> dict[str, Any]:
+    return {"rate_per_s": 20.0, "batch_ms": 100.0, "batch_records_per_task": 10000,
+            "stream_ms": 1.0, "stream_records_per_task": 100, "warmup_s": 3.0,
+            "measure_s": 10.0, "image": "img:1", "loops_per_record": 78,
+            "loops_calibrated": False, "executor_resources": cb.EXECUTOR_RESOURCES,
+            "local_cpus": {"driver": 0, "executor": 1}}
+
+
 def test_markdown_has_the_load_the_hops_and_the_failures() -> None:
     runs = _runs()
     runs["pods/neptune"]["histograms"] = {"suspension_latency": cb.histogram_diff(BEFORE,
                                                                                   AFTER)}
     runs["pods/neptune"]["doorbell"] = [False]
-    result = {"config": {"rate_per_s": 20.0, "batch_ms": 100.0, "batch_records_per_task": 10000,
-                         "stream_ms": 1.0, "stream_records_per_task": 100, "warmup_s": 3.0,
-                         "measure_s": 10.0, "image": "img:1", "loops_per_record": 78,
-                         "loops_calibrated": False,
-                         "executor_resources": cb.EXECUTOR_RESOURCES,
-                         "local_cpus": {"driver": 0, "executor": 1}},
+    result = {"config": _runs_config(),
               "uptime_start": "load average: 0.50", "uptime_end": "load average: 1.50",
               "machine": {"cpus": 2}, "runs": runs, "skipped": ["pods/kill"],
               **cb.summarize(runs)}
