@@ -956,6 +956,17 @@ Ideas of item 2, and what was done with each:
   the host's net.core.busy_read needs CAP_NET_ADMIN, which the pods drop (restricted Pod
   Security Standard), and busy polling acts on a NIC queue's NAPI context, which a veth between
   pods on a bridge does not give a socket.
+- the socket's `run` taken in the running task's greenlet, as the express path does (no
+  switch to the hub, the stream task started below the batch task's stack): built
+  (executor/express.py `_from_socket`); `--ab image` against the runtime before it
+  (ab/socket-path-pods.md, 7 December): p50 56 [53-67] against 92 [84-93] us, p99 unchanged.
+- no CPU limit on the executor pod (CFS quota throttling suspected): `--ab cpulimit`
+  (ab/cpulimit-pods.md): ranges overlap, and every pod's and container's cgroup counted
+  `nr_throttled 0` during the runs: not the cause.
+- what is left of the tail: the executor waiting for a CPU that the host gives to the
+  kubelet, the API server, etcd, Prometheus and the driver pod, all on the same 2 cores
+  (arrival to start is most of the p99 in every run; the wire's share is ~20 us).
+- across nodes (the multi-node cluster): cluster_nodes.md.
 """
 
 
