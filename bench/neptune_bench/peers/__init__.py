@@ -7,6 +7,7 @@ processes never touch the caller) and returns its figures, or a failure with its
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -19,6 +20,8 @@ from typing import Any
 from .common import PeerConfig
 
 PEERS = ("spark_fair", "dask_priority", "os_priority")
+# What each peer imports that only the bench extra installs
+NEEDS = {"spark_fair": "pyspark", "dask_priority": "distributed"}
 STARTUP_ALLOWANCE_S = 90.0  # a JVM or a Dask cluster starting on a busy machine
 
 
@@ -77,6 +80,10 @@ def run_peer(name: str, cfg: PeerConfig) -> dict[str, Any]:
     if name not in PEERS:
         raise ValueError(f"unknown peer {name!r}: choose from {', '.join(PEERS)}")
     started = time.monotonic()
+    missing = NEEDS.get(name)
+    if missing is not None and importlib.util.find_spec(missing) is None:
+        return _failed(name, f"{missing} is not installed: run `make bench-setup` (pip install "
+                       "-e '.[bench]') first", 0.0)
     with tempfile.TemporaryDirectory(prefix=f"peer-{name}-") as tmp:
         cfg = PeerConfig(**{**cfg.__dict__, "workdir": tmp})
         budget = STARTUP_ALLOWANCE_S + len(cfg.phases) * (
