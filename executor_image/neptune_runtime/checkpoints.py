@@ -6,7 +6,9 @@ its changes are committed here with the partition's token in one atomic, synced 
 batch: restoring a checkpoint and replaying the source from its token never counts an event
 twice in state. The store is the directory `keyed.rocksdb` in the checkpoint directory (the
 driver's state directory by default). rocksdict rather than SQLite: a checkpoint of 1M changed
-keys took 0.74 s against 8.7 s (bench/results/keyed_store.md).
+keys took 0.74 s against 8.7 s (bench/results/keyed_store.md). A write holds the GIL
+throughout, so while the driver runs its writes are made in a process of its own
+(checkpoint_writer.py).
 
 With a Kafka transaction in the way (exactly-once), a checkpoint is first written as pending,
 then the transaction commits, then the pending one is confirmed. A driver that died in between
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -33,6 +36,20 @@ Lane = tuple[str, int]  # (job, partition)
 Change = list[Any]  # [name, key, value or None (removed)]
 Maps = dict[str, dict[Any, Any]]
 PENDING = b"pending"
+
+
+LOCK_WAIT = 10.0  # seconds: the writer of a driver that just died may still hold the lock
+
+
+def _open(path: Path) -> Rdict:
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            return Rdict(str(path), Options(raw_mode=True))
+        except Exception as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _pack(value: Any) -> bytes:
@@ -48,7 +65,7 @@ class CheckpointStore:
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / DIRECTORY
-        self._db = Rdict(str(self.path), Options(raw_mode=True))
+        self._db = _open(self.path)
         self._synced = WriteOptions()
         self._synced.sync = True  # durable when `write` returns
         self._lock = threading.Lock()  # commits run in a worker thread
@@ -74,34 +91,13 @@ class CheckpointStore:
                 return
             yield raw[len(prefix):], value
 
-    @staticmethod
-    def _batch(changes: dict[Lane, list[Change]], tokens: dict[Lane, Any]) -> WriteBatch:
-        batch = WriteBatch(raw_mode=True)
-        # A msgpack array is its header and its items' packs one after the other: the rows'
-        # b"s" + pack([job, partition, name, key]) is built from a prefix packed once per
-        # name, with one Packer (a packb per row was most of a 1M-key checkpoint's time).
-        pack = msgpack.Packer(use_bin_type=True).pack
-        put, delete = batch.put, batch.delete
-        for (job, part), lane_changes in changes.items():
-            lane = b"s\x94" + pack(job) + pack(part)
-            prefixes: dict[str, bytes] = {}
-            for name, key, value in lane_changes:
-                prefix = prefixes.get(name)
-                if prefix is None:
-                    prefix = prefixes[name] = lane + pack(name)
-                if value is None:
-                    delete(prefix + pack(key))
-                else:
-                    put(prefix + pack(key), pack(value))
-        for (job, part), token in tokens.items():
-            batch.put(b"o" + _pack([job, part]), json.dumps(token).encode())
-        return batch
-
     def commit(self, changes: dict[Lane, list[Change]], tokens: dict[Lane, Any]) -> None:
         """Apply the lanes' changes and set their tokens, in one durable write."""
-        batch = self._batch(changes, tokens)
+        self.write(_batch(changes, tokens))
+
+    def write(self, batch: Batch) -> None:
         with self._lock:
-            self._db.write(batch, self._synced)
+            self._db.write(batch.batch, self._synced)
 
     def prepare(self, changes: dict[Lane, list[Change]], tokens: dict[Lane, Any]) -> None:
         """Write a checkpoint as pending, before the Kafka transaction that it goes with."""
@@ -124,14 +120,51 @@ class CheckpointStore:
         found = self.pending()
         if found is None:
             return
-        batch = self._batch(*found) if committed else WriteBatch(raw_mode=True)
-        batch.delete(PENDING)
-        with self._lock:
-            self._db.write(batch, self._synced)
+        batch = _batch(*found) if committed else Batch()
+        batch.batch.delete(PENDING)
+        self.write(batch)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class Batch:
+    """One checkpoint's write batch, built a lane's changes at a time (the writer process adds
+    them as their chunks arrive), then its tokens."""
+
+    def __init__(self) -> None:
+        self.batch = WriteBatch(raw_mode=True)
+        # A msgpack array is its header and its items' packs one after the other: the rows'
+        # b"s" + pack([job, partition, name, key]) is built from a prefix packed once per
+        # name, with one Packer (a packb per row was most of a 1M-key checkpoint's time).
+        self._pack = msgpack.Packer(use_bin_type=True).pack
+        self._prefixes: dict[Lane, dict[str, bytes]] = {}
+
+    def add(self, lane: Lane, changes: list[Change]) -> None:
+        pack = self._pack
+        prefixes = self._prefixes.setdefault(lane, {})
+        put, delete = self.batch.put, self.batch.delete
+        for name, key, value in changes:
+            prefix = prefixes.get(name)
+            if prefix is None:
+                prefix = prefixes[name] = b"s\x94" + pack(lane[0]) + pack(lane[1]) + pack(name)
+            if value is None:
+                delete(prefix + pack(key))
+            else:
+                put(prefix + pack(key), pack(value))
+
+    def finish(self, tokens: dict[Lane, Any]) -> Batch:
+        for (job, part), token in tokens.items():
+            self.batch.put(b"o" + _pack([job, part]), json.dumps(token).encode())
+        return self
+
+
+def _batch(changes: dict[Lane, list[Change]], tokens: dict[Lane, Any]) -> Batch:
+    batch = Batch()
+    for lane, lane_changes in changes.items():
+        batch.add(lane, lane_changes)
+    return batch.finish(tokens)
 
 
 def apply(maps: Maps, changes: Iterable[Change]) -> None:

@@ -116,9 +116,8 @@ def test_checkpoint_rows_are_the_packed_job_partition_name_and_key(tmp_path: Pat
 
     keys: list[object] = ["k", 7, -3, 2**40, b"raw", 1.5, True]  # keyed.KEY_TYPES
     changes = {("job", 2): [["n", key, [1]] for key in keys] + [["m", "gone", None]]}
-    batch = CheckpointStore._batch(changes, {("job", 2): 9})
     store = CheckpointStore(tmp_path)
-    store._db.write(batch)
+    store.commit(changes, {("job", 2): 9})
     rows = {bytes(k) for k, _ in store._rows(b"s")}  # the rows without their b"s"
     expected = {msgpack.packb(["job", 2, "n", key], use_bin_type=True) for key in keys}
     assert rows == expected

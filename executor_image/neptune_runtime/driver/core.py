@@ -23,6 +23,7 @@ from typing import Any
 from .. import hotpath, metrics, protocol
 from ..app import App, BatchJob, StreamJob
 from ..bodies import IngestLimits
+from ..checkpoint_writer import CheckpointWriter
 from ..checkpoints import DIRECTORY, CheckpointStore
 from ..durable import OffsetStore, StateDirError, open_state_dir
 from ..kafka.sink import TXN_TIMEOUT, KafkaSink
@@ -182,24 +183,31 @@ class Driver:
         where = checkpoint_dir or self.state_dir
         if where is not None:
             upgrade(Path(where), upgrade_mode, generation)
-        self.checkpoints = CheckpointStore(Path(where)) if keyed and where else None
+        store = CheckpointStore(Path(where)) if keyed and where else None
         for stream in app.stream_jobs():
             if isinstance(stream.sink, KafkaSink):
                 stream.sink.bind(app.name, stream.name)
                 if stream.sink.exactly_once:
                     # what its transactions committed is the truth: the group's offsets
                     tokens[stream.name] = {}
-        if self.checkpoints is not None:
-            self._settle(self.checkpoints)
-        state, checkpointed = self.checkpoints.load() if self.checkpoints else ({}, {})
+        if store is not None:
+            self._settle(store)
+        state, checkpointed = store.load() if store is not None else ({}, {})
         for (name, partition), token in checkpointed.items():
             job = app.jobs.get(name)
             changed = isinstance(job, StreamJob) and name in saved \
                 and saved[name][0] != job.source.kind
             if name in keyed and not changed:  # a checkpoint's tokens are its source's
                 tokens.setdefault(name, {})[partition] = token
+        # From now on the writes are made by a process of its own, which takes the store over
+        # (checkpoint_writer.py says why).
+        self.checkpoint_writer: CheckpointWriter | None = None
+        if store is not None:
+            store.close()
+            self.checkpoint_writer = CheckpointWriter(store.path.parent)
+            self.checkpoint_writer.start()
         self.streams = Streams(self, list(app.stream_jobs()), self.stats, tokens,
-                               self.state_dir, self.limits, self.checkpoints, state)
+                               self.state_dir, self.limits, self.checkpoint_writer, state)
         self.batches = Batches(self, list(app.batch_jobs()), self.stats, self._broadcast)
         self._committer: asyncio.Task[None] | None = None
         if self.state_dir is not None:
@@ -306,8 +314,8 @@ class Driver:
         self.server.close()
         if self._committer is not None:
             await self._committer
-        if self.checkpoints is not None:
-            self.checkpoints.close()
+        if self.checkpoint_writer is not None:
+            self.checkpoint_writer.close()
         for job in self.app.stream_jobs():
             for sink in (job.sink, self.streams.jobs[job.name].dead_letter):
                 if sink is not None:

@@ -34,7 +34,8 @@ from typing import Any, Protocol
 from .. import checkpoints, metrics
 from ..app import StreamJob
 from ..bodies import IngestLimits
-from ..checkpoints import CheckpointStore, Maps
+from ..checkpoint_writer import CheckpointWriter
+from ..checkpoints import Maps
 from ..durable import OffsetStore
 from ..kafka.sink import KafkaSink
 from ..kafka.source import Kafka as KafkaSource
@@ -167,7 +168,7 @@ def tokens_view(tokens: dict[int, Any]) -> Any:
 class Streams:
     def __init__(self, host: TaskHost, jobs: list[StreamJob], stats: dict[str, JobStats],
                  saved: dict[str, dict[int, Any]], state_dir: Path | None,
-                 limits: IngestLimits, checkpoint_store: CheckpointStore | None = None,
+                 limits: IngestLimits, checkpoint_store: CheckpointWriter | None = None,
                  state: dict[tuple[str, int], Maps] | None = None) -> None:
         self.host = host
         self.limits = limits
