@@ -16,9 +16,13 @@ Per round, each system in turn (rounds interleave the systems: A, B, C, A, B, C,
 A checkpoint probe (ours): while events flow at `--rate` on partition 0, one event on partition
 1 writes `--checkpoint-keys` keys into the state in one task, so that the next checkpoint holds
 them all; the stream p99 in the seconds after it against the seconds before, and the time of
-that checkpoint's RocksDB write measured on its own (checkpoints.CheckpointStore.commit).
-Every system: at least once (ours: sinks.Kafka without exactly_once; Quix:
-processing_guarantee="at-least-once"; Spark's Kafka sink is at least once).
+that checkpoint's RocksDB write measured on its own (CheckpointWriter.commit, as the driver
+makes it).
+`--guarantee` (default at-least-once): ours sinks.Kafka(exactly_once=...), Quix
+processing_guarantee=...; Spark's Kafka sink is at least once only, so with exactly-once it is
+reported as failed, with that reason. Under exactly once, latencies end when the benchmark's
+read_committed reader receives an output (its transaction committed), drain rates still count
+append times. Results go to kafka.md (at least once) or kafka_eos.md.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from .summary import ratio, spread
 from .work import calibrate, records_for
 
 SYSTEMS = ("neptune", "quix", "spark")
+GUARANTEES = ("at-least-once", "exactly-once")
 READY_TIMEOUT_S = 240.0  # a JVM starting on a busy machine
 
 
@@ -71,6 +76,7 @@ class Bench:
         self.batch_records = records_for(args.batch_ms)
         self.logdir = tempfile.mkdtemp(prefix="kafka-bench-logs-")
         self.topics: list[str] = []
+        self.exactly_once = getattr(args, "guarantee", GUARANTEES[0]) == "exactly-once"
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -84,19 +90,27 @@ class Bench:
               batch: bool = False, mode: str = "keyed") -> list[systems.Running]:
         """The system, and for a peer with `batch` its batch process beside it."""
         logfile = os.path.join(self.logdir, f"{name}.log")
+        exactly_once = self.exactly_once
         if name == "neptune":
             return [systems.start_neptune(mode, topics, group, self.bootstrap, self.cpus, batch,
-                                          self.loops, logfile)]
+                                          self.loops, logfile, exactly_once)]
         if name == "quix":
             running = [systems.start_quix(mode, topics, group, self.bootstrap, self.cpus,
-                                          logfile)]
+                                          logfile, exactly_once)]
         elif name == "spark":
+            if exactly_once:
+                raise ValueError("Spark Structured Streaming's Kafka sink is at least once "
+                                 "only: no exactly-once run to compare")
             running = [systems.start_spark(topics, self.bootstrap, self.cpus, logfile)]
         else:
             raise ValueError(f"unknown system {name!r}")
         if batch:
             running.append(self.batch_process())
         return running
+
+    def reader(self, topic: str) -> kp.OutputReader:
+        """Exactly once: an output's latency ends when a read_committed reader gets it."""
+        return kp.OutputReader(self.bootstrap, topic, received=self.exactly_once).start()
 
     def batch_process(self) -> systems.Running:
         path = os.path.join(self.logdir, f"batch-{time.monotonic_ns()}.log")
@@ -151,6 +165,8 @@ class Bench:
         backlog = self.args.backlog
         source, out, group = self.fresh(f"drain-{name}")
         kp.produce_backlog(self.bootstrap, source, (kp.event(i) for i in range(backlog)))
+        # The processing rate: append times, under exactly once too (where the outputs become
+        # visible in bursts, one per commit).
         reader = kp.OutputReader(self.bootstrap, out).start()
         running = self.start(name, (source, out), group)
         sampler = kp.CpuSampler([p for r in running for p in r.pids]).start()
@@ -179,7 +195,7 @@ class Bench:
     def with_batch(self, name: str, batch: bool = True) -> dict[str, Any]:
         args = self.args
         source, out, group = self.fresh(f"lat-{name}")
-        reader = kp.OutputReader(self.bootstrap, out).start()
+        reader = self.reader(out)
         running = self.start(name, (source, out), group, batch=batch)
         try:
             ready_s = self.wait_ready(source, reader, running)
@@ -239,7 +255,7 @@ class Bench:
         args = self.args
         keys = args.checkpoint_keys
         source, out, group = self.fresh("ckpt-neptune", partitions=2)
-        reader = kp.OutputReader(self.bootstrap, out).start()
+        reader = self.reader(out)
         running = self.start("neptune", (source, out), group)
         window = args.checkpoint_window
         try:
@@ -279,26 +295,31 @@ def _wait_committed(running: systems.Running, timeout: float) -> bool:
     return False
 
 
+def bulk_changes(keys: int) -> dict[tuple[str, int], list[list[Any]]]:
+    """The changes of the probe's bulk task (neptune_app.keyed_task): `keys` new keys."""
+    return {("agg", 1): [["agg", f"bulk{i:07d}", [1, i]] for i in range(keys)]}
+
+
 def commit_alone(keys: int, reps: int = 3) -> list[float]:
-    """ms of CheckpointStore.commit (one synced RocksDB write batch) of `keys` changed keys plus
-    the lane's token, in a fresh store each time: the checkpoint's own cost."""
+    """ms of a checkpoint of `keys` changed keys plus the lane's token (one synced RocksDB
+    write batch) as the driver makes it: CheckpointWriter.commit, the write in the writer
+    process (checkpoint_writer.py), in a fresh store each time: the checkpoint's own cost."""
     from pathlib import Path
 
-    from neptune_runtime.checkpoints import CheckpointStore
+    from neptune_runtime.checkpoint_writer import CheckpointWriter
 
     out = []
     for _ in range(reps):
         with tempfile.TemporaryDirectory(prefix="kafka-bench-ckpt-", dir="/var/tmp") as tmp:
-            store = CheckpointStore(Path(tmp))
-            changes = {("agg", 1): [["agg", f"bulk{i:07d}", [1, i]] for i in range(keys)]}
+            writer = CheckpointWriter(Path(tmp))
+            writer.start()
+            changes = bulk_changes(keys)
             started = time.perf_counter()
-            store.commit(changes, {("agg", 1): 12345})
+            writer.commit(changes, {("agg", 1): 12345})
             out.append(round((time.perf_counter() - started) * 1000, 1))
-            store.close()
+            writer.close()
     return out
 
-
-# ---- the rounds, the summary and the report ---------------------------------------------------
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     bench = Bench(args)
@@ -415,6 +436,21 @@ def targets(summary: dict[str, Any], checkpoint: dict[str, Any] | None) -> dict[
     return out
 
 
+def guarantee_sentence(guarantee: str) -> str:
+    if guarantee == "exactly-once":
+        return ("Guarantee: **exactly once** (ours: `sinks.Kafka(exactly_once=True)`, a "
+                "transaction per commit, every 50 ms; Quix: "
+                "`processing_guarantee=\"exactly-once\"`, its transaction per commit interval, "
+                "5 s by default; Spark: none, its Kafka sink is at least once). Latency: each "
+                "event's producer time (in the record) to the time the benchmark's "
+                "`read_committed` reader received its output, i.e. after the transaction that "
+                "holds it committed (an append time would hide that wait).")
+    return ("Guarantee: **at least once** for every system (ours: `sinks.Kafka` without "
+            "`exactly_once`; Quix: `processing_guarantee=\"at-least-once\"`; Spark's Kafka "
+            "sink). Latency: each event's producer time (in the record) to its output record's "
+            "broker append time (LogAppendTime, whole ms), read with `read_committed`.")
+
+
 def _s(cell: dict[str, Any], digits: int = 1, scale: float = 1.0) -> str:
     if not cell or cell.get("median") is None:
         return "-"
@@ -425,7 +461,7 @@ def _s(cell: dict[str, Any], digits: int = 1, scale: float = 1.0) -> str:
 
 COMMAND = ("PYTHONPATH=bench .venv/bin/python -m neptune_bench.kafka_bench --out bench/results "
            "--rounds {rounds} --backlog {backlog} --rate {rate} --warmup {warmup} "
-           "--measure {measure} --checkpoint-keys {checkpoint_keys}")
+           "--measure {measure} --checkpoint-keys {checkpoint_keys} --guarantee {guarantee}")
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -433,18 +469,15 @@ def markdown(result: dict[str, Any]) -> str:
     summary = result["summary"]
     lines = [
         "# Kafka in, keyed running aggregate, Kafka out (issue 11)", "",
-        f"`{COMMAND.format(**cfg)}`", "",
+        f"`{COMMAND.format(**{'guarantee': GUARANTEES[0], **cfg})}`", "",
         f"{len(result['rounds'])} rounds, systems interleaved in each; median (min-max) over the "
         f"rounds. Load average (uptime) at start {result['uptime_start']}, at end "
         f"{result['uptime_end']}; {result['elapsed_s'] / 60:.0f} min. "
         f"{result['machine']['cpus']} CPUs: driver side on CPU {result['cpus']['driver']}, "
         f"the work on CPU {result['cpus']['executor']}.", "",
-        "Guarantee: **at least once** for every system (ours: `sinks.Kafka` without "
-        "`exactly_once`; Quix: `processing_guarantee=\"at-least-once\"`; Spark's Kafka sink). "
-        f"One partition. {kp.KEYS} keys; per event the key's running [count, sum] in the "
-        "system's keyed state and one output record. Latency: each event's producer time (in "
-        "the record) to its output record's broker append time (LogAppendTime, whole ms), read "
-        "with `read_committed`. Drain: a backlog of "
+        guarantee_sentence(cfg.get("guarantee", GUARANTEES[0])) + " One partition."
+        f" {kp.KEYS} keys; per event the key's running [count, sum] in the "
+        "system's keyed state and one output record. Drain: a backlog of "
         f"{cfg['backlog']:,} events, output rate between the 10th and 90th percentile of "
         "the outputs' times. With batch: events at "
         f"{cfg['rate']:g}/s, {cfg['warmup']:g} s warm-up, {cfg['measure']:g} s measured; the batch "
@@ -483,7 +516,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{ckpt['window_s']:g} s after it (the bulk task, its changes sent to the driver, "
                 f"the checkpoint): {ckpt['during']['p50_ms']} / {ckpt['during']['p99_ms']} ms "
                 f"(max {ckpt['during']['max_ms']} ms). The checkpoint's write alone "
-                f"(CheckpointStore.commit of {ckpt['keys']:,} changed keys and the token, "
+                f"(CheckpointWriter.commit of {ckpt['keys']:,} changed keys and the token, "
                 f"synced): {ckpt['commit_alone_ms']} ms.")
     failures = [(name, e) for name, row in summary.items() for e in row["errors"]]
     if failures:
@@ -510,10 +543,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="also measure the latency without the batch job")
     parser.add_argument("--checkpoint-keys", type=int, default=1_000_000, help="0: no probe")
     parser.add_argument("--checkpoint-window", type=float, default=5.0)
+    parser.add_argument("--guarantee", choices=GUARANTEES, default=GUARANTEES[0])
     parser.add_argument("--no-write", action="store_true", help="print, write no files")
     args = parser.parse_args(argv)
     result = run(args)
-    publish(result, markdown(result), None if args.no_write else args.out, "kafka")
+    stem = "kafka" if args.guarantee == GUARANTEES[0] else "kafka_eos"
+    publish(result, markdown(result), None if args.no_write else args.out, stem)
     return 0
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from neptune_bench import kafka_peers as kp
-from neptune_bench.kafka_bench import summarize, targets
+from neptune_bench.kafka_bench import markdown, summarize, targets
 from neptune_bench.window_bench import closing_events, expected_windows, window_total
 
 
@@ -119,3 +119,19 @@ def test_summary_and_targets_on_medians() -> None:
     rounds[2]["with_batch"]["neptune"]["p99_ms"] = 60.0
     worse = targets(summarize(rounds, ["neptune", "quix", "spark"]), None)
     assert not worse["with batch: stream p99 <= Quix's"]["ok"]  # 50 > 25
+
+
+@pytest.mark.parametrize("guarantee, said", [("at-least-once", "**at least once**"),
+                                             ("exactly-once", "**exactly once**")])
+def test_the_report_names_the_guarantee_that_was_run(guarantee: str, said: str) -> None:
+    rounds = [_round({"rate": 100.0, "p99": 10.0}, {"rate": 80.0, "p99": 30.0}, 500.0)]
+    summary = summarize(rounds, ["neptune", "quix"])
+    result = {"config": {"rounds": 1, "backlog": 1000, "rate": 200.0, "warmup": 1.0,
+                         "measure": 2.0, "checkpoint_keys": 0, "guarantee": guarantee},
+              "rounds": rounds, "uptime_start": "-", "uptime_end": "-", "elapsed_s": 60.0,
+              "machine": {"cpus": 2}, "cpus": {"driver": 0, "executor": 1},
+              "batch_records_per_task": 10_000, "summary": summary,
+              "targets": targets(summary, None)}
+    report = markdown(result)
+    assert said in report
+    assert f"--guarantee {guarantee}" in report

@@ -9,8 +9,9 @@ KB_MODE:
 - "batch": the batch job only (batch alone).
 KB_BATCH=1 adds the benchmark's batch job (neptune_bench.workload's read and batch_task:
 BENCH_BATCH_MS of ~10 us records, BENCH_LOOPS iterations a record). KB_IN, KB_OUT, KB_GROUP,
-KB_BOOTSTRAP. An event with "bulk": N writes N keys into the state in one task (the checkpoint
-probe of kafka_bench: its changes make one checkpoint of N keys).
+KB_BOOTSTRAP; KB_EXACTLY_ONCE=1: the sink's `exactly_once`. An event with "bulk": N writes N
+keys into the state in one task (the checkpoint probe of kafka_bench: its changes make one
+checkpoint of N keys).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ BOOTSTRAP = os.environ.get("KB_BOOTSTRAP", kp.BOOTSTRAP)
 TOPIC_IN = os.environ.get("KB_IN", "in")
 TOPIC_OUT = os.environ.get("KB_OUT", "out")
 GROUP = os.environ.get("KB_GROUP", "neptune-bench")
+EXACTLY_ONCE = os.environ.get("KB_EXACTLY_ONCE") == "1"
 
 
 def keyed_task(ctx: TaskContext, events: Iterator[Any]) -> list[dict[str, Any]]:
@@ -52,7 +54,8 @@ def _source() -> sources.Kafka:
 
 
 def _sink() -> sinks.Kafka:
-    return sinks.Kafka(TOPIC_OUT, bootstrap=BOOTSTRAP, key=lambda o: o["key"])
+    return sinks.Kafka(TOPIC_OUT, bootstrap=BOOTSTRAP, key=lambda o: o["key"],
+                       exactly_once=EXACTLY_ONCE)
 
 
 app = App("kafka-bench")

@@ -2,7 +2,7 @@
 Quix virtualenv's Python (Quix Streams pins confluent-kafka < 2.13, the project >= 2.16).
 
 CONFIG: {"mode": "keyed" | "window", "bootstrap", "in", "out", "group", "state_dir",
-"executor_cpu", "driver_cpu"}. Quix's defaults otherwise (at-least-once, a commit every 5 s,
+"executor_cpu", "driver_cpu", "guarantee"}. Quix's defaults otherwise (a commit every 5 s,
 state in RocksDB with its changelog topic), as its users run it.
 - keyed: per message, the key's running [count, sum] in Quix's state (`apply(stateful=True)`,
   the same kafka_peers.aggregate as ours), the output record to `out`;
@@ -52,7 +52,8 @@ def main() -> None:
     cfg: dict[str, Any] = json.loads(sys.argv[1])
     app = Application(broker_address=cfg["bootstrap"], consumer_group=cfg["group"],
                       auto_offset_reset="earliest", state_dir=cfg["state_dir"],
-                      processing_guarantee="at-least-once", loglevel="WARNING")
+                      processing_guarantee=cfg.get("guarantee", "at-least-once"),
+                      loglevel="WARNING")
     if cfg["mode"] == "keyed":
         source = app.topic(cfg["in"], value_deserializer="json", key_deserializer="str")
         out = app.topic(cfg["out"], value_serializer="json", key_serializer="str")

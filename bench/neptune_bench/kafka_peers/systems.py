@@ -131,7 +131,7 @@ def _pythonpath(env: dict[str, str]) -> dict[str, str]:
 
 def start_neptune(mode: str, topics: tuple[str, str], group: str, bootstrap: str,
                   cpus: tuple[int | None, int | None], batch: bool, loops: int,
-                  log_path: str) -> Running:
+                  log_path: str, exactly_once: bool = False) -> Running:
     from neptune_runtime.processes import LocalCluster
 
     driver_cpu, executor_cpu = cpus
@@ -142,19 +142,21 @@ def start_neptune(mode: str, topics: tuple[str, str], group: str, bootstrap: str
         executor_cpus=None if executor_cpu is None else [executor_cpu], driver_cpu=driver_cpu,
         env={"KB_MODE": mode, "KB_BATCH": "1" if batch else "0", "KB_IN": topics[0],
              "KB_OUT": topics[1], "KB_GROUP": group, "KB_BOOTSTRAP": bootstrap,
-             "BENCH_LOOPS": str(loops)})
+             "BENCH_LOOPS": str(loops), "KB_EXACTLY_ONCE": "1" if exactly_once else "0"})
     cluster.start()
     return Running("neptune", [p.pid for p in cluster.procs.values()], cluster=cluster,
                    tmp=tmp, log=log)
 
 
 def start_quix(mode: str, topics: tuple[str, str], group: str, bootstrap: str,
-               cpus: tuple[int | None, int | None], log_path: str) -> Running:
+               cpus: tuple[int | None, int | None], log_path: str,
+               exactly_once: bool = False) -> Running:
     driver_cpu, executor_cpu = cpus
     tmp = tempfile.TemporaryDirectory(prefix="kafka-bench-quix-")
     cfg = {"mode": mode, "bootstrap": bootstrap, "in": topics[0], "out": topics[1],
            "group": group, "state_dir": tmp.name, "executor_cpu": executor_cpu,
-           "driver_cpu": driver_cpu}
+           "driver_cpu": driver_cpu,
+           "guarantee": "exactly-once" if exactly_once else "at-least-once"}
     log = open(log_path, "a")  # noqa: SIM115 - closed by Running.stop
     proc = _popen([quix_python(), "-m", "neptune_bench.kafka_peers.quix_app", json.dumps(cfg)],
                   _pythonpath(dict(os.environ)), log, driver_cpu)
