@@ -241,7 +241,10 @@ node_down() { # node_down N
 multinode_down() {
     need_root
     local n c
-    for n in $(seq 1 "$NODES"); do node_down "$n"; done
+    # Each node in a subshell: use_node's variables (NETNS above all) must not outlive it, or
+    # what runs on the host next (up's CoreDNS, after a stale state's cleanup) would be
+    # started in a node's namespace, deleted by then.
+    for n in $(seq 1 "$NODES"); do ( node_down "$n" ); done
     for c in $HOST_COMPONENTS; do stop_proc "$c"; done
     step "removing the bridge $BRIDGE and our iptables rules"
     ip link del "$BRIDGE" 2>/dev/null || true
