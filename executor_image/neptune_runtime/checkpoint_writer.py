@@ -12,9 +12,9 @@ Frames, both ways on the child's stdin and stdout: a 4-byte big-endian length, t
 Requests: ["changes", op, job, partition, [change, ...]] (no answer: a commit's go into its
 write batch as they arrive), then one of ["commit", tokens], ["prepare", tokens], ["settle",
 committed], with tokens as [[job, partition, token], ...]; each is answered ["ok"] or
-["error", message]. The child answers
-["ok"] once it holds the store. It ends at EOF (the driver closed it), and is killed when the
-driver dies, so that a new driver finds the store unlocked.
+["error", message]. The child answers ["ok"] once it holds the store. It ends at EOF (the
+driver closed it), and is killed when the driver dies, so that a new driver finds the store
+unlocked.
 
     python -m neptune_runtime.checkpoint_writer DIRECTORY PARENT_PID
 """
@@ -33,17 +33,15 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-import msgpack
-
-from .checkpoints import Batch, Change, CheckpointStore, Lane
+from .checkpoints import Batch, Change, CheckpointStore, Lane, _pack, _unpack
 
 CHUNK = 20_000  # changes per frame: packing one holds the GIL for a few milliseconds
 PR_SET_PDEATHSIG = 1
 HEADER = struct.Struct(">I")
 
 
-def _pack(value: Any) -> bytes:
-    data: bytes = msgpack.packb(value, use_bin_type=True)
+def _frame(value: Any) -> bytes:
+    data = _pack(value)
     return HEADER.pack(len(data)) + data
 
 
@@ -56,7 +54,7 @@ def _read(stream: IO[bytes]) -> Any:
     body = stream.read(size)
     if len(body) < size:
         return None
-    return msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=True)
+    return _unpack(body)
 
 
 def _lanes(tokens: dict[Lane, Any]) -> list[list[Any]]:
@@ -114,9 +112,9 @@ class CheckpointWriter:
             try:
                 for (job, part), lane in changes.items():
                     for at in range(0, len(lane), CHUNK):
-                        proc.stdin.write(_pack(["changes", request[0], job, part,
+                        proc.stdin.write(_frame(["changes", request[0], job, part,
                                                 lane[at:at + CHUNK]]))
-                proc.stdin.write(_pack(request))
+                proc.stdin.write(_frame(request))
                 proc.stdin.flush()
             except BrokenPipeError:
                 pass  # the writer is gone: the answer's EOF says how it ended
@@ -165,7 +163,7 @@ def _die_with(parent: int) -> None:
 
 def serve(directory: Path, requests: IO[bytes], answers: IO[bytes]) -> None:
     def answer(value: list[Any]) -> None:
-        answers.write(_pack(value))
+        answers.write(_frame(value))
         answers.flush()
 
     try:
