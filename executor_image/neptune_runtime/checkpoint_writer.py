@@ -113,7 +113,7 @@ class CheckpointWriter:
                 for (job, part), lane in changes.items():
                     for at in range(0, len(lane), CHUNK):
                         proc.stdin.write(_frame(["changes", request[0], job, part,
-                                                lane[at:at + CHUNK]]))
+                                                 lane[at:at + CHUNK]]))
                 proc.stdin.write(_frame(request))
                 proc.stdin.flush()
             except BrokenPipeError:
