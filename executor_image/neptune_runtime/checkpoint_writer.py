@@ -3,17 +3,19 @@
 rocksdict holds the GIL for the whole of a write: committing 1M changed keys from a worker
 thread stopped the driver's event loop for ~390 ms, every stream event meanwhile waiting
 (docs/architecture.md, "Keyed state"). So while the driver runs, a child process owns the
-store (checkpoints.CheckpointStore, unchanged) and makes each write there: the driver only
-packs a checkpoint's changes, in chunks of a few milliseconds of GIL each, and waits for the
-answer on a pipe with the GIL released. Writes stay what they were: one atomic, synced batch
-per commit. The driver opens the store itself at start (settle, load) and hands it over after.
+store (checkpoints.CheckpointStore, unchanged) and makes each write there: the driver passes
+the changes on as the executors packed them (keyed.py), and waits for the answer on a pipe
+with the GIL released; the child unpacks them into its write batch. Writes stay what they
+were: one atomic, synced batch per commit. The driver opens the store itself at start
+(settle, load) and hands it over after.
 
 Frames, both ways on the child's stdin and stdout: a 4-byte big-endian length, then msgpack.
 Requests: ["changes", op, job, partition, [change, ...]] (no answer: a commit's go into its
-write batch as they arrive), then one of ["commit", tokens], ["prepare", tokens], ["settle",
-committed], with tokens as [[job, partition, token], ...]; each is answered ["ok"] or
-["error", message]. The child answers ["ok"] once it holds the store. It ends at EOF (the
-driver closed it), and is killed when the driver dies, so that a new driver finds the store
+write batch as they arrive; CHUNK packed changes a frame), then one of ["commit", tokens],
+["prepare", tokens], ["settle", committed], with tokens as [[job, partition, token], ...];
+each is answered ["ok"] or ["error", message] (changes that do not unpack fail the request
+they came for). The child answers ["ok"] once it holds the store. It ends at EOF (the driver
+closed it), and is killed when the driver dies, so that a new driver finds the store
 unlocked.
 
     python -m neptune_runtime.checkpoint_writer DIRECTORY PARENT_PID
@@ -33,9 +35,10 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from .checkpoints import Batch, Change, CheckpointStore, Lane, _pack, _unpack
+from .checkpoints import Batch, CheckpointStore, Lane, _pack, _unpack
+from .keyed import Change, unpacked
 
-CHUNK = 20_000  # changes per frame: packing one holds the GIL for a few milliseconds
+CHUNK = 64  # packed changes a frame (keyed.CHUNK keys each): a few MB, copied, not packed
 PR_SET_PDEATHSIG = 1
 HEADER = struct.Struct(">I")
 
@@ -174,17 +177,26 @@ def serve(directory: Path, requests: IO[bytes], answers: IO[bytes]) -> None:
     answer(["ok"])
     batch = Batch()  # a commit's, built as its changes arrive
     changes: dict[Lane, list[Change]] = {}  # a prepare's: it writes them as one document
+    problem: str | None = None  # why the changes that came cannot be written
     try:
         while (request := _read(requests)) is not None:
             op = request[0]
             if op == "changes":
                 lane = (request[2], request[3])
-                if request[1] == "commit":
-                    batch.add(lane, request[4])
-                else:
-                    changes.setdefault(lane, []).extend(request[4])
+                if problem is None:  # else this checkpoint fails: the rest of it is not read
+                    try:
+                        if request[1] == "commit":
+                            batch.add(lane, request[4])
+                        else:  # checked now, written as they came
+                            for change in request[4]:
+                                unpacked(change)
+                            changes.setdefault(lane, []).extend(request[4])
+                    except ValueError as exc:
+                        problem = str(exc)
                 continue
             try:
+                if problem is not None:
+                    raise ValueError(problem)
                 tokens = {(job, part): token for job, part, token in request[1]} \
                     if op in ("commit", "prepare") else {}
                 if op == "commit":
@@ -198,7 +210,7 @@ def serve(directory: Path, requests: IO[bytes], answers: IO[bytes]) -> None:
                 reply: list[Any] = ["ok"]
             except Exception as exc:
                 reply = ["error", f"{type(exc).__name__}: {exc}"]
-            batch, changes = Batch(), {}
+            batch, changes, problem = Batch(), {}, None
             answer(reply)
     finally:
         store.close()
@@ -207,6 +219,10 @@ def serve(directory: Path, requests: IO[bytes], answers: IO[bytes]) -> None:
 def main(argv: list[str]) -> int:
     directory, parent = Path(argv[0]), int(argv[1])
     _die_with(parent)
+    # Below the driver, whose CPU it shares: the driver's loop is the stream's latency, a
+    # checkpoint may take a little longer (on one core, unniced, the driver's loop turns took
+    # 20-45 ms while a 1M-key checkpoint was written).
+    os.nice(10)
     gc.disable()  # what it builds holds no cycle; see collector.py for what collections cost
     # The answers get stdout's pipe of their own; anything else printed goes to stderr.
     answers = os.fdopen(os.dup(1), "wb")

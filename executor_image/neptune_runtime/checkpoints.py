@@ -31,9 +31,10 @@ from typing import Any, cast
 import msgpack
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
+from .keyed import Change, merge, unpacked
+
 DIRECTORY = "keyed.rocksdb"
 Lane = tuple[str, int]  # (job, partition)
-Change = list[Any]  # [name, key, value or None (removed)]
 Maps = dict[str, dict[Any, Any]]
 PENDING = b"pending"
 
@@ -145,14 +146,16 @@ class Batch:
         pack = self._pack
         prefixes = self._prefixes.setdefault(lane, {})
         put, delete = self.batch.put, self.batch.delete
-        for name, key, value in changes:
+        for change in changes:
+            name, entries = unpacked(change)
             prefix = prefixes.get(name)
             if prefix is None:
                 prefix = prefixes[name] = b"s\x94" + pack(lane[0]) + pack(lane[1]) + pack(name)
-            if value is None:
-                delete(prefix + pack(key))
-            else:
-                put(prefix + pack(key), pack(value))
+            for key, value in entries.items():
+                if value is None:
+                    delete(prefix + pack(key))
+                else:
+                    put(prefix + pack(key), pack(value))
 
     def finish(self, tokens: dict[Lane, Any]) -> Batch:
         for (job, part), token in tokens.items():
@@ -168,13 +171,8 @@ def _batch(changes: dict[Lane, list[Change]], tokens: dict[Lane, Any]) -> Batch:
 
 
 def apply(maps: Maps, changes: Iterable[Change]) -> None:
-    """Apply changes to a lane's state in memory (the driver's copy of it)."""
-    named: str | None = None
-    target: dict[Any, Any] = {}
-    for name, key, value in changes:
-        if name != named:  # changes come grouped by name: look the map up once a group
-            named, target = name, maps.setdefault(name, {})
-        if value is None:
-            target.pop(key, None)
-        else:
-            target[key] = value
+    """Apply packed changes to a lane's state in memory (the driver's copy of it, which sends
+    its values on as they are: lists come as tuples)."""
+    for change in changes:
+        name, entries = unpacked(change, frozen=True)
+        merge(maps.setdefault(name, {}), entries)

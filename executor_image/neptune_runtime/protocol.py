@@ -221,6 +221,9 @@ FROM_EXECUTOR: dict[str, Fields] = {
     "finished": {"id": _ID, "result": (ANY, True, None), "records": _COUNT, "elapsed": _SECONDS,
                  "gap_ns": ((int,), False, 0), "changes": ((list,), False, None)},
     "failed": {"id": _ID, "error": ((str,), True, None)},
+    # a keyed task's body ended and its slot is free; its changes follow, then its `finished`
+    "shipping": {"id": _ID},
+    "changes": {"id": _ID, "changes": ((list,), True, None)},
     "killed": {"id": _ID, "ran_s": _SECONDS},
     # a fetched shuffle output: [[bucket, records], ...], or nil when it is not there
     "shuffle": {"job": _ID, "epoch": _COUNT, "stage": _COUNT, "partition": _COUNT,

@@ -131,6 +131,10 @@ def status_document(driver: Driver) -> dict[str, Any]:
 
     current, message = phase(driver)
     jobs = job_figures(driver, now)
+    shipping: dict[str, list[str]] = {}  # keyed tasks whose changes are on their way
+    for task in driver.table.tasks.values():
+        if task.state == "shipping" and task.executor is not None:
+            shipping.setdefault(task.executor, []).append(task.id)
     return {
         "app": driver.app.name,
         "policy": driver.policy_name,
@@ -145,7 +149,8 @@ def status_document(driver: Driver) -> dict[str, Any]:
             "heartbeat_timeout_s": driver.heartbeat_timeout,
             "list": [
                 {"id": c.id, "pid": c.pid, "running": c.running, "suspended": list(c.suspended),
-                 "ahead": list(c.ahead), "memory_bytes": c.memory, "doorbell": c.ringer is not None}
+                 "ahead": list(c.ahead), "shipping": shipping.get(c.id, []),
+                 "memory_bytes": c.memory, "doorbell": c.ringer is not None}
                 for c in driver.executors.values()
             ],
         },

@@ -6,6 +6,8 @@ running -> suspended -> running (resumed on the same executor)
 running | suspended -> killed -> queued   (kill policy: re-run, work wasted)
 running | suspended -> queued             (executor lost: re-run)
 running -> failed -> queued               (retry while attempts remain)
+running | suspended -> shipping -> finished | failed | queued  (a keyed task's body ended:
+                                          its slot is free, its many changes on their way)
 sent -> queued                            (executor lost before it started)
 """
 
@@ -21,9 +23,10 @@ from .policies import AttemptClock, Kind, TaskView
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"running", "sent"}),
     "sent": frozenset({"running", "queued"}),
-    "running": frozenset({"suspended", "finished", "failed", "killed", "queued"}),
+    "running": frozenset({"suspended", "finished", "failed", "killed", "queued", "shipping"}),
+    "shipping": frozenset({"finished", "failed", "queued"}),
     # finished/failed after a suspend or kill decision: the task ended before the order arrived
-    "suspended": frozenset({"running", "killed", "queued", "finished", "failed"}),
+    "suspended": frozenset({"running", "killed", "queued", "finished", "failed", "shipping"}),
     "killed": frozenset({"queued", "finished", "failed"}),
     "failed": frozenset({"queued"}),
     "finished": frozenset(),
@@ -54,6 +57,7 @@ class Task(AttemptClock):
     suspensions: int = 0
     preempting: bool = False
     pinned: str | None = None  # the executor holding its partition's keyed state, if any
+    shipped: list[Any] = field(default_factory=list)  # keyed changes come so far (shipping)
 
     def view(self) -> TaskView:
         return TaskView(self.id, self.job, self.kind, self.priority, self.ready_at,

@@ -16,6 +16,10 @@ import pytest
 
 from neptune_runtime.checkpoint_writer import CHUNK, CheckpointWriter
 from neptune_runtime.checkpoints import CheckpointStore, Lane, Maps
+from neptune_runtime.keyed import CHUNK as KEYS
+from neptune_runtime.keyed import packed
+
+from .changes import pack
 
 LANE = ("agg", 0)
 
@@ -50,8 +54,8 @@ def test_commits_are_written_by_the_child_and_read_back(tmp_path: Path) -> None:
     writer = CheckpointWriter(tmp_path)
     writer.start()
     assert writer.pid is not None and writer.pid != os.getpid()
-    writer.commit({LANE: [["n", "a", 1], ["n", "b", [2, 3]]]}, {LANE: 5})
-    writer.commit({LANE: [["n", "a", None]]}, {LANE: 6})  # None: the key was removed
+    writer.commit({LANE: pack([["n", "a", 1], ["n", "b", [2, 3]]])}, {LANE: 5})
+    writer.commit({LANE: pack([["n", "a", None]])}, {LANE: 6})  # None: the key was removed
     writer.close()
     maps, tokens = _load(tmp_path)
     assert maps == {LANE: {"n": {"b": [2, 3]}}}
@@ -59,10 +63,10 @@ def test_commits_are_written_by_the_child_and_read_back(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_larger_than_a_frame_arrives_whole(tmp_path: Path) -> None:
-    keys = 2 * CHUNK + 7
+    keys = 2 * CHUNK * KEYS + 7  # two frames and a bit
     writer = CheckpointWriter(tmp_path)
-    writer.commit({LANE: [["n", f"k{i}", i] for i in range(keys)],
-                   ("agg", 1): [["m", 1, "x"]]}, {LANE: 9, ("agg", 1): 3})
+    writer.commit({LANE: list(packed("n", {f"k{i}": i for i in range(keys)})),
+                   ("agg", 1): pack([["m", 1, "x"]])}, {LANE: 9, ("agg", 1): 3})
     writer.close()
     maps, tokens = _load(tmp_path)
     assert len(maps[LANE]["n"]) == keys and maps[LANE]["n"][f"k{keys - 1}"] == keys - 1
@@ -72,9 +76,9 @@ def test_a_checkpoint_larger_than_a_frame_arrives_whole(tmp_path: Path) -> None:
 
 def test_prepare_then_settle(tmp_path: Path) -> None:
     writer = CheckpointWriter(tmp_path)
-    writer.prepare({LANE: [["n", "a", 1]]}, {LANE: 4})
+    writer.prepare({LANE: pack([["n", "a", 1]])}, {LANE: 4})
     writer.settle(True)
-    writer.prepare({LANE: [["n", "a", 2]]}, {LANE: 8})
+    writer.prepare({LANE: pack([["n", "a", 2]])}, {LANE: 8})
     writer.settle(False)  # its transaction did not commit: dropped
     writer.close()
     store = CheckpointStore(tmp_path)
@@ -90,10 +94,10 @@ def test_a_writer_killed_between_calls_is_replaced(tmp_path: Path) -> None:
     writer.start()
     first = writer.pid
     assert first is not None
-    writer.commit({LANE: [["n", "a", 1]]}, {LANE: 1})
+    writer.commit({LANE: pack([["n", "a", 1]])}, {LANE: 1})
     os.kill(first, signal.SIGKILL)
     os.waitid(os.P_PID, first, os.WEXITED | os.WNOWAIT)  # dead, all its threads (not reaped)
-    writer.commit({LANE: [["n", "a", 2]]}, {LANE: 2})  # nothing was in flight: a new writer
+    writer.commit({LANE: pack([["n", "a", 2]])}, {LANE: 2})  # nothing was in flight: a new writer
     assert writer.pid not in (None, first)
     writer.close()
     assert _load(tmp_path) == ({LANE: {"n": {"a": 2}}}, {LANE: 2})
@@ -104,7 +108,7 @@ def test_a_writer_killed_during_a_commit_fails_it_and_the_retry_lands(tmp_path: 
     writer.start()
     first = writer.pid
     assert first is not None
-    big = {LANE: [["n", f"k{i}", i] for i in range(500_000)]}
+    big = {LANE: list(packed("n", {f"k{i}": i for i in range(500_000)}))}
     threading.Timer(0.05, os.kill, (first, signal.SIGKILL)).start()
     with pytest.raises(OSError, match="exited"):
         writer.commit(big, {LANE: 1})
@@ -116,13 +120,26 @@ def test_a_writer_killed_during_a_commit_fails_it_and_the_retry_lands(tmp_path: 
 
 def test_changes_that_cannot_be_sent_reach_no_later_write(tmp_path: Path) -> None:
     writer = CheckpointWriter(tmp_path)
-    writer.commit({LANE: [["n", "a", 1]]}, {LANE: 1})
-    unpackable = [["n", f"k{i}", i] for i in range(CHUNK)] + [["n", "bad", object()]]
+    writer.commit({LANE: pack([["n", "a", 1]])}, {LANE: 1})
+    unpackable = [*list(packed("n", {f"k{i}": i for i in range(CHUNK * KEYS)})), ["n", object()]]
     with pytest.raises(TypeError):
         writer.commit({LANE: unpackable}, {LANE: 2})
-    writer.commit({LANE: [["n", "b", 3]]}, {LANE: 3})
+    writer.commit({LANE: pack([["n", "b", 3]])}, {LANE: 3})
     writer.close()
     assert _load(tmp_path) == ({LANE: {"n": {"a": 1, "b": 3}}}, {LANE: 3})
+
+
+def test_undecodable_changes_fail_their_commit_and_nothing_of_it_is_written(
+        tmp_path: Path) -> None:
+    writer = CheckpointWriter(tmp_path)
+    writer.commit({LANE: pack([["n", "a", 1]])}, {LANE: 1})
+    with pytest.raises(OSError, match="keyed state 'n': undecodable changes"):
+        writer.commit({LANE: [*pack([["n", "b", 2]]), ["n", b"\xc1"]]}, {LANE: 2})
+    writer.commit({LANE: pack([["n", "c", 3]])}, {LANE: 3})  # the same writer, a fresh batch
+    with pytest.raises(OSError, match="undecodable changes"):  # and before a transaction
+        writer.prepare({LANE: [["n", b"\xc1"]]}, {LANE: 4})
+    writer.close()
+    assert _load(tmp_path) == ({LANE: {"n": {"a": 1, "c": 3}}}, {LANE: 3})
 
 
 def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:

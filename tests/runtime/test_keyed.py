@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from neptune_runtime.checkpoints import CheckpointStore, apply
-from neptune_runtime.keyed import PartitionState, StateError
+from neptune_runtime.keyed import CHUNK, PartitionState, StateError
+
+from .changes import pack, rows
 
 
 def test_a_task_sees_its_writes_and_they_are_kept_only_when_it_succeeds() -> None:
@@ -19,12 +21,25 @@ def test_a_task_sees_its_writes_and_they_are_kept_only_when_it_succeeds() -> Non
     counts["c"] = 3
     assert dict(counts) == {"a": 11, "c": 3} and "b" not in counts and len(counts) == 2
     assert lane.maps["n"] == {"a": 1, "b": 2}, "nothing is kept before the task ends"
-    assert task.changes() == [["n", "a", 11], ["n", "b", None], ["n", "c", 3]]
+    assert rows(task.changes()) == [["n", "a", 11], ["n", "b", None], ["n", "c", 3]]
     task.commit()
     assert lane.maps["n"] == {"a": 11, "c": 3}
     failed = lane.begin()
     failed.view("n")["a"] = 0  # this task fails: its writes are never committed
     assert lane.begin().view("n")["a"] == 11
+
+
+def test_many_changes_travel_as_several_packed_maps() -> None:
+    task = PartitionState().begin()
+    view = task.view("n")
+    for i in range(2 * CHUNK + 1):
+        view[i] = [i]
+    changes = task.changes()
+    assert [name for name, _ in changes] == ["n"] * 3
+    assert rows(changes) == [["n", i, [i]] for i in range(2 * CHUNK + 1)]
+    maps: dict[str, dict[object, object]] = {}
+    apply(maps, changes)
+    assert maps == {"n": {i: (i,) for i in range(2 * CHUNK + 1)}}  # the copy keeps tuples
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -55,21 +70,21 @@ def test_a_value_that_cannot_be_stored_is_named_when_the_task_ends() -> None:
 
 def test_the_checkpoint_store_commits_state_and_tokens_together(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
-    store.commit({("j", 0): [["n", "a", 1], ["n", 7, [1, 2]]], ("j", 1): [["n", "a", 5]]},
-                 {("j", 0): 10, ("j", 1): 3})
-    store.commit({("j", 0): [["n", "a", None]]}, {("j", 0): 11})
+    store.commit({("j", 0): pack([["n", "a", 1], ["n", 7, [1, 2]]]),
+                  ("j", 1): pack([["n", "a", 5]])}, {("j", 0): 10, ("j", 1): 3})
+    store.commit({("j", 0): pack([["n", "a", None]])}, {("j", 0): 11})
     store.close()
     again = CheckpointStore(tmp_path)
     maps, tokens = again.load()
     assert maps == {("j", 0): {"n": {7: [1, 2]}}, ("j", 1): {"n": {"a": 5}}}
     assert tokens == {("j", 0): 11, ("j", 1): 3}
     # a pending checkpoint (exactly-once): applied only when settled as committed
-    again.prepare({("j", 1): [["n", "a", 6]]}, {("j", 1): 4})
+    again.prepare({("j", 1): pack([["n", "a", 6]])}, {("j", 1): 4})
     assert again.load()[1][("j", 1)] == 3
-    assert again.pending() == ({("j", 1): [["n", "a", 6]]}, {("j", 1): 4})
+    assert again.pending() == ({("j", 1): pack([["n", "a", 6]])}, {("j", 1): 4})
     again.settle(False)
     assert again.pending() is None and again.load()[1][("j", 1)] == 3
-    again.prepare({("j", 1): [["n", "a", 6]]}, {("j", 1): 4})
+    again.prepare({("j", 1): pack([["n", "a", 6]])}, {("j", 1): 4})
     again.settle(True)
     maps, tokens = again.load()
     assert maps[("j", 1)] == {"n": {"a": 6}} and tokens[("j", 1)] == 4
@@ -77,7 +92,7 @@ def test_the_checkpoint_store_commits_state_and_tokens_together(tmp_path: Path) 
 
 def test_apply_keeps_the_driver_s_copy() -> None:
     maps = {"n": {"a": 1}}
-    apply(maps, [["n", "a", None], ["m", "b", 2]])
+    apply(maps, pack([["n", "a", None], ["m", "b", 2]]))
     assert maps == {"n": {}, "m": {"b": 2}}
 
 
@@ -86,7 +101,7 @@ def test_a_stateless_upgrade_drops_the_checkpoints_a_restart_keeps_them(tmp_path
 
     def store_with_state() -> None:
         store = CheckpointStore(tmp_path)
-        store.commit({("j", 0): [["n", "a", 1]]}, {("j", 0): 5})
+        store.commit({("j", 0): pack([["n", "a", 1]])}, {("j", 0): 5})
         store.close()
 
     def state() -> dict[object, object]:
@@ -115,7 +130,7 @@ def test_checkpoint_rows_are_the_packed_job_partition_name_and_key(tmp_path: Pat
     import msgpack
 
     keys: list[object] = ["k", 7, -3, 2**40, b"raw", 1.5, True]  # keyed.KEY_TYPES
-    changes = {("job", 2): [["n", key, [1]] for key in keys] + [["m", "gone", None]]}
+    changes = {("job", 2): pack([["n", key, [1]] for key in keys] + [["m", "gone", None]])}
     store = CheckpointStore(tmp_path)
     store.commit(changes, {("job", 2): 9})
     rows = {bytes(k) for k, _ in store._rows(b"s")}  # the rows without their b"s"

@@ -11,12 +11,13 @@ KB_BATCH=1 adds the benchmark's batch job (neptune_bench.workload's read and bat
 BENCH_BATCH_MS of ~10 us records, BENCH_LOOPS iterations a record). KB_IN, KB_OUT, KB_GROUP,
 KB_BOOTSTRAP; KB_EXACTLY_ONCE=1: the sink's `exactly_once`. An event with "bulk": N writes N
 keys into the state in one task (the checkpoint probe of kafka_bench: its changes make one
-checkpoint of N keys).
+checkpoint of N keys) and outputs {"bulk_done": wall-clock ms} when its writes are made.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +42,7 @@ def keyed_task(ctx: TaskContext, events: Iterator[Any]) -> list[dict[str, Any]]:
         if bulk:
             for i in range(bulk):
                 state[f"bulk{i:07d}"] = [1, i]
+            out.append({"key": "bulk", "bulk_done": time.time() * 1000})
             continue
         key = ev["key"]
         value, result = kp.aggregate(state.get(key), ev)

@@ -28,7 +28,7 @@ from ..checkpoints import DIRECTORY, CheckpointStore
 from ..durable import OffsetStore, StateDirError, open_state_dir
 from ..kafka.sink import TXN_TIMEOUT, KafkaSink
 from ..kafka.source import Kafka as KafkaSource
-from ..keyed import KEY_TYPES
+from ..keyed import Change
 from ..policies import POLICIES, NeptuneConfig, get_policy
 from ..sources import Saved
 from ..stats import Window
@@ -104,14 +104,14 @@ def upgrade(directory: Path, mode: str, generation: str | None) -> None:
     stamp.write_text(generation + "\n")
 
 
-def _changes(entries: Any) -> list[list[Any]]:
-    """A finished keyed task's state changes, [[name, key, value or None], ...]."""
+def _changes(entries: Any) -> list[Change]:
+    """A finished keyed task's state changes, packed (keyed.py): [[name, map], ...]."""
     if entries is None:
         return []
     if not isinstance(entries, list) or not all(
-            isinstance(e, list) and len(e) == 3 and isinstance(e[0], str)
-            and isinstance(e[1], KEY_TYPES) for e in entries):
-        raise protocol.ProtocolError("finished: changes must be [[name, key, value], ...]")
+            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
+            and isinstance(e[1], bytes) for e in entries):
+        raise protocol.ProtocolError("finished: changes must be [[name, packed map], ...]")
     return entries
 
 
@@ -271,6 +271,7 @@ class Driver:
             self.spawn(self._reload_priorities_loop())
         self._committer = asyncio.ensure_future(
             self.streams.committer(self._store, lambda: self.stopping))
+        self.spawn(self.streams.copier())
         self.spawn(session.watch(self.executors, self.heartbeat_timeout))
         if self.warm_us:
             self.rehearsal = hotpath.Rehearsal()
@@ -407,7 +408,7 @@ class Driver:
             return
         metrics.EXECUTORS.set(len(self.executors))
         orphans = [t for t in self.table.tasks.values() if t.executor == conn.id
-                   and t.state in ("running", "sent", "suspended", "killed")]
+                   and t.state in ("running", "sent", "suspended", "killed", "shipping")]
         if conn.leaving:
             log.info("executor %s left: re-running %d task(s)", conn.id, len(orphans))
         elif orphans or conn.silent:
@@ -482,6 +483,15 @@ class Driver:
             task.suspensions += 1
             self.stats[task.job].suspensions += 1
             metrics.SUSPENSIONS.labels(task.job).inc()
+        elif kind == "shipping":
+            # Its slot is free (a suspension or kill sent meanwhile finds nothing to stop);
+            # its lane and outputs wait for `finished`.
+            if task.state in ("running", "suspended"):
+                placement.release(self.table, conn, task, now)
+                self.table.move(task, "shipping")
+                self.schedule()
+        elif kind == "changes":
+            task.shipped += _changes(message["changes"])
         elif kind == "finished":
             self._finished(conn, task, message, now)
         elif kind == "failed":
@@ -505,8 +515,9 @@ class Driver:
         metrics.YIELD_INTERVAL.labels(task.job).observe(gap)
         if task.kind == "stream":
             result = message["result"]
-            self.streams.finished(task, result if isinstance(result, list) else [],
-                                  _changes(message.get("changes")), now)
+            changes = task.shipped + _changes(message.get("changes"))
+            self.streams.finished(task, result if isinstance(result, list) else [], changes,
+                                  now)
         else:
             self.batches.finished(task, message["result"], message["records"], conn.id, now)
         self._update_gauges()
@@ -550,6 +561,7 @@ class Driver:
         self.table.move(task, "queued")
         task.executor = None
         task.preempting = False
+        task.shipped = []
 
     # -- task generation --------------------------------------------------------------------
     def new_task(self, job: StreamJob | BatchJob, **fields: Any) -> Task:
@@ -632,3 +644,4 @@ class Driver:
         self.preempt_local.clear()
         self.wasted_seconds = 0.0
         self.started = time.monotonic()
+

@@ -77,6 +77,7 @@ class Executor(Hub, Runner, Express):
         self.current = None
         self.suspended = {}
         self.ready = deque()
+        self.shipping = deque()
         self.stopping = False
         self.exit_reason = "stopped"
         self.memory_limit = _cgroup_memory_limit()
@@ -172,6 +173,9 @@ class Executor(Hub, Runner, Express):
         self._feed(b"")  # what was sent with the welcome, read with it
         while not self.stopping:
             self._drain()
+            if self.shipping and not self._stream_first():
+                self._ship()  # a step of a few milliseconds, then the driver is heard again
+                continue
             if (self.current is None and not self.ready and self.suspended
                     and self.resumes_locally):
                 held = self.hold_until - time.monotonic()
@@ -197,6 +201,12 @@ class Executor(Hub, Runner, Express):
             self.flush()
             self.link.send({"t": "bye"})
             self.link.linger()
+
+    def _stream_first(self) -> bool:
+        """Whether a stream task runs before the next shipping step (a batch task waits for
+        the shipping, as it waits for the stream task that is shipping)."""
+        task = self.current or (self.ready[0] if self.ready else None)
+        return task is not None and task.kind == "stream"
 
     def _feed(self, data: bytes) -> None:
         """Handle the messages in `data`; an invalid one drops the connection (counted)."""
@@ -262,6 +272,7 @@ class Executor(Hub, Runner, Express):
                 task.glet.throw(greenlet.GreenletExit)
         self.current = None
         self.ready.clear()
+        self.shipping.clear()
         self.suspended.clear()
         self.express = None
         self.failure = None

@@ -39,6 +39,7 @@ class ExecutorState:
     current: TaskRecord | None
     suspended: dict[str, TaskRecord]
     ready: deque[TaskRecord]
+    shipping: deque[tuple[TaskRecord, Any]]  # finished keyed tasks shipping changes, results
     stopping: bool
     exit_reason: str
     memory_limit: int
@@ -71,6 +72,9 @@ class ExecutorState:
         raise NotImplementedError
 
     def _start(self, task: TaskRecord) -> None:
+        raise NotImplementedError
+
+    def _ship(self) -> None:
         raise NotImplementedError
 
     def _launch(self, task: TaskRecord, preempting: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ class TaskRecord:
     more: int = 0  # stream tasks the driver still held when it sent this one
     max_gap_ns: int = 0  # the longest time between two of its yield points
     changes: list[Any] | None = None  # a keyed task's state changes, once it succeeded
+    shipments: Iterator[Any] | None = None  # or, for many, shipped from the hub (runner.py)
 
 
 def from_run(message: dict[str, Any], received_ns: int) -> TaskRecord:
