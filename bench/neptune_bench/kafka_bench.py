@@ -15,9 +15,11 @@ Per round, each system in turn (rounds interleave the systems: A, B, C, A, B, C,
 - batch alone: ours, and the peers' batch process, the same window.
 A checkpoint probe (ours): while events flow at `--rate` on partition 0, one event on partition
 1 writes `--checkpoint-keys` keys into the state in one task, so that the next checkpoint holds
-them all; the stream p99 in the seconds after it against the seconds before, and the time of
-that checkpoint's RocksDB write measured on its own (CheckpointWriter.commit, as the driver
-makes it).
+them all; the stream p99 in the `--checkpoint-window` seconds from the end of that task's body
+(its own output says when) against the seconds before it (the events produced during the body,
+which wait behind it on the one executor, are reported apart), and the time of that
+checkpoint's RocksDB write measured on its own (CheckpointWriter.commit, as the driver makes
+it). `--rounds 0 --systems neptune` runs the probe alone.
 `--guarantee` (default at-least-once): ours sinks.Kafka(exactly_once=...), Quix
 processing_guarantee=...; Spark's Kafka sink is at least once only, so with exactly-once it is
 reported as failed, with that reason. Under exactly once, latencies end when the benchmark's
@@ -522,19 +524,22 @@ def markdown(result: dict[str, Any]) -> str:
         if ckpt.get("failed"):
             lines.append(f"Failed: {ckpt['error']}")
         else:
+            def ms(window: str) -> str:
+                figures = ckpt[window]
+                return f"{figures['p50_ms']:,.1f} / {figures['p99_ms']:,.1f} ms"
+
+            alone = ", ".join(f"{v:,.0f}" for v in ckpt["commit_alone_ms"])
             lines.append(
                 f"One task writes {ckpt['keys']:,} keys (partition 1) while events flow at "
                 f"{cfg['rate']:g}/s on partition 0, on the one executor. Stream p50/p99 in the "
-                f"{ckpt['window_s']:g} s before it: {ckpt['before']['p50_ms']} / "
-                f"{ckpt['before']['p99_ms']} ms. The task's body (its writes, user code that "
-                f"holds the executor: events meanwhile wait behind it) took "
-                f"{ckpt['body_ms']:,} ms; events produced then: {ckpt['body']['p50_ms']} / "
-                f"{ckpt['body']['p99_ms']} ms. In the {ckpt['window_s']:g} s from its end "
-                f"(its changes shipped from the executor between other tasks, copied by the "
-                f"driver, written by the checkpoint writer): {ckpt['during']['p50_ms']} / "
-                f"{ckpt['during']['p99_ms']} ms (max {ckpt['during']['max_ms']} ms). The "
-                f"checkpoint's write alone (CheckpointWriter.commit of {ckpt['keys']:,} changed "
-                f"keys and the token, synced): {ckpt['commit_alone_ms']} ms.")
+                f"{ckpt['window_s']:g} s before it: {ms('before')}. The task's body (its writes, "
+                f"user code that holds the executor: events meanwhile wait behind it) took "
+                f"{ckpt['body_ms']:,.0f} ms; events produced then: {ms('body')}. In the "
+                f"{ckpt['window_s']:g} s from its end (its changes shipped from the executor "
+                f"between other tasks, copied by the driver, written by the checkpoint writer): "
+                f"{ms('during')} (max {ckpt['during']['max_ms']:,.1f} ms). The checkpoint's "
+                f"write alone (CheckpointWriter.commit of {ckpt['keys']:,} changed keys and the "
+                f"token, synced): {alone} ms.")
     failures = [(name, e) for name, row in summary.items() for e in row["errors"]]
     if failures:
         lines += ["", "### Failures", ""]
