@@ -644,4 +644,3 @@ class Driver:
         self.preempt_local.clear()
         self.wasted_seconds = 0.0
         self.started = time.monotonic()
-
