@@ -315,15 +315,15 @@ class Streams:
             await self._fresh.wait()
             self._fresh.clear()
             began = time.monotonic()
-            for lane in [lane for st in self.jobs.values() for lane in st.lanes.values()]:
+            lanes = [(name, lane) for name, st in self.jobs.items() for lane in st.lanes.values()]
+            for job, lane in lanes:
                 while lane.fresh:
                     try:
                         checkpoints.apply(lane.state, [lane.fresh.popleft()])
                     except ValueError as exc:  # an executor's bug: its own checkpoint fails too
-                        log.error("lane %d: %s", lane.partition, exc)
+                        log.error("job %s, lane %d: %s", job, lane.partition, exc)
                     if time.monotonic() - began > COPY_SLICE:
-                        behind = sum(len(other.fresh) for st in self.jobs.values()
-                                     for other in st.lanes.values())
+                        behind = sum(len(other.fresh) for _, other in lanes)
                         await asyncio.sleep(COPY_REST if behind <= COPY_BACKLOG else 0)
                         began = time.monotonic()
 
