@@ -563,9 +563,17 @@ def test_executors_that_cannot_be_placed_show_the_schedulers_reason(kubectl: Kub
         st: dict[str, Any] = kubectl.json("-n", app_ns, "get", "capp", name).get("status", {})
         return st if st.get("unschedulable") else None
 
+    def settled() -> dict[str, Any] | None:
+        # The driver may wait a moment for its state claim to bind ("unbound immediate
+        # PersistentVolumeClaims"), a reason the status rightly shows while it lasts.
+        st = shown()
+        if st and st["unschedulable"]["count"] != 1:
+            raise AssertionError(st["unschedulable"])  # wait_until reports it on a timeout
+        return st
+
     try:
-        st = wait_until("status.unschedulable", shown, timeout=180, interval=3)
-        assert st["unschedulable"]["count"] == 1, st["unschedulable"]
+        st = wait_until("status.unschedulable: the executor alone", settled, timeout=180,
+                        interval=3)
         pending = st["unschedulable"]["pods"][0]
         assert pending["pod"] == f"{name}-executor-0"
         assert "Insufficient cpu" in pending["message"], pending
