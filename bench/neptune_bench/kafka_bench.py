@@ -536,7 +536,7 @@ def markdown(result: dict[str, Any]) -> str:
                 f"user code that holds the executor: events meanwhile wait behind it) took "
                 f"{ckpt['body_ms']:,.0f} ms; events produced then: {ms('body')}. In the "
                 f"{ckpt['window_s']:g} s from its end (its changes shipped from the executor "
-                f"between other tasks, copied by the driver, written by the checkpoint writer): "
+                f"between other tasks, merged there, written by the checkpoint writer): "
                 f"{ms('during')} (max {ckpt['during']['max_ms']:,.1f} ms). The checkpoint's "
                 f"write alone (CheckpointWriter.commit of {ckpt['keys']:,} changed keys and the "
                 f"token, synced): {alone} ms.")

@@ -65,8 +65,8 @@ def _lanes(tokens: dict[Lane, Any]) -> list[list[Any]]:
 
 
 class CheckpointWriter:
-    """The driver's side: `commit`, `prepare` and `settle` as CheckpointStore's, made by the
-    writer process. A call that fails (the writer died, or its write raised) raises OSError,
+    """The driver's side: `commit`, `prepare`, `settle` and `changes` as CheckpointStore's, made
+    by the writer process. A call that fails (the writer died, or its write raised) raises OSError,
     so the committer commits nothing and tries again; a dead writer is started again then."""
 
     def __init__(self, directory: Path) -> None:
@@ -94,7 +94,7 @@ class CheckpointWriter:
         self._answer(proc, "start")
         return proc
 
-    def _answer(self, proc: subprocess.Popen[bytes], what: str) -> None:
+    def _answer(self, proc: subprocess.Popen[bytes], what: str) -> list[Any]:
         assert proc.stdout is not None
         reply = _read(proc.stdout)
         if reply is None:
@@ -107,8 +107,9 @@ class CheckpointWriter:
                 proc.wait()
                 self._proc = None
             raise OSError(f"the checkpoint writer of {self.directory}: {reply[1]}")
+        return list(reply)
 
-    def _call(self, changes: dict[Lane, list[Change]], request: list[Any]) -> None:
+    def _call(self, changes: dict[Lane, list[Change]], request: list[Any]) -> list[Any]:
         with self._lock:
             proc = self._process()
             assert proc.stdin is not None
@@ -125,7 +126,7 @@ class CheckpointWriter:
                 # Half a checkpoint's changes sent: they must not go into the next write.
                 self._kill(proc)
                 raise
-            self._answer(proc, str(request[0]))
+            return self._answer(proc, str(request[0]))
 
     def _kill(self, proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
@@ -140,6 +141,12 @@ class CheckpointWriter:
 
     def settle(self, committed: bool) -> None:
         self._call({}, ["settle", committed])
+
+    def changes(self, lane: Lane) -> list[Change]:
+        """The lane's committed state, packed (CheckpointStore.changes): after any commit in
+        progress, which holds the lock."""
+        changes: list[Change] = self._call({}, ["state", lane[0], lane[1]])[1]
+        return changes
 
     def close(self) -> None:
         """EOF to the writer, which closes the store and ends."""
@@ -194,6 +201,7 @@ def serve(directory: Path, requests: IO[bytes], answers: IO[bytes]) -> None:
                     except ValueError as exc:
                         problem = str(exc)
                 continue
+            reply: list[Any] = ["ok"]
             try:
                 if problem is not None:
                     raise ValueError(problem)
@@ -205,9 +213,10 @@ def serve(directory: Path, requests: IO[bytes], answers: IO[bytes]) -> None:
                     store.prepare(changes, tokens)
                 elif op == "settle":
                     store.settle(bool(request[1]))
+                elif op == "state":
+                    reply.append(store.changes((request[1], request[2])))
                 else:
                     raise ValueError(f"unknown request {op!r}")
-                reply: list[Any] = ["ok"]
             except Exception as exc:
                 reply = ["error", f"{type(exc).__name__}: {exc}"]
             batch, changes, problem = Batch(), {}, None

@@ -31,7 +31,7 @@ from typing import Any, cast
 import msgpack
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
-from .keyed import Change, merge, unpacked
+from .keyed import CHUNK, Change, unpacked
 
 DIRECTORY = "keyed.rocksdb"
 Lane = tuple[str, int]  # (job, partition)
@@ -58,6 +58,14 @@ def _pack(value: Any) -> bytes:
     return data
 
 
+def _map_header(size: int) -> bytes:
+    """A msgpack map header: `size` key-value pairs follow it."""
+    if size < 16:
+        return bytes([0x80 | size])
+    return (b"\xde" + size.to_bytes(2, "big") if size < 1 << 16
+            else b"\xdf" + size.to_bytes(4, "big"))
+
+
 def _unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
 
@@ -72,23 +80,55 @@ class CheckpointStore:
         self._lock = threading.Lock()  # commits run in a worker thread
 
     def load(self) -> tuple[dict[Lane, Maps], dict[Lane, Any]]:
-        """Every lane's state (name -> key -> value) and committed token."""
+        """Every lane's state (name -> key -> value) and committed token (to inspect a store:
+        the driver reads the tokens, and a lane's state when the lane is placed anew)."""
         maps: dict[Lane, Maps] = {}
-        tokens: dict[Lane, Any] = {}
         with self._lock:
-            for row, value in self._rows(b"o"):
-                job, part = _unpack(row)
-                tokens[(job, part)] = json.loads(value)
             for row, value in self._rows(b"s"):
                 job, part, name, key = _unpack(row)
                 maps.setdefault((job, part), {}).setdefault(name, {})[key] = _unpack(value)
-        return maps, tokens
+        return maps, self.tokens()
 
-    def _rows(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """(key without the prefix, value) of the rows under `prefix`, in key order."""
+    def tokens(self) -> dict[Lane, Any]:
+        """Every lane's committed token."""
+        with self._lock:
+            return {tuple(_unpack(row)): json.loads(value)
+                    for row, value in self._rows(b"o")}
+
+    def changes(self, lane: Lane, name: str | None = None) -> list[Change]:
+        """The lane's state (of its map `name` alone, if given) as packed changes (keyed.py),
+        CHUNK keys a map, made of the rows' bytes as they are: a row's key ends with its packed
+        key, and its value is packed."""
+        prefix = b"s\x94" + _pack(lane[0]) + _pack(lane[1])
+        out: list[Change] = []
+        current: str | None = None  # the name of the rows in `part`
+        name_prefix = b""
+        part: list[bytes] = []
+
+        def flush() -> None:
+            if part and current is not None:
+                out.append([current, _map_header(len(part) // 2) + b"".join(part)])
+            part.clear()
+
+        with self._lock:
+            for row, value in self._rows(prefix, _pack(name) if name is not None else b""):
+                if not name_prefix or not row.startswith(name_prefix):
+                    flush()
+                    current = _unpack(b"\x94" + prefix[2:] + row)[2]
+                    name_prefix = _pack(current)
+                part += (row[len(name_prefix):], value)
+                if len(part) == 2 * CHUNK:
+                    flush()
+            flush()
+        return out
+
+    def _rows(self, prefix: bytes, within: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """(key without the prefix, value) of the rows under `prefix` + `within`, in key
+        order."""
+        start = prefix + within
         for raw, value in cast(Iterable[tuple[bytes, bytes]],
-                               self._db.items(from_key=prefix)):
-            if not raw.startswith(prefix):
+                               self._db.items(from_key=start)):
+            if not raw.startswith(start):
                 return
             yield raw[len(prefix):], value
 
@@ -169,10 +209,3 @@ def _batch(changes: dict[Lane, list[Change]], tokens: dict[Lane, Any]) -> Batch:
         batch.add(lane, lane_changes)
     return batch.finish(tokens)
 
-
-def apply(maps: Maps, changes: Iterable[Change]) -> None:
-    """Apply packed changes to a lane's state in memory (the driver's copy of it, which sends
-    its values on as they are: lists come as tuples)."""
-    for change in changes:
-        name, entries = unpacked(change, frozen=True)
-        merge(maps.setdefault(name, {}), entries)

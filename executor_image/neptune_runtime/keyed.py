@@ -13,9 +13,9 @@ bytes, lists, maps). A value that cannot be stored fails its task with a message
 
 Changes travel packed: [name, msgpack map {key: value, or None for a removed key}], CHUNK keys a
 map. Packing a dict is one C call (listing and packing 1M changes as [name, key, value] rows
-took 0.47 s, against 0.14 s), and the driver, which only hands them on, unpacks none of them on
-a task's way: its copy of the state takes them a map at a time, between other work, and the
-checkpoint writer's process unpacks what it writes.
+took 0.47 s, against 0.14 s), and the driver, which only hands them on, unpacks none of them:
+the checkpoint writer's process unpacks what it writes, and a lane placed anew gets the store's
+rows, packed the same way, and the changes since (driver/streams.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ Key = str | int | float | bool | bytes
 KEY_TYPES = (str, int, float, bool, bytes)
 _MISSING: Any = object()
 DELETED: Any = None  # a change that removes a key (values themselves are never None)
-CHUNK = 5_000  # keys a packed map: unpacking one holds the driver's GIL for ~2-3 ms
+CHUNK = 5_000  # keys a packed map: unpacking one takes ~2-3 ms, a step between other work
 Change = list[Any]  # [name, packed map]
 
 
@@ -49,6 +49,13 @@ class PartitionState:
     def begin(self) -> TaskState:
         """A task's view of this state, its writes kept apart until it succeeds."""
         return TaskState(self)
+
+    def restore(self, changes: Iterable[Change]) -> None:
+        """Apply packed changes, in order: how a new owner gets the lane's state (ValueError
+        if one does not unpack)."""
+        for change in changes:
+            name, entries = unpacked(change)
+            merge(self.maps.setdefault(name, {}), entries)
 
 
 def _unstorable(name: str, entries: Iterable[tuple[Key, Any]], error: Exception) -> str:
@@ -91,16 +98,19 @@ def merge(target: dict[Key, Any], entries: Mapping[Key, Any]) -> None:
         del target[key]
 
 
-def unpacked(change: Change, frozen: bool = False) -> tuple[str, dict[Key, Any]]:
-    """A packed change's name and map (key -> value, None: removed); `frozen`: lists as tuples,
-    for a copy that only passes values on (a tuple of atomic items leaves the collector's
-    watch: in a driver holding a million lists, each full collection took ~150 ms, 42 ms with
-    tuples)."""
+def are_changes(value: Any) -> bool:
+    """Whether `value` is a list of packed changes as they travel: [[name, bytes], ...]."""
+    return isinstance(value, list) and all(
+        isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and isinstance(c[1], bytes)
+        for c in value)
+
+
+def unpacked(change: Change) -> tuple[str, dict[Key, Any]]:
+    """A packed change's name and map (key -> value, None: removed)."""
     name, data = change
     try:
         with collector.paused(len(data) > 1 << 16):
-            entries = msgpack.unpackb(data, raw=False, strict_map_key=False,
-                                      use_list=not frozen)
+            entries = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ValueError(f"keyed state {name!r}: undecodable changes: {exc}") from None
     if not isinstance(entries, dict):
@@ -142,17 +152,50 @@ class TaskState:
 
     def shipments(self) -> Iterator[Change | None]:
         """changes() then commit(), a packed map a step, for the executor to run between other
-        tasks: each change packed, then a None for each map merged. Nothing is merged before
-        every change is packed (StateError: the task fails, and none of its writes stay)."""
-        packed_parts: list[tuple[dict[Key, Any], dict[Key, Any]]] = []
+        tasks: each change packed, then a None for each step of the merge. Nothing is merged
+        before every change is packed (StateError: the task fails, and none of its writes
+        stay). The smaller map goes into the larger: a dict that grows past its room copies
+        itself whole, and merging a 1M-key task into a small state a map at a time took steps
+        of 16-35 ms as the state grew; the task's own map has the room already."""
+        steps: list[Iterator[None]] = []
         for name, view in self.views.items():
+            parts = []
+            removed: list[Key] = []
+            adopt = len(view.overlay) > len(view.base)
             for part in _parts(view.overlay):
                 yield _pack(name, part)
-                packed_parts.append((view.base, part))
-        for base, part in packed_parts:
-            merge(base, part)
-            yield None
+                if adopt:
+                    removed += [k for k, v in part.items() if v is DELETED]
+                else:
+                    parts.append(part)
+            steps.append(_adopting(self.partition.maps, name, view, removed) if adopt
+                         else _merging(view.base, parts))
+        for step in steps:
+            yield from step
         self.views.clear()
+
+
+def _merging(base: dict[Key, Any], parts: list[dict[Key, Any]]) -> Iterator[None]:
+    parts.reverse()
+    while parts:
+        merge(base, parts.pop())  # and freed: the last step frees no million entries at once
+        yield None
+
+
+def _adopting(maps: dict[str, dict[Key, Any]], name: str, view: KeyedState,
+              removed: list[Key]) -> Iterator[None]:
+    """The task's overlay becomes the map `name`, the state's other keys added to it and its
+    removals done, a CHUNK a step; the state is the old map until the last."""
+    overlay = view.overlay
+    for part in _parts(view.base):
+        for key, value in part.items():
+            overlay.setdefault(key, value)  # a key the task wrote keeps its write
+        yield None
+    for at in range(0, len(removed), CHUNK):
+        for key in removed[at:at + CHUNK]:
+            del overlay[key]
+        yield None
+    maps[name] = overlay
 
 
 class KeyedState(MutableMapping[Key, Any]):

@@ -200,7 +200,7 @@ FROM_DRIVER: dict[str, Fields] = {
     "resume": {"id": _ID},
     "kill": {"id": _ID},
     "state": {"name": _ID, "version": _COUNT, "value": (ANY, True, None)},
-    "restore": {"job": _ID, "partition": _COUNT, "maps": ((dict,), True, None),
+    "restore": {"job": _ID, "partition": _COUNT, "changes": ((list,), True, None),
                 "add": ((bool,), False, None)},
     "fetch": {"job": _ID, "epoch": _COUNT, "stage": _COUNT, "partition": _COUNT},
     "bell": {},

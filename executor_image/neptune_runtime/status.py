@@ -34,7 +34,7 @@ def dataflow_counts(lanes: Iterable[Any]) -> dict[str, int]:
     dataflow API keeps them there, exact across restarts, as `OPERATOR.late` and the like)."""
     totals: dict[str, int] = {}
     for lane in lanes:
-        for key, value in lane.state.get("dataflow", {}).items():
+        for key, value in lane.counters.items():
             kind = str(key).rpartition(".")[2]
             if kind in ("late", "skipped") and isinstance(value, int):
                 totals[kind] = totals.get(kind, 0) + value

@@ -3,7 +3,7 @@ and session boundaries, grace, late records and out-of-order input.
 
 The stream runs as the runtime runs it, without processes: its task function over the records
 of each task, the task's keyed-state writes committed (keyed.py), and, between tasks, the state
-sometimes rebuilt from the driver's copy as a new owner gets it (a `restore`, through msgpack),
+sometimes rebuilt from the changes as a new owner gets them (a `restore`, through msgpack),
 and sometimes a task that fails and runs again (its writes dropped)."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 import msgpack
 import pytest
 
-from neptune_runtime import App, checkpoints, sinks, sources
+from neptune_runtime import App, sinks, sources
 from neptune_runtime import dataflow as df
 from neptune_runtime.app import StreamJob, TaskContext
 from neptune_runtime.dataflow import Window
-from neptune_runtime.keyed import PartitionState
+from neptune_runtime.keyed import Change, PartitionState
 
 Event = dict[str, Any]
 
@@ -132,12 +132,12 @@ def declare(window: Window, grace: float, final: bool) -> StreamJob:
 
 
 class Lane:
-    """A keyed lane: the executor's state, and the driver's copy it is restored from."""
+    """A keyed lane: the executor's state, and the changes a new owner is restored from."""
 
     def __init__(self, job: StreamJob) -> None:
         self.job = job
         self.state = PartitionState()
-        self.driver: checkpoints.Maps = {}
+        self.changes: list[Change] = []  # every task's, as the driver and its store keep them
 
     def run(self, records: list[Event], fail_first: bool = False) -> list[Any]:
         if fail_first:  # a task that dies: its writes never count
@@ -147,16 +147,24 @@ class Lane:
         out = self.job.task(TaskContext("t", "w", 0, 0, 1, {}, keyed=task), iter(records))
         changes = task.changes()
         task.commit()
-        checkpoints.apply(self.driver, changes)
+        self.changes += changes
         got: list[Any] = msgpack.unpackb(msgpack.packb(out), raw=False)  # as the driver has it
         return got
 
     def restore(self) -> None:
-        """A new owner: the driver's copy, through the wire."""
-        maps = msgpack.unpackb(msgpack.packb(
-            {name: [[k, v] for k, v in values.items()] for name, values in self.driver.items()},
-            use_bin_type=True), raw=False, strict_map_key=False)
-        self.state = PartitionState({name: dict(entries) for name, entries in maps.items()})
+        """A new owner: every change, through the wire."""
+        self.state = self.restored()
+
+    def restored(self) -> PartitionState:
+        """What a new owner would hold."""
+        state = PartitionState()
+        state.restore(msgpack.unpackb(msgpack.packb(self.changes, use_bin_type=True),
+                                      raw=False))
+        return state
+
+    @property
+    def driver(self) -> dict[str, dict[Any, Any]]:
+        return self.restored().maps
 
 
 def run_stream(kind: str, p: dict[str, float], grace: float, events: list[Event], final: bool,

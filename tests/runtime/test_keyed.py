@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from neptune_runtime.checkpoints import CheckpointStore, apply
-from neptune_runtime.keyed import CHUNK, PartitionState, StateError
+from neptune_runtime.checkpoints import CheckpointStore
+from neptune_runtime.keyed import CHUNK, Change, PartitionState, StateError
 
 from .changes import pack, rows
 
@@ -37,9 +37,9 @@ def test_many_changes_travel_as_several_packed_maps() -> None:
     changes = task.changes()
     assert [name for name, _ in changes] == ["n"] * 3
     assert rows(changes) == [["n", i, [i]] for i in range(2 * CHUNK + 1)]
-    maps: dict[str, dict[object, object]] = {}
-    apply(maps, changes)
-    assert maps == {"n": {i: (i,) for i in range(2 * CHUNK + 1)}}  # the copy keeps tuples
+    restored = PartitionState()
+    restored.restore(changes)
+    assert restored.maps == {"n": {i: [i] for i in range(2 * CHUNK + 1)}}
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -90,10 +90,12 @@ def test_the_checkpoint_store_commits_state_and_tokens_together(tmp_path: Path) 
     assert maps[("j", 1)] == {"n": {"a": 6}} and tokens[("j", 1)] == 4
 
 
-def test_apply_keeps_the_driver_s_copy() -> None:
-    maps = {"n": {"a": 1}}
-    apply(maps, pack([["n", "a", None], ["m", "b", 2]]))
-    assert maps == {"n": {}, "m": {"b": 2}}
+def test_a_restore_applies_changes_in_order_removals_included() -> None:
+    state = PartitionState({"n": {"a": 1}})
+    state.restore(pack([["n", "a", None], ["m", "b", 2], ["m", "b", 3], ["n", "a", None]]))
+    assert state.maps == {"n": {}, "m": {"b": 3}}
+    with pytest.raises(ValueError, match="undecodable"):
+        state.restore([["n", b"\xc1"]])
 
 
 def test_a_stateless_upgrade_drops_the_checkpoints_a_restart_keeps_them(tmp_path: Path) -> None:
@@ -139,3 +141,32 @@ def test_checkpoint_rows_are_the_packed_job_partition_name_and_key(tmp_path: Pat
     maps, tokens = store.load()
     assert tokens == {("job", 2): 9}
     assert len(maps[("job", 2)]["n"]) == len(keys)
+
+
+
+@pytest.mark.parametrize("base_keys", [3, 4 * CHUNK], ids=["into-a-smaller-state", "into-a-larger"])
+def test_a_big_task_s_shipments_pack_every_change_then_merge_it(base_keys: int) -> None:
+    """The task's map becomes the state when it is the larger (keyed.py says why), the state
+    as it was until the last step, or merges into it."""
+    lane = PartitionState({"n": {i: ["old", i] for i in range(base_keys)}, "m": {"x": 1}})
+    before = {name: dict(values) for name, values in lane.maps.items()}
+    task = lane.begin()
+    view = task.view("n")
+    for i in range(1, 3 * CHUNK):
+        view[i] = ["new", i]
+    del view[0]
+    task.view("m")["y"] = 2
+    steps = task.shipments()
+    changes: list[Change] = []
+    for step in steps:
+        if step is None:
+            break
+        changes.append(step)
+    assert rows(changes) == rows(task.changes()), "every change packed before any merge"
+    if base_keys < 3 * CHUNK:
+        assert lane.maps == before, "a step of the adoption made, the state is as it was"
+    merges = 1 + sum(1 for _ in steps)
+    expected = {"n": {**{i: ["old", i] for i in range(1, base_keys)},
+                      **{i: ["new", i] for i in range(1, 3 * CHUNK)}}, "m": {"x": 1, "y": 2}}
+    assert lane.maps == expected and merges >= 3, "a CHUNK a step"
+    assert not task.views

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -25,10 +26,11 @@ from ..app import App, BatchJob, StreamJob
 from ..bodies import IngestLimits
 from ..checkpoint_writer import CheckpointWriter
 from ..checkpoints import DIRECTORY, CheckpointStore
+from ..dataflow.stream import META
 from ..durable import OffsetStore, StateDirError, open_state_dir
 from ..kafka.sink import TXN_TIMEOUT, KafkaSink
 from ..kafka.source import Kafka as KafkaSource
-from ..keyed import Change
+from ..keyed import Change, PartitionState, are_changes
 from ..policies import POLICIES, NeptuneConfig, get_policy
 from ..sources import Saved
 from ..stats import Window
@@ -108,11 +110,10 @@ def _changes(entries: Any) -> list[Change]:
     """A finished keyed task's state changes, packed (keyed.py): [[name, map], ...]."""
     if entries is None:
         return []
-    if not isinstance(entries, list) or not all(
-            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
-            and isinstance(e[1], bytes) for e in entries):
+    if not are_changes(entries):
         raise protocol.ProtocolError("finished: changes must be [[name, packed map], ...]")
-    return entries
+    changes: list[Change] = entries
+    return changes
 
 
 def _partitions(entries: list[Any]) -> frozenset[tuple[str, int]]:
@@ -181,6 +182,11 @@ class Driver:
         # tokens are the ones to resume from, whatever offsets.json says.
         keyed = [j.name for j in app.stream_jobs() if j.keyed]
         where = checkpoint_dir or self.state_dir
+        # A lane placed anew gets its state from the store (streams.py): with no directory
+        # given, one for this driver alone.
+        self._scratch = Path(tempfile.mkdtemp(prefix="neptune-checkpoints-")) \
+            if keyed and where is None else None
+        where = where or self._scratch
         if where is not None:
             upgrade(Path(where), upgrade_mode, generation)
         store = CheckpointStore(Path(where)) if keyed and where else None
@@ -192,7 +198,12 @@ class Driver:
                     tokens[stream.name] = {}
         if store is not None:
             self._settle(store)
-        state, checkpointed = store.load() if store is not None else ({}, {})
+        checkpointed = store.tokens() if store is not None else {}
+        counters: dict[tuple[str, int], dict[Any, Any]] = {}
+        for lane in checkpointed:
+            kept = PartitionState()  # the dataflow counters /status shows (streams.py)
+            kept.restore(store.changes(lane, META) if store is not None else [])
+            counters[lane] = kept.maps.get(META, {})
         for (name, partition), token in checkpointed.items():
             job = app.jobs.get(name)
             changed = isinstance(job, StreamJob) and name in saved \
@@ -207,7 +218,7 @@ class Driver:
             self.checkpoint_writer = CheckpointWriter(store.path.parent)
             self.checkpoint_writer.start()
         self.streams = Streams(self, list(app.stream_jobs()), self.stats, tokens,
-                               self.state_dir, self.limits, self.checkpoint_writer, state)
+                               self.state_dir, self.limits, self.checkpoint_writer, counters)
         self.batches = Batches(self, list(app.batch_jobs()), self.stats, self._broadcast)
         self._committer: asyncio.Task[None] | None = None
         if self.state_dir is not None:
@@ -271,7 +282,6 @@ class Driver:
             self.spawn(self._reload_priorities_loop())
         self._committer = asyncio.ensure_future(
             self.streams.committer(self._store, lambda: self.stopping))
-        self.spawn(self.streams.copier())
         self.spawn(session.watch(self.executors, self.heartbeat_timeout))
         if self.warm_us:
             self.rehearsal = hotpath.Rehearsal()
@@ -317,6 +327,8 @@ class Driver:
             await self._committer
         if self.checkpoint_writer is not None:
             self.checkpoint_writer.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
         for job in self.app.stream_jobs():
             for sink in (job.sink, self.streams.jobs[job.name].dead_letter):
                 if sink is not None:

@@ -10,11 +10,14 @@ meanwhile. The committer then, at most every COMMIT_INTERVAL, syncs the sinks (o
 loop) and only after that commits the sources and saves the tokens in the state directory.
 
 A keyed job's lane runs one task at a time, pinned to the executor that holds the lane's state
-(its owner); the driver keeps a copy of that state (every finished task's changes), restores it
-to a new owner when the old one is lost, and commits it to the checkpoint store
-(checkpoints.py) together with the lane's token, once the changes' outputs are handed on. The
-changes come packed (keyed.py) and are handed on as they came; the copy takes them a packed
-map at a time between other work (`copier`), or all at once when the lane is placed anew.
+(its owner). The driver commits every finished task's changes to the checkpoint store
+(checkpoints.py) together with the lane's token, once the changes' outputs are handed on, and
+keeps the changes since the lane's last commit. A lane placed anew (its owner lost, or a new
+driver) gets the store's state and those changes, which hold absolute values: applied again
+over a state that has them already (a commit that ended meanwhile), they change nothing. The
+changes come packed (keyed.py) and the driver unpacks none of them: keeping a copy of the
+state itself, a 1M-key task took the driver 1.2 s of copying, in 5-40 ms steps that the stream
+waited behind.
 
 A task that fails is retried `max_retries` times; after that, under `on_error="dead_letter"`
 (the default), its records are split in halves until the failing record stands alone, which
@@ -33,15 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .. import checkpoints, metrics
+from .. import metrics
 from ..app import StreamJob
 from ..bodies import IngestLimits
 from ..checkpoint_writer import CheckpointWriter
-from ..checkpoints import Maps
+from ..dataflow.stream import META
 from ..durable import OffsetStore
 from ..kafka.sink import KafkaSink
 from ..kafka.source import Kafka as KafkaSource
-from ..keyed import Change
+from ..keyed import Change, merge, unpacked
 from ..offsets import OffsetTracker
 from ..sinks import JsonLines, Sink
 from ..tasks import Task
@@ -52,9 +55,7 @@ log = logging.getLogger("neptune.driver")
 COMMIT_INTERVAL = 0.05
 RETRY_FIRST, RETRY_MAX = 0.05, 5.0
 KEYED_BATCH = 1000  # events at most in one task of a keyed lane that takes what waits
-RESTORE_CHUNK = 20_000  # keyed-state entries per `restore` message
-COPY_SLICE, COPY_REST = 0.002, 0.005  # seconds: the copier's work, then its rest (copier)
-COPY_BACKLOG = 400  # packed maps waiting for the copy (2M keys at most) past which it rests no more
+RESTORE_CHUNK = 20  # packed changes per `restore` message (100k keys at most)
 
 
 class TaskHost(Protocol):
@@ -98,8 +99,10 @@ class Lane:
     waiting: deque[Event] = field(default_factory=deque)  # events not in a task yet
     in_flight: Task | None = None
     owner: str | None = None  # the executor holding the lane's state
-    state: Maps = field(default_factory=dict)  # every finished task's changes applied
-    fresh: deque[Change] = field(default_factory=deque)  # finished, not in `state` yet
+    since: list[Change] = field(default_factory=list)  # finished since the last commit
+    # its keyed state "dataflow" (a few counters and clocks a dataflow operator keeps, late
+    # and skipped records among them), which /status reports
+    counters: dict[Any, Any] = field(default_factory=dict)
     unsaved: list[Change] = field(default_factory=list)  # handed on, to commit
 
     @property
@@ -175,7 +178,7 @@ class Streams:
     def __init__(self, host: TaskHost, jobs: list[StreamJob], stats: dict[str, JobStats],
                  saved: dict[str, dict[int, Any]], state_dir: Path | None,
                  limits: IngestLimits, checkpoint_store: CheckpointWriter | None = None,
-                 state: dict[tuple[str, int], Maps] | None = None) -> None:
+                 counters: dict[tuple[str, int], dict[Any, Any]] | None = None) -> None:
         self.host = host
         self.limits = limits
         self.checkpoint_store = checkpoint_store
@@ -187,10 +190,9 @@ class Streams:
             for partition, token in saved.get(job.name, {}).items():
                 lane = st.lane(partition)
                 lane.committed = lane.handed_on = lane.resumed_from = token
-        for (name, partition), maps in (state or {}).items():
+        for (name, partition), values in (counters or {}).items():
             if name in self.jobs:
-                self.jobs[name].lane(partition).state = maps
-        self._fresh = asyncio.Event()  # some lane has fresh changes for the copier
+                self.jobs[name].lane(partition).counters = values
 
     # -- events in ---------------------------------------------------------------------------
     def on_events(self, job: StreamJob, events: list[tuple[Any, Any]],
@@ -274,26 +276,36 @@ class Streams:
     def placing(self, task: Task, executor: str) -> list[dict[str, Any]]:
         """A keyed task goes to `executor`: the `restore` messages to send before its `run`,
         if that executor does not hold the lane's state yet (the first replaces what it held,
-        the others add to it: frames stay far below their limit)."""
+        the others add to it: frames stay far below their limit). The store's part is read
+        here, after any commit in progress: a lane placed anew (an executor lost, a new
+        driver) waits for it, as it waits for its task to run again."""
         st = self.jobs.get(task.job)
         if st is None or not st.job.keyed:
             return []
         lane = st.lane(task.partition)
         if lane.owner == executor:
             return []
+        changes = self._stored(task.job, lane.partition) + lane.since
         lane.owner = executor
-        checkpoints.apply(lane.state, lane.fresh)
-        lane.fresh.clear()
-        entries = [(name, [k, v]) for name, values in lane.state.items()
-                   for k, v in values.items()]
-        messages = []
-        for start in range(0, max(1, len(entries)), RESTORE_CHUNK):
-            maps: dict[str, list[list[Any]]] = {}
-            for name, pair in entries[start:start + RESTORE_CHUNK]:
-                maps.setdefault(name, []).append(pair)
-            messages.append({"t": "restore", "job": task.job, "partition": task.partition,
-                             "maps": maps, "add": start > 0})
-        return messages
+        return [{"t": "restore", "job": task.job, "partition": task.partition,
+                 "changes": changes[at:at + RESTORE_CHUNK], "add": at > 0}
+                for at in range(0, max(1, len(changes)), RESTORE_CHUNK)]
+
+    def _stored(self, job: str, partition: int) -> list[Change]:
+        """The lane's committed state; a store that cannot give it twice running stops the
+        driver: a task run on a state without it would count its events again."""
+        if self.checkpoint_store is None:
+            return []
+        try:
+            return self.checkpoint_store.changes((job, partition))
+        except OSError as exc:  # the writer died: the call starts a new one
+            log.warning("job %s, lane %d: reading its checkpoint again: %s", job, partition,
+                        exc)
+        try:
+            return self.checkpoint_store.changes((job, partition))
+        except OSError as exc:
+            raise RuntimeError(f"job {job}, lane {partition}: cannot read its keyed state from "
+                               f"the checkpoint store: {exc}") from exc
 
     def lost(self, executor: str) -> None:
         """An executor is gone: its lanes have no owner, and their tasks no pin."""
@@ -303,29 +315,6 @@ class Streams:
                     lane.owner = None
                     if lane.in_flight is not None:
                         lane.in_flight.pinned = None
-
-    async def copier(self) -> None:
-        """Apply the lanes' fresh changes to the driver's copy of their state, in slices of
-        COPY_SLICE with a rest of COPY_REST after each: a task's million changes, applied at
-        once, held the loop for a second; a packed map (~3.5 ms) between two turns of the
-        loop still kept the driver busy throughout, and the stream p99 went from 4 ms to 72
-        ms (the driver's other threads wait for the GIL, its loop never waiting in select).
-        Past COPY_BACKLOG packed maps waiting, it rests no more: the copy keeps up."""
-        while True:
-            await self._fresh.wait()
-            self._fresh.clear()
-            began = time.monotonic()
-            lanes = [(name, lane) for name, st in self.jobs.items() for lane in st.lanes.values()]
-            for job, lane in lanes:
-                while lane.fresh:
-                    try:
-                        checkpoints.apply(lane.state, [lane.fresh.popleft()])
-                    except ValueError as exc:  # an executor's bug: its own checkpoint fails too
-                        log.error("job %s, lane %d: %s", job, lane.partition, exc)
-                    if time.monotonic() - began > COPY_SLICE:
-                        behind = sum(len(other.fresh) for _, other in lanes)
-                        await asyncio.sleep(COPY_REST if behind <= COPY_BACKLOG else 0)
-                        began = time.monotonic()
 
     # -- outputs out ------------------------------------------------------------------------
     def finished(self, task: Task, outputs: list[Any], changes: list[Change],
@@ -346,9 +335,13 @@ class Streams:
         stats.rate.add(now, len(task.event_times))
         if st.ordered:
             lane = st.lane(task.partition)
-            if changes:
-                lane.fresh.extend(changes)
-                self._fresh.set()
+            lane.since += changes
+            for change in changes:
+                if change[0] == META:
+                    try:
+                        merge(lane.counters, unpacked(change)[1])
+                    except ValueError as exc:  # an executor's bug: its checkpoint fails too
+                        log.error("job %s, lane %d: %s", task.job, lane.partition, exc)
             if lane.in_flight is task:
                 lane.in_flight = None
             self._feed(st, lane)
@@ -504,6 +497,8 @@ class Streams:
                 else:
                     self._uncommit(lanes, changes)
         for st, lane in done:
+            # what the store has now: a lane placed anew gets it from there
+            del lane.since[:len(changes.get((st.job.name, lane.partition), ()))]
             token = tokens[(st.job.name, lane.partition)]
             if token is not None and token != lane.committed and st.transactional is None:
                 st.job.source.commit(token, lane.partition)

@@ -16,20 +16,22 @@ from typing import Any
 import greenlet
 
 from .. import protocol
-from ..keyed import KEY_TYPES, PartitionState
+from ..keyed import PartitionState, are_changes
 from .state import ExecutorState
 from .task import TaskRecord, from_run
 
 log = logging.getLogger("neptune.executor")
 
 
-def _restored(maps: dict[Any, Any]) -> PartitionState:
-    """A keyed lane's state as the driver sends it: {name: [[key, value], ...]}."""
-    if not all(isinstance(name, str) and isinstance(entries, list)
-               and all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], KEY_TYPES)
-                       for e in entries) for name, entries in maps.items()):
-        raise protocol.ProtocolError("restore: maps must be {name: [[key, value], ...]}")
-    return PartitionState({name: dict(entries) for name, entries in maps.items()})
+def _restore(state: PartitionState, changes: Any) -> None:
+    """Apply a keyed lane's state as the driver sends it: packed changes (keyed.py), the
+    store's, then those since its last commit."""
+    if not are_changes(changes):
+        raise protocol.ProtocolError("restore: changes must be [[name, packed map], ...]")
+    try:
+        state.restore(changes)
+    except ValueError as exc:
+        raise protocol.ProtocolError(f"restore: {exc}") from None
 
 
 class Hub(ExecutorState):
@@ -52,12 +54,10 @@ class Hub(ExecutorState):
             self.link.send({"t": "shuffle", "job": key[0], "epoch": key[1], "stage": key[2],
                             "partition": key[3], "buckets": self.shuffle.take(key)})
         elif kind == "restore":
-            lane, restored = (message["job"], message["partition"]), _restored(message["maps"])
-            if message.get("add") and lane in self.keyed:
-                for name, values in restored.maps.items():
-                    self.keyed[lane].maps.setdefault(name, {}).update(values)
-            else:
-                self.keyed[lane] = restored
+            lane = (message["job"], message["partition"])
+            if not message.get("add") or lane not in self.keyed:
+                self.keyed[lane] = PartitionState()
+            _restore(self.keyed[lane], message["changes"])
         elif kind == "forewarn":  # a preempting `run` may follow (executor/core.py rehearses)
             pass
         elif kind == "bell":  # the driver rings our doorbell from now on
