@@ -4,11 +4,13 @@ network and its NetworkPolicy enforcement, not the host's view of it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
-from e2e.tests.kube import E2E_DIR, Kubectl, restricted_pod, wait_until
+from e2e.tests.kube import E2E_DIR, Kubectl, restricted_pod, tool, wait_until
 from e2e.tests.test_neptune import pods, running
 
 NODES = ("node1", "node2", "node3")
@@ -79,6 +81,60 @@ def pinned_pod(kubectl: Kubectl, ns: str, name: str, node: str, command: list[st
 def client_pod(kubectl: Kubectl, ns: str, node: str, name: str = "client") -> str:
     pinned_pod(kubectl, ns, name, node, ["python3", "-c", "import time; time.sleep(3600)"])
     return name
+
+
+PROMETHEUS_PORT = 9099  # a test Prometheus's own port, on its pod's loopback (queried by exec)
+GET = """
+import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())
+"""
+
+
+def prometheus_pod(kubectl: Kubectl, ns: str, node: str, name: str,
+                   targets: dict[str, str]) -> None:
+    """A real Prometheus in `ns` on `node`, scraping each target (scrape job -> host:port, path
+    /metrics) every second: the binary e2e/build.sh built, from a hostPath, so `ns` must allow
+    one (the multi-node cluster has no registry for an image of it)."""
+    binary = Path(tool("prometheus")).resolve()
+    config = {"global": {"scrape_interval": "1s", "scrape_timeout": "900ms"},
+              "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target]}]}
+                                 for job, target in targets.items()]}
+    kubectl.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": name, "namespace": ns},
+                   "data": {"prometheus.yml": json.dumps(config)}})  # JSON is YAML
+    pod = restricted_pod(
+        name, [f"/opt/prometheus/{binary.name}", "--config.file=/etc/prometheus/prometheus.yml",
+               "--storage.tsdb.path=/prometheus",
+               f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}"],
+        nodeSelector={LABEL_NODE: node}, metadata={"namespace": ns},
+        volumes=[{"name": "bin", "hostPath": {"path": str(binary.parent), "type": "Directory"}},
+                 {"name": "config", "configMap": {"name": name}},
+                 {"name": "data", "emptyDir": {}}],
+        container={"volumeMounts": [
+            {"name": "bin", "mountPath": "/opt/prometheus", "readOnly": True},
+            {"name": "config", "mountPath": "/etc/prometheus", "readOnly": True},
+            {"name": "data", "mountPath": "/prometheus"}],
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"},
+                          "limits": {"cpu": "500m", "memory": "512Mi"}}})
+    kubectl.apply(pod)
+    wait_until(f"Prometheus {ns}/{name} Running on {node}", lambda: kubectl.json(
+        "-n", ns, "get", "pod", name)["status"].get("phase") == "Running", timeout=120)
+
+
+def prometheus_api(kubectl: Kubectl, ns: str, name: str, path: str) -> Any:
+    """GET /api/v1/PATH of the Prometheus pod `name`, from inside it: its `data`."""
+    proc = kubectl.run("-n", ns, "exec", name, "--", "python3", "-c", GET,
+                       f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/{path}", check=False,
+                       timeout=30)
+    if proc.returncode != 0:  # not serving yet, or gone: wait_until tries again
+        raise AssertionError(f"Prometheus {ns}/{name}: {proc.stderr.strip()[-300:]}")
+    return json.loads(proc.stdout)["data"]
+
+
+def scrape_health(kubectl: Kubectl, ns: str, name: str) -> dict[str, tuple[str, str]]:
+    """Scrape job -> (health: up, down or unknown; its last error) of the Prometheus pod."""
+    return {t["labels"]["job"]: (t["health"], t.get("lastError", ""))
+            for t in prometheus_api(kubectl, ns, name, "targets")["activeTargets"]}
 
 
 def probe(kubectl: Kubectl, ns: str, pod: str, kind: str, target: str) -> str:

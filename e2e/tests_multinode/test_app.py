@@ -2,7 +2,7 @@
 three nodes: the scheduler puts its driver and executors on different nodes, it runs with
 nothing lost across them, and its NetworkPolicy, enforced by kube-router, keeps pods of other
 namespaces off the driver's and executors' ports while it admits the monitoring namespace's
-scrapes. The tests run in file order and share one app."""
+scrapes (a real Prometheus's among them). The tests run in file order and share one app."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from e2e.tests.kube import LABEL_APP, Kubectl, wait_until
 from e2e.tests.test_neptune import APP, EXAMPLE_APP, IngestApp, capp, condition, pods, running
 from e2e.tests_multinode.mn import (
+    NODES,
     admit_control_plane,
     client_pod,
     namespace,
@@ -22,6 +23,9 @@ from e2e.tests_multinode.mn import (
     pinned_pod,
     place_apart,
     probe,
+    prometheus_api,
+    prometheus_pod,
+    scrape_health,
 )
 
 # The chart's operator.monitoringNamespace: the one namespace the app's policy lets scrape.
@@ -180,3 +184,40 @@ def test_policy_admits_the_monitoring_namespace(kubectl: Kubectl, app_ns: str,
     # Scrapes only: the executors' port of the driver stays closed to monitoring too.
     assert probe(kubectl, monitoring_ns, client, "tcp", t["driver executor port"]).startswith(
         "ERR"), "the monitoring namespace reached the driver's executor port"
+
+
+def test_a_prometheus_of_the_monitoring_namespace_scrapes_the_app_another_s_cannot(
+        kubectl: Kubectl, app_ns: str, monitoring_ns: str, other_ns: str) -> None:
+    """Two real Prometheus servers, alike but for their namespace, on a node of their own where
+    one is free: the monitoring namespace's scrapes the driver and an executor (their
+    neptune_* series arrive), the other's scrapes fail, by the policy alone."""
+    (driver,) = pods(kubectl, app_ns, "driver")
+    executor = sorted(pods(kubectl, app_ns, "executor"), key=lambda p: p["metadata"]["name"])[0]
+    used = {node_of(driver), node_of(executor)}
+    node = next((n for n in NODES if n not in used), node_of(driver))
+    targets = {"driver": f"{driver['status']['podIP']}:{DRIVER_HTTP}",
+               "executor": f"{executor['status']['podIP']}:{METRICS_PORT}"}
+    name = "e2e-prometheus"
+    try:
+        for ns in (monitoring_ns, other_ns):
+            prometheus_pod(kubectl, ns, node, name, targets)
+
+        def settled(ns: str) -> dict[str, tuple[str, str]] | None:
+            health = scrape_health(kubectl, ns, name)
+            return health if set(health) == set(targets) and all(
+                h != "unknown" for h, _ in health.values()) else None
+
+        admitted = wait_until(f"{monitoring_ns}'s Prometheus scraping both", lambda: (
+            h := settled(monitoring_ns)) and all(v == "up" for v, _ in h.values()) and h,
+            timeout=120, interval=2)
+        series = prometheus_api(kubectl, monitoring_ns, name,
+                                "query?query=count+by+(job)+({__name__=~%22neptune_.%2B%22})")
+        got = {s["metric"]["job"]: int(s["value"][1]) for s in series["result"]}
+        assert set(got) == set(targets) and all(got.values()), (admitted, got)
+        refused = wait_until(f"{other_ns}'s Prometheus having tried", lambda: settled(other_ns),
+                             timeout=60, interval=2)
+        assert all(h == "down" for h, _ in refused.values()), (
+            f"a Prometheus of namespace {other_ns} scraped the app: {refused}")
+    finally:
+        for ns in (monitoring_ns, other_ns):
+            kubectl.run("-n", ns, "delete", "pod,configmap", name, "--wait=false", check=False)
