@@ -130,11 +130,13 @@ def test_a_commit_trims_the_changes_since_by_what_it_wrote(writer: CheckpointWri
     assert _owner(streams.placing(_task(), "exec-1")) == {"n": {"a": 1, "b": 2, "c": 3}}
 
 
-def test_a_lane_whose_store_cannot_be_read_is_not_placed_on_an_empty_state(
-        tmp_path: Path) -> None:
+def test_a_lane_whose_store_cannot_be_read_stops_the_driver_not_on_an_empty_state(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     writer = CheckpointWriter(tmp_path / "file")
     (tmp_path / "file").write_text("not a directory")
     streams = _streams(writer)
-    with pytest.raises(RuntimeError, match="cannot read its keyed state"):
+    with pytest.raises(SystemExit) as stopped:
         streams.placing(_task(), "exec-1")
+    assert stopped.value.code == 2
+    assert "cannot read its keyed state from the checkpoint store" in caplog.text
     assert streams.jobs["agg"].lane(0).owner is None

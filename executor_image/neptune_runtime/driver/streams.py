@@ -292,8 +292,9 @@ class Streams:
                 for at in range(0, max(1, len(changes)), RESTORE_CHUNK)]
 
     def _stored(self, job: str, partition: int) -> list[Change]:
-        """The lane's committed state; a store that cannot give it twice running stops the
-        driver: a task run on a state without it would count its events again."""
+        """The lane's committed state. A store that cannot give it twice running stops the
+        driver (exit code 2, as when it cannot read the store at start): a task run on a
+        state without it would count its events again, and nothing is committed meanwhile."""
         if self.checkpoint_store is None:
             return []
         try:
@@ -304,8 +305,9 @@ class Streams:
         try:
             return self.checkpoint_store.changes((job, partition))
         except OSError as exc:
-            raise RuntimeError(f"job {job}, lane {partition}: cannot read its keyed state from "
-                               f"the checkpoint store: {exc}") from exc
+            log.critical("job %s, lane %d: cannot read its keyed state from the checkpoint "
+                         "store, so the driver stops: %s", job, partition, exc)
+            raise SystemExit(2) from exc
 
     def lost(self, executor: str) -> None:
         """An executor is gone: its lanes have no owner, and their tasks no pin."""
