@@ -35,7 +35,6 @@ from .keyed import CHUNK, Change, unpacked
 
 DIRECTORY = "keyed.rocksdb"
 Lane = tuple[str, int]  # (job, partition)
-Maps = dict[str, dict[Any, Any]]
 PENDING = b"pending"
 
 
@@ -78,16 +77,6 @@ class CheckpointStore:
         self._synced = WriteOptions()
         self._synced.sync = True  # durable when `write` returns
         self._lock = threading.Lock()  # commits run in a worker thread
-
-    def load(self) -> tuple[dict[Lane, Maps], dict[Lane, Any]]:
-        """Every lane's state (name -> key -> value) and committed token (to inspect a store:
-        the driver reads the tokens, and a lane's state when the lane is placed anew)."""
-        maps: dict[Lane, Maps] = {}
-        with self._lock:
-            for row, value in self._rows(b"s"):
-                job, part, name, key = _unpack(row)
-                maps.setdefault((job, part), {}).setdefault(name, {})[key] = _unpack(value)
-        return maps, self.tokens()
 
     def tokens(self) -> dict[Lane, Any]:
         """Every lane's committed token."""

@@ -178,7 +178,7 @@ class TaskState:
 def _merging(base: dict[Key, Any], parts: list[dict[Key, Any]]) -> Iterator[None]:
     parts.reverse()
     while parts:
-        merge(base, parts.pop())  # and freed: the last step frees no million entries at once
+        merge(base, parts.pop())  # and freed, a part a step
         yield None
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from neptune_runtime.checkpoints import CheckpointStore
 from neptune_runtime.processes import free_port
+from tests.runtime.changes import load
 
 from .kafka_helpers import ROOT, consume_to_end, unique, wait_until
 
@@ -176,7 +177,7 @@ def test_fraud_example_kill_an_executor_alerts_once_and_totals_exact(
     store = CheckpointStore(r.state)
     try:
         assert store.pending() is None, "a checkpoint is still pending after a clean stop"
-        maps, _tokens = store.load()
+        maps, _tokens = load(store)
     finally:
         store.close()
     state: dict[str, Any] = {}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from neptune_runtime.keyed import Change, packed, unpacked
+from neptune_runtime.checkpoints import CheckpointStore, Lane
+from neptune_runtime.keyed import Change, PartitionState, packed, unpacked
+
+Maps = dict[str, dict[Any, Any]]  # a lane's state: name -> key -> value
 
 
 def pack(rows: list[list[Any]]) -> list[Change]:
@@ -19,3 +22,16 @@ def rows(changes: list[Change]) -> list[list[Any]]:
     """Packed changes as [[name, key, value or None], ...]."""
     return [[name, key, value] for change in changes
             for name, entries in [unpacked(change)] for key, value in entries.items()]
+
+
+def load(store: CheckpointStore) -> tuple[dict[Lane, Maps], dict[Lane, Any]]:
+    """Every lane's state (name -> key -> value) and committed token, read as a new owner
+    gets them (CheckpointStore.changes, then PartitionState.restore)."""
+    tokens = store.tokens()
+    maps: dict[Lane, Maps] = {}
+    for lane in tokens:
+        state = PartitionState()
+        state.restore(store.changes(lane))
+        if state.maps:
+            maps[lane] = state.maps
+    return maps, tokens

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from neptune_runtime.checkpoint_writer import CHUNK, CheckpointWriter
-from neptune_runtime.checkpoints import CheckpointStore, Lane, Maps
+from neptune_runtime.checkpoints import CheckpointStore, Lane
 from neptune_runtime.keyed import CHUNK as KEYS
 from neptune_runtime.keyed import packed
 
-from .changes import pack
+from .changes import Maps, load, pack
 
 LANE = ("agg", 0)
 
@@ -27,7 +27,7 @@ LANE = ("agg", 0)
 def _load(directory: Path) -> tuple[dict[Lane, Maps], dict[Lane, Any]]:
     store = CheckpointStore(directory)
     try:
-        return store.load()
+        return load(store)
     finally:
         store.close()
 
@@ -84,7 +84,7 @@ def test_prepare_then_settle(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path)
     try:
         assert store.pending() is None
-        assert store.load() == ({LANE: {"n": {"a": 1}}}, {LANE: 4})
+        assert load(store) == ({LANE: {"n": {"a": 1}}}, {LANE: 4})
     finally:
         store.close()
 

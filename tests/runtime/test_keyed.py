@@ -9,7 +9,7 @@ import pytest
 from neptune_runtime.checkpoints import CheckpointStore
 from neptune_runtime.keyed import CHUNK, Change, PartitionState, StateError
 
-from .changes import pack, rows
+from .changes import load, pack, rows
 
 
 def test_a_task_sees_its_writes_and_they_are_kept_only_when_it_succeeds() -> None:
@@ -75,18 +75,18 @@ def test_the_checkpoint_store_commits_state_and_tokens_together(tmp_path: Path) 
     store.commit({("j", 0): pack([["n", "a", None]])}, {("j", 0): 11})
     store.close()
     again = CheckpointStore(tmp_path)
-    maps, tokens = again.load()
+    maps, tokens = load(again)
     assert maps == {("j", 0): {"n": {7: [1, 2]}}, ("j", 1): {"n": {"a": 5}}}
     assert tokens == {("j", 0): 11, ("j", 1): 3}
     # a pending checkpoint (exactly-once): applied only when settled as committed
     again.prepare({("j", 1): pack([["n", "a", 6]])}, {("j", 1): 4})
-    assert again.load()[1][("j", 1)] == 3
+    assert load(again)[1][("j", 1)] == 3
     assert again.pending() == ({("j", 1): pack([["n", "a", 6]])}, {("j", 1): 4})
     again.settle(False)
-    assert again.pending() is None and again.load()[1][("j", 1)] == 3
+    assert again.pending() is None and load(again)[1][("j", 1)] == 3
     again.prepare({("j", 1): pack([["n", "a", 6]])}, {("j", 1): 4})
     again.settle(True)
-    maps, tokens = again.load()
+    maps, tokens = load(again)
     assert maps[("j", 1)] == {"n": {"a": 6}} and tokens[("j", 1)] == 4
 
 
@@ -109,7 +109,7 @@ def test_a_stateless_upgrade_drops_the_checkpoints_a_restart_keeps_them(tmp_path
     def state() -> dict[object, object]:
         store = CheckpointStore(tmp_path)
         try:
-            return dict(store.load()[0])
+            return dict(load(store)[0])
         finally:
             store.close()
 
@@ -138,7 +138,7 @@ def test_checkpoint_rows_are_the_packed_job_partition_name_and_key(tmp_path: Pat
     rows = {bytes(k) for k, _ in store._rows(b"s")}  # the rows without their b"s"
     expected = {msgpack.packb(["job", 2, "n", key], use_bin_type=True) for key in keys}
     assert rows == expected
-    maps, tokens = store.load()
+    maps, tokens = load(store)
     assert tokens == {("job", 2): 9}
     assert len(maps[("job", 2)]["n"]) == len(keys)
 

@@ -21,7 +21,7 @@ from neptune_runtime.driver.streams import RESTORE_CHUNK, Streams
 from neptune_runtime.keyed import CHUNK, Key, PartitionState, packed
 from neptune_runtime.tasks import Task
 
-from .changes import pack
+from .changes import load, pack
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_the_store_gives_a_lane_its_state_packed_and_no_other_lanes(tmp_path: Pa
     assert len(changes) == 4, "CHUNK keys a map, and a name's rows never share a map"
     restored = PartitionState()
     restored.restore(changes)
-    assert restored.maps == store.load()[0][("agg", 1)] == {"n": big, "m": {1.5: {"a": 1},
+    assert restored.maps == load(store)[0][("agg", 1)] == {"n": big, "m": {1.5: {"a": 1},
                                                                          b"b": True}}
     assert store.changes(("agg", 2)) == []
     store.close()

@@ -200,10 +200,11 @@ class Driver:
             self._settle(store)
         checkpointed = store.tokens() if store is not None else {}
         counters: dict[tuple[str, int], dict[Any, Any]] = {}
-        for lane in checkpointed:
-            kept = PartitionState()  # the dataflow counters /status shows (streams.py)
-            kept.restore(store.changes(lane, META) if store is not None else [])
-            counters[lane] = kept.maps.get(META, {})
+        if store is not None:
+            for lane in checkpointed:
+                kept = PartitionState()  # the dataflow counters /status shows (streams.py)
+                kept.restore(store.changes(lane, META))
+                counters[lane] = kept.maps.get(META, {})
         for (name, partition), token in checkpointed.items():
             job = app.jobs.get(name)
             changed = isinstance(job, StreamJob) and name in saved \
