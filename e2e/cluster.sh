@@ -35,6 +35,9 @@ KUBELET_CGROUP_ROOT=""               # "": the kubelet's default (/)
 KUBELET_LOGS_DIR=""                  # "": the kubelet's default (/var/log/pods)
 RUNC_ROOT=""                         # "": runc's default (/run/containerd/runc)
 KUBELET_ARGS=()                      # more kubelet flags
+# static: a Guaranteed pod's container with a whole-CPU request gets CPUs of its own (as
+# `neptunectl run` pins its executors); kube-reserved 100m keeps CPU 0 in the shared pool.
+KUBELET_CPU_MANAGER=static
 COREDNS_HEALTH=127.0.0.1:8081 COREDNS_READY=127.0.0.1:8182 COREDNS_METRICS=127.0.0.1:9153
 VOLUMES="$NEPTUNE_STATE/volumes"
 STORAGE_CLASS=neptune-local
@@ -130,7 +133,15 @@ start_kubelet() { # start_kubelet NODE_IP [DNS_IP (default NODE_IP)]
     local hip=$1 dns=${2:-$1} extra=""
     if [ -n "$KUBELET_CGROUP_ROOT" ]; then extra+=$'\n'"cgroupRoot: $KUBELET_CGROUP_ROOT"; fi
     if [ -n "$KUBELET_LOGS_DIR" ]; then extra+=$'\n'"podLogsDir: $KUBELET_LOGS_DIR"; fi
-    step "kubelet (node $NODE_NAME, cgroupfs${KUBELET_CGROUP_ROOT:+, cgroup root $KUBELET_CGROUP_ROOT})"
+    extra+=$'\n'"cpuManagerPolicy: $KUBELET_CPU_MANAGER"
+    if [ "$KUBELET_CPU_MANAGER" = static ]; then extra+=$'\n'"kubeReserved: {cpu: 100m}"; fi
+    # The kubelet refuses to start on a checkpoint of another CPU manager policy.
+    local cpu_state="$NODE_STATE/kubelet/root/cpu_manager_state"
+    if [ -f "$cpu_state" ] && ! grep -q "\"policyName\":\"$KUBELET_CPU_MANAGER\"" "$cpu_state"; then
+        log "    CPU manager policy is now $KUBELET_CPU_MANAGER: removing the old checkpoint"
+        rm -f "$cpu_state"
+    fi
+    step "kubelet (node $NODE_NAME, cgroupfs${KUBELET_CGROUP_ROOT:+, cgroup root $KUBELET_CGROUP_ROOT}, CPU manager $KUBELET_CPU_MANAGER)"
     mkdir -p "$NODE_STATE/kubelet"
     write_if_changed "$NODE_STATE/kubelet/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1

@@ -61,6 +61,8 @@ use_node() { # use_node N: point cluster.sh's node variables at node N
     POD_CIDR=$PODS_NET.$n.0/24 POD_GATEWAY=$PODS_NET.$n.1
     KUBELET_CGROUP_ROOT=/$CGROUP_PREFIX$NODE_NAME KUBELET_LOGS_DIR="$NODE_STATE/pod-logs"
     KUBELET_ARGS=(--node-labels "neptune.dev/node=$NODE_NAME,topology.kubernetes.io/zone=zone-$n")
+    # The three kubelets share the host's two cores: CPUs "of its own" on one would not be.
+    KUBELET_CPU_MANAGER=none
 }
 
 node_components() { printf 'kube-router-node%s kube-proxy-node%s kubelet-node%s containerd-node%s' "$1" "$1" "$1" "$1"; }

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from neptune_operator.constants import HTTP_PORT, LABEL_APP, TOKEN_HEADER
+from neptune_operator.constants import EXECUTOR_CONTAINER, HTTP_PORT, LABEL_APP, TOKEN_HEADER
 from neptune_runtime.processes import LocalCluster
 
 from . import workload
@@ -106,7 +106,7 @@ class Scenario:
     """One run: the jobs (`mode`), the policy, where it runs ("pods", "local" pinned like
     `neptunectl bench`, or "local-unpinned"), whether the executor's bell watcher runs,
     whether the driver may ring the executor's doorbell (local mode only: in pods it cannot)
-    whether the executor pod has a CPU limit (pods only), and on the multi-node cluster
+    the executor pod's CPU (pods only: EXECUTOR_CPU), and on the multi-node cluster
     ("nodes") the nodes of the driver and of the executor."""
 
     name: str
@@ -115,7 +115,7 @@ class Scenario:
     where: str
     watch: bool = True
     doorbell: bool = True  # False: the driver does not ring it (local mode as the pods are)
-    cpu_limit: bool = True  # False: the executor pod has CPU requests only (no CFS quota)
+    executor_cpu: str = "dedicated"  # one of EXECUTOR_CPU
     # where "nodes" (the multi-node cluster): the driver's node and the executor's
     nodes: tuple[str, str] | None = None
     image: str | None = None  # the app's pods run this image (None: the project image)
@@ -134,9 +134,15 @@ CORE = (("stream_alone", "stream", "fifo"), ("batch_alone", "batch", "fifo"),
         ("neptune", "both", "neptune"), ("fair", "both", "fair"), ("kill", "both", "kill"))
 
 
-AB_AXES = ("watch", "cpulimit", "image")
+AB_AXES = ("watch", "shared", "cpulimit", "image")
+# The executor pod's CPU: "dedicated", one whole CPU requested and limited (Guaranteed: the
+# kubelet's static CPU manager gives it a CPU of its own, as local mode pins its executor);
+# "shared", EXECUTOR_RESOURCES (Burstable: it shares the node's CPUs with every other pod);
+# "nolimit", the same without the CPU limit (no CFS quota).
+EXECUTOR_CPU = ("dedicated", "shared", "nolimit")
 AB_SIDES = {"watch": "defaults (watch)", "nowatch": "bell watcher off (nowatch)",
             "nolimit": "executor pod without a CPU limit (nolimit)",
+            "shared": "executor pod sharing the node's CPUs (shared)",
             "imageb": "the pods on --image-b (imageb)",
             "across": "driver and executor on two nodes (across)",
             "samenode": "both on one node (samenode)"}
@@ -151,12 +157,16 @@ def plan_nodes(rounds: int = 3) -> list[Scenario]:
     """On the multi-node cluster (e2e/multinode.sh): stream and batch alone across nodes,
     then `rounds` rounds of neptune with the executor on another node than the driver against
     both on one node, alternating which goes first."""
-    out = [Scenario("stream_alone", "stream", "fifo", "nodes", nodes=ACROSS),
-           Scenario("batch_alone", "batch", "fifo", "nodes", nodes=ACROSS)]
+    # Its kubelets give no pod a CPU of its own (they share the host's cores): shared.
+    out = [Scenario("stream_alone", "stream", "fifo", "nodes", nodes=ACROSS,
+                    executor_cpu="shared"),
+           Scenario("batch_alone", "batch", "fifo", "nodes", nodes=ACROSS,
+                    executor_cpu="shared")]
     for round_ in range(rounds):
-        sides = [Scenario(f"neptune_r{round_ + 1}", "both", "neptune", "nodes", nodes=ACROSS),
+        sides = [Scenario(f"neptune_r{round_ + 1}", "both", "neptune", "nodes", nodes=ACROSS,
+                          executor_cpu="shared"),
                  Scenario(f"neptune_samenode_r{round_ + 1}", "both", "neptune", "nodes",
-                          nodes=SAME_NODE)]
+                          nodes=SAME_NODE, executor_cpu="shared")]
         out += sides if round_ % 2 else sides[::-1]
     return out
 
@@ -164,8 +174,9 @@ def plan_nodes(rounds: int = 3) -> list[Scenario]:
 def plan(ab_rounds: int = 3, ab: str = "watch", image_b: str | None = None) -> list[Scenario]:
     """Every scenario, in the order they run: the five core ones, local mode then pods for
     each; then `ab_rounds` rounds of an A/B in pods, alternating which side goes first: with
-    `ab` "watch", the executor's bell watcher on against off; with "cpulimit", the executor
-    pod with its CPU limit against requests only; with "image", the app's pods on the project
+    `ab` "watch", the executor's bell watcher on against off; with "shared", the executor
+    pod on a CPU of its own against sharing the node's; with "cpulimit", against sharing them
+    with no CPU limit; with "image", the app's pods on the project
     image against on `image_b` (another build of the runtime); then neptune in local mode
     with a driver that does not ring the doorbell (the executor's part of the pods' path, on
     the local processes' placement), watcher on and off; neptune in local mode unpinned."""
@@ -179,7 +190,9 @@ def plan(ab_rounds: int = 3, ab: str = "watch", image_b: str | None = None) -> l
         other = {"watch": Scenario(f"neptune_nowatch_r{round_ + 1}", "both", "neptune", "pods",
                                    watch=False),
                  "cpulimit": Scenario(f"neptune_nolimit_r{round_ + 1}", "both", "neptune",
-                                      "pods", cpu_limit=False),
+                                      "pods", executor_cpu="nolimit"),
+                 "shared": Scenario(f"neptune_shared_r{round_ + 1}", "both", "neptune",
+                                    "pods", executor_cpu="shared"),
                  "image": Scenario(f"neptune_imageb_r{round_ + 1}", "both", "neptune", "pods",
                                    image=image_b)}[ab]
         sides = [Scenario(f"neptune_r{round_ + 2}", "both", "neptune", "pods"), other]
@@ -274,12 +287,16 @@ def source_configmap(scenario: Scenario, ns: str, source: str) -> dict[str, Any]
             "data": {"app.py": source}}
 
 
-def executor_resources(cpu_limit: bool = True) -> dict[str, dict[str, str]]:
-    """EXECUTOR_RESOURCES, or the same without the CPU limit (Burstable, no CFS quota)."""
-    if cpu_limit:
+def executor_resources(cpu: str = "dedicated") -> dict[str, dict[str, str]]:
+    """The executor pod's resources for `cpu`, one of EXECUTOR_CPU."""
+    limits = EXECUTOR_RESOURCES["limits"]
+    if cpu == "dedicated":  # requests equal to limits, a whole CPU: Guaranteed
+        return {"requests": {**limits, "cpu": "1"}, "limits": {**limits, "cpu": "1"}}
+    if cpu == "shared":
         return EXECUTOR_RESOURCES
-    return {**EXECUTOR_RESOURCES,
-            "limits": {k: v for k, v in EXECUTOR_RESOURCES["limits"].items() if k != "cpu"}}
+    if cpu == "nolimit":
+        return {**EXECUTOR_RESOURCES, "limits": {k: v for k, v in limits.items() if k != "cpu"}}
+    raise ValueError(f"executor cpu must be one of {EXECUTOR_CPU}, not {cpu!r}")
 
 
 def app_manifest(scenario: Scenario, ns: str, image: str = IMAGE,
@@ -290,7 +307,7 @@ def app_manifest(scenario: Scenario, ns: str, image: str = IMAGE,
     those."""
     driver: dict[str, Any] = {"resources": DRIVER_RESOURCES}
     executors: dict[str, Any] = {"replicas": 1, "slotsPerPod": 1,
-                                 "resources": executor_resources(scenario.cpu_limit)}
+                                 "resources": executor_resources(scenario.executor_cpu)}
     if scenario.nodes is not None:
         driver["nodeSelector"] = {LABEL_NODE: scenario.nodes[0]}
         executors["nodeSelector"] = {LABEL_NODE: scenario.nodes[1]}
@@ -428,13 +445,14 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "ab": ab_summary(pods), "nodes_ab": ab_summary(places.get("nodes", {}), "across")}
 
 
-AB_VARIANTS = ("nowatch", "nolimit", "imageb", "samenode")
+AB_VARIANTS = ("nowatch", "shared", "nolimit", "imageb", "samenode")
 
 
 def ab_summary(pods: dict[str, Any], default: str = "watch") -> dict[str, Any]:
     """A place's neptune runs by side: the defaults (`default`: neptune, neptune_rN; pods:
     watch, nodes: across), the bell watcher off (nowatch: neptune_nowatch_rN), the executor
-    without a CPU limit (nolimit: neptune_nolimit_rN), the pods on the A/B's other image
+    sharing the node's CPUs (shared: neptune_shared_rN), without a CPU limit (nolimit:
+    neptune_nolimit_rN), the pods on the A/B's other image
     (imageb: neptune_imageb_rN), driver and executor on one node of
     the multi-node cluster (samenode: neptune_samenode_rN); per figure the median, min and
     max over the side's runs."""
@@ -551,6 +569,7 @@ class PodTarget:
     ingest_url: str = ""
     ingest_token: str = ""
     image_id: str | None = None  # what the executor pod runs (the image's digest)
+    executor_cpus: list[int] | None = None  # the CPUs its container may run on
 
     def __post_init__(self) -> None:
         (driver,) = self.app.pods("driver")
@@ -558,6 +577,8 @@ class PodTarget:
         self.ingest_token = self.app.tokens()["ingest"]
         statuses = self.app.pods("executor")[0]["status"].get("containerStatuses") or [{}]
         self.image_id = statuses[0].get("imageID")
+        self.executor_cpus = self.app.kubectl.cpus(
+            self.app.ns, self.app.pods("executor")[0]["metadata"]["name"], EXECUTOR_CONTAINER)
 
     def status(self) -> dict[str, Any]:
         code, doc = self.app.request("GET", "/status", self.app.tokens()["read"])
@@ -674,7 +695,7 @@ def measure(target: Target, scenario: Scenario, warmup: float, window: float,
     return {
         "where": scenario.where, "policy": scenario.policy, "mode": scenario.mode,
         "watch": scenario.watch, "driver_rings": scenario.doorbell,
-        "executor_cpu_limit": scenario.cpu_limit, "image": scenario.image,
+        "executor_cpu": scenario.executor_cpu, "image": scenario.image,
         "stream_p50_ms": s.get("p50_ms"), "stream_p99_ms": s.get("p99_ms"),
         "stream_max_ms": s.get("max_ms"), "stream_events": s.get("events"),
         "slo_attainment": s.get("slo_attainment"),
@@ -816,7 +837,8 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
                    "stream_records_per_task": records_for(point.stream_ms),
                    "image": IMAGE, "namespace": NAMESPACE,
                    "driver_resources": DRIVER_RESOURCES,
-                   "executor_resources": EXECUTOR_RESOURCES,
+                   "executor_resources": executor_resources(),
+                   "executor_resources_shared": EXECUTOR_RESOURCES,
                    "local_cpus": dict(zip(("driver", "executor"), _cpus(), strict=True))},
         "uptime_start": _uptime(), "loadavg_start": list(os.getloadavg()),
         "runs": {}, "skipped": [],
@@ -843,7 +865,8 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
             log(f"[{index + 1}/{len(scenarios)}, {_clock(elapsed)} elapsed"
                 + (f", ~{_clock(eta)} to go" if index else "") + f"] {scenario.key}"
                 + ("" if scenario.watch else " (bell watcher off)")
-                + ("" if scenario.cpu_limit else " (executor without CPU limit)")
+                + ("" if scenario.executor_cpu == "dedicated"
+                   else f" (executor CPU: {scenario.executor_cpu})")
                 + (f" (image {scenario.image})" if scenario.image else "")
                 + f", load {os.getloadavg()[0]:.2f}")
             if scenario.where in CLUSTER_PLACES and kubectl is not None \
@@ -861,6 +884,7 @@ def run(scenarios: list[Scenario], warmup: float, window: float, budget: float,
                     with pod_app(kubectl, scenario, source) as target:
                         row = measure(target, scenario, warmup, window, point.rate)
                         row["image_id"] = target.image_id
+                        row["executor_cpus"] = target.executor_cpus
                 else:
                     with local_app(scenario, source) as local:
                         row = measure(local, scenario, warmup, window, point.rate)
@@ -963,9 +987,23 @@ Ideas of item 2, and what was done with each:
 - no CPU limit on the executor pod (CFS quota throttling suspected): `--ab cpulimit`
   (ab/cpulimit-pods.md): ranges overlap, and every pod's and container's cgroup counted
   `nr_throttled 0` during the runs: not the cause.
-- what is left of the tail: the executor waiting for a CPU that the host gives to the
-  kubelet, the API server, etcd, Prometheus and the driver pod, all on the same 2 cores
-  (arrival to start is most of the p99 in every run; the wire's share is ~20 us).
+- the executor pod on a CPU of its own, as local mode pins its executor (Guaranteed, one
+  whole CPU, the kubelet's static CPU manager; now the pods' default here): `--ab shared`
+  (cluster.run6.md, and this run's A/B), 7 runs a side over two interleaved runs on 7
+  December. Stream p99 3.4 [3.0-4.1] ms against 4.8 [4.4-4.9]: lower in all 7 pairs. The
+  suspension was not helped: send to start p50 83 [77-101] us against 69 [66-76] (the bell
+  watcher thread now wakes on the executor's own CPU, a context switch each message), p99
+  414 [218-1070] against 366 [313-673]. A `perf sched` trace of the executor's CPU through
+  one such run's window (8 s) found it running anything else for about 20 ms in all (the
+  executor's own threads 10 ms, the API server 1.3 ms, CoreDNS 0.8 ms, containerd 0.6 ms):
+  the host's other processes are not what the suspension tail waits for there.
+- what is left of the tail: arrival to start is most of the p99 in every run; the wire's
+  share is ~20 us. On a shared CPU the executor waits for a CPU that the host gives to the
+  kubelet, the API server, etcd, Prometheus and the driver pod, all on the same 2 cores; on a
+  CPU of its own the trace above rules that out, and the next step is a trace of each late
+  preemption inside the executor (its socket read, decryption and decoding, and its other
+  threads' holds of the GIL: the metrics server answers Prometheus every 5 s there, and
+  nothing scrapes local mode's executor during its window).
 - across nodes (the multi-node cluster): cluster_nodes.md.
 """
 
@@ -984,7 +1022,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"{'calibrated at the start' if config.get('loops_calibrated', True) else 'given'}). "
         "Pods: a ContinuousApplication each (driver pod, one "
         f"executor pod; requests {config['executor_resources']['requests']['cpu']} CPU, limit "
-        f"{config['executor_resources']['limits']['cpu']} CPU for the executor), image "
+        f"{config['executor_resources']['limits']['cpu']} CPU for the executor"
+        + (", requests equal to limits: Guaranteed, and the node's static CPU manager gives it "
+           "a CPU of its own, as local mode pins its executor; in runs named shared, requests "
+           f"{shared['requests']['cpu']}, limit {shared['limits']['cpu']} CPU: it shares the "
+           "node's CPUs" if (shared := config.get("executor_resources_shared")) else "")
+        + "), image "
         f"`{config['image']}`; events POSTed from the host straight to the driver pod's IP (as a "
         "client in the cluster would: no API server on their path), /status and the reset over "
         "`kubectl proxy`. Local: the same app file as processes, driver on CPU "
@@ -1120,7 +1163,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds of the A/B in pods (default 3)")
     parser.add_argument("--ab", choices=AB_AXES, default="watch",
                         help="what the A/B varies: the executor's bell watcher (default), "
-                        "its pod's CPU limit, or the app's image (with --image-b)")
+                        "its pod on a CPU of its own against sharing the node's (shared), "
+                        "against sharing them with no CPU limit, or the app's image (with "
+                        "--image-b)")
     parser.add_argument("--image-b", default=None,
                         help="the image A/B's other image (another build of the runtime, "
                         "imported into the cluster's containerd)")

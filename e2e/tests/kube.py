@@ -151,6 +151,12 @@ class Kubectl:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json").stdout)
 
+    def cpus(self, ns: str, pod: str, container: str) -> list[int]:
+        """The CPUs a process started in the pod's container may run on (its cpuset)."""
+        out = self.run("-n", ns, "exec", pod, "-c", container, "--", "python3", "-c",
+                       "import os; print(sorted(os.sched_getaffinity(0)))").stdout
+        return [int(cpu) for cpu in json.loads(out)]
+
     def apply(self, obj: dict[str, Any] | list[dict[str, Any]], check: bool = True
               ) -> subprocess.CompletedProcess[str]:
         items = obj if isinstance(obj, list) else [obj]

@@ -589,6 +589,33 @@ def test_executors_that_cannot_be_placed_show_the_schedulers_reason(kubectl: Kub
         kubectl.run("-n", app_ns, "delete", "capp", name, "--wait=true", timeout=180)
 
 
+def test_executors_asking_a_whole_cpu_as_their_limit_get_a_cpu_of_their_own(
+        kubectl: Kubectl, app_ns: str) -> None:
+    """Executor resources with requests equal to limits and a whole CPU make the pod
+    Guaranteed, and the node's static CPU manager gives its container a CPU that the driver's
+    (and every other pod's) does not run on, as docs/operator.md says."""
+    name = "own-cpu"
+    obj = capp(replicas=1)
+    obj["spec"]["driver"].pop("storage")
+    whole = {"cpu": "1", "memory": "256Mi"}
+    obj["spec"]["executors"]["resources"] = {"requests": whole, "limits": whole}
+    kubectl.apply({**obj, "metadata": {"name": name, "namespace": app_ns}})
+    try:
+        wait_until(f"{name}: driver and executor Running",
+                   lambda: running(kubectl, app_ns, "driver", 1, name)
+                   and running(kubectl, app_ns, "executor", 1, name), timeout=180)
+        (executor,) = pods(kubectl, app_ns, "executor", name)
+        (driver,) = pods(kubectl, app_ns, "driver", name)
+        assert executor["status"]["qosClass"] == "Guaranteed", executor["status"]
+        own = kubectl.cpus(app_ns, executor["metadata"]["name"], "executor")
+        shared = kubectl.cpus(app_ns, driver["metadata"]["name"], "driver")
+        assert len(own) == 1 and not set(own) & set(shared), (
+            f"executor on CPUs {own}, driver on {shared}: is the kubelet's cpuManagerPolicy "
+            "static? (e2e/cluster.sh sets it; `make cluster-down cluster-up` applies it)")
+    finally:
+        kubectl.run("-n", app_ns, "delete", "capp", name, "--wait=true", timeout=180)
+
+
 def test_suspend_and_resume(kubectl: Kubectl, app_ns: str) -> None:
     kubectl.run("-n", app_ns, "patch", "capp", APP, "--type=merge",
                 "-p", '{"spec": {"suspend": true}}')

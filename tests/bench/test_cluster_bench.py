@@ -160,19 +160,34 @@ def test_plan_pairs_local_and_pods_then_alternates_the_ab() -> None:
     assert all(len(s.app_name) <= 40 and s.app_name.islower() for s in scenarios)
 
 
-def test_the_cpu_limit_ab_drops_only_the_executors_cpu_limit() -> None:
+def test_the_cpu_limit_ab_shares_the_node_s_cpus_without_a_cpu_limit() -> None:
     ab = [s for s in cb.plan(ab_rounds=2, ab="cpulimit")[10:] if s.where == "pods"]
     assert [s.key for s in ab] == ["pods/neptune_nolimit_r1", "pods/neptune_r2",
                                    "pods/neptune_r3", "pods/neptune_nolimit_r2"]
-    assert [s.cpu_limit for s in ab] == [False, True, True, False]
+    assert [s.executor_cpu for s in ab] == ["nolimit", "dedicated", "dedicated", "nolimit"]
     assert all(s.watch for s in ab)
-    limited = cb.app_manifest(ab[1], "ns1")["spec"]["executors"]["resources"]
     free = cb.app_manifest(ab[0], "ns1")["spec"]["executors"]["resources"]
-    assert limited == cb.EXECUTOR_RESOURCES and "cpu" in limited["limits"]
-    assert free["requests"] == limited["requests"]
-    assert free["limits"] == {"memory": limited["limits"]["memory"]}
+    assert free["requests"] == cb.EXECUTOR_RESOURCES["requests"]
+    assert free["limits"] == {"memory": cb.EXECUTOR_RESOURCES["limits"]["memory"]}
     with pytest.raises(ValueError, match="ab must be one of"):
         cb.plan(ab="poll")
+
+
+def test_pods_executors_are_guaranteed_on_a_whole_cpu_unless_the_ab_shares_them() -> None:
+    ab = [s for s in cb.plan(ab_rounds=2, ab="shared")[10:] if s.where == "pods"]
+    assert [s.key for s in ab] == ["pods/neptune_shared_r1", "pods/neptune_r2",
+                                   "pods/neptune_r3", "pods/neptune_shared_r2"]
+    shared = cb.app_manifest(ab[0], "ns1")["spec"]["executors"]["resources"]
+    own = cb.app_manifest(ab[1], "ns1")["spec"]["executors"]["resources"]
+    assert shared == cb.EXECUTOR_RESOURCES and shared["requests"] != shared["limits"]
+    # Guaranteed: every request equals its limit, and the CPU is a whole one
+    assert own["requests"] == own["limits"] == {"cpu": "1",
+                                                "memory": shared["limits"]["memory"]}
+    assert all(s.executor_cpu == "dedicated" for s in cb.plan()[:10])
+    # the multi-node cluster's kubelets give no pod a CPU of its own
+    assert all(s.executor_cpu == "shared" for s in cb.plan_nodes())
+    with pytest.raises(ValueError, match="executor cpu must be one of"):
+        cb.executor_resources("half")
 
 
 def test_the_image_ab_runs_the_other_side_on_image_b() -> None:
