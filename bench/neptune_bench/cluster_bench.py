@@ -712,6 +712,7 @@ def measure(target: Target, scenario: Scenario, warmup: float, window: float,
         "wasted_task_seconds": final["wasted_task_seconds"],
         "send_to_start_us": final["preemption"]["send_to_start_us"],
         "arrival_to_start_us": final["preemption"]["arrival_to_start_us"],
+        "slowest": final["preemption"].get("slowest"),
         "doorbell": [e["doorbell"] for e in final["executors"]["list"]],
         "warnings": final.get("warnings", []),
         "histograms": {key: histogram_diff(before[key], after[key]) for key in after},
@@ -1085,6 +1086,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_f(h['arrival_to_start_max_us'], 0)} | {_f(h['send_to_arrival_p50_us_est'], 0)} "
             f"/ {_f(h['send_to_arrival_p99_us_est'], 0)} | "
             f"{'yes' if all(row.get('doorbell') or [False]) else 'no'} |")
+    lines += slowest_lines(result.get("runs", {}))
     lines += ["", "## The Prometheus histograms", "",
               "What a user's Prometheus shows for each run's window (pods: the local Prometheus, "
               "buckets `sum by (le) (NAME_bucket{namespace=..., neptune_dev_app=...} @ T)` before "
@@ -1129,6 +1131,31 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ab_lines("the multi-node cluster", result.get("nodes_ab", {}))
     lines += ["", POD_PATH, IDEAS, TWO_APPS]
     return "\n".join(lines)
+
+
+def slowest_lines(runs: dict[str, dict[str, Any]], shown: int = 3) -> list[str]:
+    """Each run's slowest preemptions (/status `preemption.slowest`), split: arrival to the
+    yield point that noticed the `run`, then from there to the start (reading, decoding and
+    starting it); "hub" where no yield point noticed it."""
+    rows = [(key, row["slowest"][:shown]) for key, row in runs.items() if row.get("slowest")]
+    if not rows:
+        return []
+    out = ["", "## The slowest preemptions", "",
+           f"Each run's {shown} slowest (what its p99 is made of): send to start, of which on "
+           "the executor arrival to start, and of that, arrival to the yield point that "
+           "noticed the `run` + from there to the start (hub: no yield point noticed it, the "
+           "hub took it).", "",
+           "| where | run | send→start us: arrival→notice + notice→start |", "|---|---|---|"]
+    for key, slowest in rows:
+        where, name = key.split("/", 1)
+        cells = []
+        for p in slowest:
+            notice = p.get("arrival_to_notice_us")
+            split = ("hub" if notice is None else
+                     f"{notice:.0f} + {p['arrival_to_start_us'] - notice:.0f}")
+            cells.append(f"{p['send_to_start_us']:.0f}: {split}")
+        out.append(f"| {where} | {name} | {'; '.join(cells)} |")
+    return out
 
 
 def ab_lines(where: str, ab: dict[str, Any]) -> list[str]:

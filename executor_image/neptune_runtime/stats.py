@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 from collections import deque
+from typing import Any
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -41,6 +44,40 @@ class Window:
 
     def clear(self) -> None:
         self._samples.clear()
+
+
+class Slowest:
+    """The `n` items of largest key added since the last clear (a tail, one by one)."""
+
+    def __init__(self, n: int = 5) -> None:
+        self.n = n
+        self._heap: list[tuple[float, int, Any]] = []
+        self._order = itertools.count()  # equal keys: no comparison of the items
+
+    def add(self, key: float, item: Any) -> None:
+        entry = (key, next(self._order), item)
+        if len(self._heap) < self.n:
+            heapq.heappush(self._heap, entry)
+        elif key > self._heap[0][0]:
+            heapq.heapreplace(self._heap, entry)
+
+    def items(self) -> list[Any]:
+        """Largest key first."""
+        return [item for _, _, item in sorted(self._heap, reverse=True)]
+
+    def clear(self) -> None:
+        self._heap.clear()
+
+
+def preemption_split(send_to_start: float, arrival_to_start: float, noticed_ns: int | None,
+                     executor: str) -> dict[str, Any]:
+    """One preemption's figures in us: driver send to start; of which on the executor, the
+    kernel's arrival (or the express slot's) to start, and of that, arrival to the yield point
+    that noticed the `run` (None where no yield point did: the hub took it)."""
+    return {"send_to_start_us": round(send_to_start * 1e6, 1),
+            "arrival_to_start_us": round(arrival_to_start * 1e6, 1),
+            "arrival_to_notice_us": None if noticed_ns is None else round(noticed_ns / 1e3, 1),
+            "executor": executor}
 
 
 class Rate:

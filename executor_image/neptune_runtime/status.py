@@ -159,6 +159,7 @@ def status_document(driver: Driver) -> dict[str, Any]:
         "preemption": {
             "send_to_start_us": micros(driver.preempt_latency),
             "arrival_to_start_us": micros(driver.preempt_local),
+            "slowest": driver.preempt_slowest.items(),
             "rehearsals": 0 if driver.rehearsal is None else driver.rehearsal.runs,
             "forewarnings": driver.forewarnings,
             "taken": dict(driver.suspended_via),

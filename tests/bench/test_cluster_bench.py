@@ -372,3 +372,16 @@ def test_poisson_poster_posts_numbered_events_and_counts_refusals() -> None:
     assert set(_Ingest.tokens) == {"tok"}
     assert poster.accepted + poster.failed == len(_Ingest.bodies)
     assert poster.failed == len(_Ingest.bodies) // 5 and poster.errors[-1] == "HTTP 503"
+
+
+def test_the_slowest_preemptions_table_splits_each_at_its_notice() -> None:
+    runs: dict[str, dict[str, Any]] = {"pods/neptune": {"slowest": [
+        {"send_to_start_us": 900.0, "arrival_to_start_us": 800.0,
+         "arrival_to_notice_us": 700.0, "executor": "e"},
+        {"send_to_start_us": 400.0, "arrival_to_start_us": 380.0,
+         "arrival_to_notice_us": None, "executor": "e"}]},
+        "pods/fair": {"slowest": []}}
+    lines = cb.slowest_lines(runs)
+    assert lines[-1] == "| pods | neptune | 900: 700 + 100; 400: hub |"
+    assert not any("fair" in line for line in lines)
+    assert cb.slowest_lines({"pods/fair": {}}) == []

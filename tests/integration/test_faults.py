@@ -173,6 +173,13 @@ def test_suspended_batch_tasks_lose_no_progress(faults_cluster: LocalCluster,
     fast = taken["express" if rung else "socket"]
     assert fast > 0 and fast >= taken["hub"], f"preemptions taken where: {taken}"
     assert taken["socket" if rung else "express"] == 0, taken
+    # the slowest preemptions, slowest first, each split where a yield point noticed it
+    slowest = status["preemption"]["slowest"]
+    assert 0 < len(slowest) <= 5, slowest
+    assert [p["send_to_start_us"] for p in slowest] == sorted(
+        (p["send_to_start_us"] for p in slowest), reverse=True)
+    assert all(0 <= p["arrival_to_notice_us"] <= p["arrival_to_start_us"] for p in slowest
+               if p["arrival_to_notice_us"] is not None), slowest
     # preempting runs came through the doorbell's express slot and the socket: each ran once
     runs = (tmp_path / "runs.log").read_text().split()
     assert runs and len(runs) == len(set(runs)), "a stream task attempt started twice"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,6 +65,21 @@ def test_a_forewarned_preempting_run_starts_from_the_task(
     suspended = [m for m in executor.link.outbox if isinstance(m, dict)]
     assert suspended == [{"t": "suspended", "id": "b1", "ns": suspended[0]["ns"],
                           "via": "socket"}]
+
+
+def test_a_preempting_run_carries_when_the_yield_point_noticed_it(
+        pair: tuple[Executor, socket.socket], monkeypatch: pytest.MonkeyPatch) -> None:
+    executor, driver = pair
+    calls = launched(executor, monkeypatch)
+    send(driver, run("s1", "stream", 10, victim="b1", action="suspend"))
+    before = time.monotonic_ns()
+    greenlet.greenlet(executor._on_signal).switch()  # as the yield point calls it
+    after = time.monotonic_ns()
+    assert calls == [("s1", True)]
+    started = executor.current
+    assert started is not None and started.id == "s1"
+    # (a socket pair gives no kernel receive time: its arrival is the read, after the notice)
+    assert before <= started.noticed_ns <= started.received_ns <= after
 
 
 def test_a_forewarning_alone_rehearses_and_the_task_goes_on(

@@ -33,7 +33,7 @@ from ..kafka.source import Kafka as KafkaSource
 from ..keyed import Change, PartitionState, are_changes
 from ..policies import POLICIES, NeptuneConfig, get_policy
 from ..sources import Saved
-from ..stats import Window
+from ..stats import Slowest, Window, preemption_split
 from ..tasks import Task, TaskTable
 from . import placement, session
 from .batch import Batches
@@ -158,6 +158,8 @@ class Driver:
         # monotonic clocks) and arrival-to-start (on the executor's clock alone)
         self.preempt_latency = Window(seconds=3600.0, limit=100000)
         self.preempt_local = Window(seconds=3600.0, limit=100000)
+        # the slowest since the last reset, each with its split: where a tail comes from
+        self.preempt_slowest = Slowest(5)
         self.wasted_seconds = 0.0
         self.rejected = 0
         self.auth_failures = 0
@@ -478,8 +480,11 @@ class Driver:
             metrics.QUEUE_DELAY.labels(task.job, task.kind).observe(
                 max(0.0, task.sent_at - task.ready_at) + waited)
             if task.preempting:
+                send_to_start = message["ns"] / 1e9 - task.sent_at
                 self.preempt_local.add(now, waited)
-                self.preempt_latency.add(now, message["ns"] / 1e9 - task.sent_at)
+                self.preempt_latency.add(now, send_to_start)
+                self.preempt_slowest.add(send_to_start, preemption_split(
+                    send_to_start, waited, message.get("noticed_ns"), conn.id))
         elif kind == "resumed":
             # The executor resumed a task by itself when its slot freed. Follow it only if we
             # still see that slot free: if we placed something there since, the executor
@@ -655,5 +660,6 @@ class Driver:
             stats.reset()
         self.preempt_latency.clear()
         self.preempt_local.clear()
+        self.preempt_slowest.clear()
         self.wasted_seconds = 0.0
         self.started = time.monotonic()

@@ -84,6 +84,7 @@ class Executor(Hub, Runner, Express):
         self.resumes_locally = False
         self.suspension_samples = []
         self.arrived_ns = 0
+        self.noticed_ns = 0
         self.polling = polling
         self.bell = None
         self.bell_attached = False

@@ -148,8 +148,11 @@ class Runner(ExecutorState):
     def _body(self, task: TaskRecord) -> None:
         """Runs inside the task's greenlet; its first line is when the task starts."""
         task.started_ns = time.monotonic_ns()
-        self.link.post({"t": "started", "id": task.id, "ns": task.started_ns,
-                        "waited_ns": task.started_ns - task.received_ns})
+        started: dict[str, Any] = {"t": "started", "id": task.id, "ns": task.started_ns,
+                                   "waited_ns": task.started_ns - task.received_ns}
+        if task.noticed_ns:
+            started["noticed_ns"] = max(0, task.noticed_ns - task.received_ns)
+        self.link.post(started)
         task.outcome = self._run_task(task)
 
     def _run_task(self, task: TaskRecord) -> tuple[str, Any]:

@@ -46,6 +46,7 @@ class ExecutorState:
     resumes_locally: bool
     suspension_samples: list[float]
     arrived_ns: int
+    noticed_ns: int  # when a yield point last called `_on_signal`
     polling: yieldpoint.Settings
     bell: Bell | None
     bell_attached: bool

@@ -23,6 +23,7 @@ class TaskRecord:
     glet: greenlet.greenlet | None = None
     started_ns: int = 0
     received_ns: int = 0
+    noticed_ns: int = 0  # a preempting one: when a yield point noticed its `run` coming
     consumed: int = 0
     outcome: tuple[str, Any] | None = None  # set by the task's greenlet as it ends
     preempting: bool = False  # started from the greenlet of the task it preempted
