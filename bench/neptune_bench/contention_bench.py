@@ -87,7 +87,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"sides": sides, "on_over_off": ratios}
 
 
-def _batch_records(target: cb.PodTarget) -> int:
+def batch_records(target: cb.PodTarget) -> int:
     return int(target.status()["jobs"]["batch"]["records"])
 
 
@@ -177,9 +177,9 @@ def run(rounds: int, warmup: float, window: float, log: Callable[[str], None],
                 cb.install_operator(kubectl, list(NAMESPACES.values()),
                                     statusInterval=STATUS_INTERVAL, cpuByRank=on)
                 wait_applied(kubectl, lowered=on)
-                low_before, t0 = _batch_records(targets["low"]), time.monotonic()
+                low_before, t0 = batch_records(targets["low"]), time.monotonic()
                 row = cb.measure(targets["high"], HIGH, warmup, window, point.rate)
-                low_rate = (_batch_records(targets["low"]) - low_before) / (time.monotonic() - t0)
+                low_rate = (batch_records(targets["low"]) - low_before) / (time.monotonic() - t0)
                 row.update(cpu_by_rank=on, low_batch_records_per_s=low_rate,
                            high_batch_records_per_s=row.pop("batch_records_per_s"),
                            loadavg=list(os.getloadavg()))
