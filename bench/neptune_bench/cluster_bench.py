@@ -1136,7 +1136,9 @@ def markdown(result: dict[str, Any]) -> str:
 def slowest_lines(runs: dict[str, dict[str, Any]], shown: int = 3) -> list[str]:
     """Each run's slowest preemptions (/status `preemption.slowest`), split: arrival to the
     yield point that noticed the `run`, then from there to the start (reading, decoding and
-    starting it); "hub" where no yield point noticed it."""
+    starting it); "hub" where no yield point noticed it; and in brackets the time since the
+    tune before the noticing yield point (a stall of the task, where it is well above the
+    poll interval)."""
     rows = [(key, row["slowest"][:shown]) for key, row in runs.items() if row.get("slowest")]
     if not rows:
         return []
@@ -1144,15 +1146,20 @@ def slowest_lines(runs: dict[str, dict[str, Any]], shown: int = 3) -> list[str]:
            f"Each run's {shown} slowest (what its p99 is made of): send to start, of which on "
            "the executor arrival to start, and of that, arrival to the yield point that "
            "noticed the `run` + from there to the start (hub: no yield point noticed it, the "
-           "hub took it).", "",
+           "hub took it); in brackets, how long the task had gone since the tune before that "
+           "yield point: well above the 100 us poll interval, the task ran no yield point for "
+           "that long (a collection, another thread holding the GIL, its CPU given to others) "
+           "and the notice was late for it, not for a missed poll.", "",
            "| where | run | send→start us: arrival→notice + notice→start |", "|---|---|---|"]
     for key, slowest in rows:
         where, name = key.split("/", 1)
         cells = []
         for p in slowest:
             notice = p.get("arrival_to_notice_us")
+            span = p.get("notice_span_us")
             split = ("hub" if notice is None else
-                     f"{notice:.0f} + {p['arrival_to_start_us'] - notice:.0f}")
+                     f"{notice:.0f} + {p['arrival_to_start_us'] - notice:.0f}"
+                     + ("" if span is None else f" [{span:.0f}]"))
             cells.append(f"{p['send_to_start_us']:.0f}: {split}")
         out.append(f"| {where} | {name} | {'; '.join(cells)} |")
     return out

@@ -57,10 +57,11 @@ static struct {
     long long interval_ns;        /* task time between tunes */
     long long last_tune_ns;
     long long max_gap_ns;         /* the longest time between two yield points, as tuned */
+    long long fired_span_ns;      /* at the last signal: the time since the tune before it */
     int polls_left;
     int polls_per_poll;           /* tunes per socket poll: 1, or POLLS_PER_BELL_POLL */
     int requested;                /* request(): signal at the next yield point */
-} S = {NULL, NULL, {0}, NULL, -1, MAX_STRIDE, MAX_STRIDE, 100000, 0, 0, 1, 1, 0};
+} S = {NULL, NULL, {0}, NULL, -1, MAX_STRIDE, MAX_STRIDE, 100000, 0, 0, 0, 1, 1, 0};
 
 static long long now_ns(void) {
     struct timespec t;
@@ -82,7 +83,11 @@ static int call(PyObject *handler) {
     return 0;
 }
 
-static int fire(void) {
+/* `span`: the time since the tune before this signal. Well above the interval, the task ran no
+ * yield point for a while (a collection, another thread's GIL, the CPU given to others), and
+ * a preemption that came meanwhile waited for it: the executor reports it with the slowest. */
+static int fire(long long span) {
+    S.fired_span_ns = span;
     S.requested = 0;
     if (S.bell_byte != NULL)
         S.bell_byte[0] = S.bell_byte[1] = 0; /* before the handler reads: later ones ring */
@@ -92,13 +97,13 @@ static int fire(void) {
 /* The doorbell: byte 0 is a message, byte 1 a warning that one may follow (one load). */
 static int ring(void) {
     if (S.bell_byte[0] || S.requested)
-        return fire();
+        return fire(now_ns() - S.last_tune_ns);
     S.bell_byte[1] = 0;
     if (call(S.on_forewarn) < 0)
         return -1;
     /* rung meanwhile: the handler stopped for it. The handler may have installed another
      * doorbell, or none: read the state's pointer again. */
-    return S.bell_byte != NULL && S.bell_byte[0] ? fire() : 0;
+    return S.bell_byte != NULL && S.bell_byte[0] ? fire(now_ns() - S.last_tune_ns) : 0;
 }
 
 /* The mean time of the records since the last tune (or switch), if it is the longest yet. */
@@ -124,12 +129,12 @@ static int tune(void) {
     }
     S.countdown = S.stride;
     if (S.requested)
-        return fire();
+        return fire(elapsed);
     if (S.fd >= 0 && --S.polls_left <= 0) {
         S.polls_left = S.polls_per_poll;
         struct pollfd p = {S.fd, POLLIN, 0};
         if (poll(&p, 1, 0) > 0)
-            return fire();
+            return fire(elapsed);
     }
     return 0;
 }
@@ -249,6 +254,10 @@ static PyObject *request(PyObject *module, PyObject *unused) {
 
 static PyObject *stride(PyObject *module, PyObject *unused) {
     return PyLong_FromLongLong(S.stride);
+}
+
+static PyObject *fired_span(PyObject *module, PyObject *unused) {
+    return PyLong_FromLongLong(S.fired_span_ns);
 }
 
 /* -- yielding(records): an iterator whose every next() is a yield point ------------------- */
@@ -677,6 +686,9 @@ static PyMethodDef methods[] = {
      "last call"},
     {"request", request, METH_NOARGS, "make the next yield point signal (signal-safe)"},
     {"stride", stride, METH_NOARGS, "records between two tunes, as adapted"},
+    {"fired_span", fired_span, METH_NOARGS,
+     "at the last signal, the time (ns) since the tune before it: well above the interval, "
+     "the task ran no yield point meanwhile"},
     {"yielding", yielding, METH_O, "yielding(records): every next() is a yield point"},
     {"take_express", take_express, METH_O, "take_express(mapping): the express slot's message"},
     {"express", express, METH_VARARGS, "express(mapping, message, offset): copy into the slot"},

@@ -214,9 +214,10 @@ FROM_EXECUTOR: dict[str, Fields] = {
               "forewarn": ((bool,), False, None)},
     "heartbeat": {"memory": _COUNT, "memory_limit": _COUNT, "partitions": ((list,), True, None)},
     "bye": {},
-    # noticed_ns: of a preempting task's wait, until a yield point noticed its `run` coming
+    # noticed_ns: of a preempting task's wait, until a yield point noticed its `run` coming;
+    # span_ns: how long the task it preempted had gone since the tune before that yield point
     "started": {"id": _ID, "ns": ((int,), True, None), "waited_ns": ((int,), True, None),
-                "noticed_ns": ((int,), False, None)},
+                "noticed_ns": ((int,), False, None), "span_ns": ((int,), False, None)},
     "resumed": {"id": _ID},
     # via: where the executor took the preempting `run` (SUSPENDED_VIA); older ones omit it
     "suspended": {"id": _ID, "ns": ((int,), True, None), "via": ((str,), False, None)},

@@ -70,13 +70,18 @@ class Slowest:
 
 
 def preemption_split(send_to_start: float, arrival_to_start: float, noticed_ns: int | None,
-                     executor: str) -> dict[str, Any]:
+                     span_ns: int | None, executor: str) -> dict[str, Any]:
     """One preemption's figures in us: driver send to start; of which on the executor, the
     kernel's arrival (or the express slot's) to start, and of that, arrival to the yield point
-    that noticed the `run` (None where no yield point did: the hub took it)."""
+    that noticed the `run` (None where no yield point did: the hub took it); and the time
+    since the tune before that yield point (well above the poll interval: the task ran no
+    yield point meanwhile, and a late notice was the task's stall, not a missed poll)."""
+    def us(ns: int | None) -> float | None:
+        return None if ns is None else round(ns / 1e3, 1)
+
     return {"send_to_start_us": round(send_to_start * 1e6, 1),
             "arrival_to_start_us": round(arrival_to_start * 1e6, 1),
-            "arrival_to_notice_us": None if noticed_ns is None else round(noticed_ns / 1e3, 1),
+            "arrival_to_notice_us": us(noticed_ns), "notice_span_us": us(span_ns),
             "executor": executor}
 
 

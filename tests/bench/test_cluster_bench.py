@@ -377,11 +377,11 @@ def test_poisson_poster_posts_numbered_events_and_counts_refusals() -> None:
 def test_the_slowest_preemptions_table_splits_each_at_its_notice() -> None:
     runs: dict[str, dict[str, Any]] = {"pods/neptune": {"slowest": [
         {"send_to_start_us": 900.0, "arrival_to_start_us": 800.0,
-         "arrival_to_notice_us": 700.0, "executor": "e"},
+         "arrival_to_notice_us": 700.0, "notice_span_us": 1500.0, "executor": "e"},
         {"send_to_start_us": 400.0, "arrival_to_start_us": 380.0,
          "arrival_to_notice_us": None, "executor": "e"}]},
         "pods/fair": {"slowest": []}}
     lines = cb.slowest_lines(runs)
-    assert lines[-1] == "| pods | neptune | 900: 700 + 100; 400: hub |"
+    assert lines[-1] == "| pods | neptune | 900: 700 + 100 [1500]; 400: hub |"
     assert not any("fair" in line for line in lines)
     assert cb.slowest_lines({"pods/fair": {}}) == []

@@ -22,7 +22,8 @@ def test_equal_keys_never_compare_their_items() -> None:
 
 
 def test_a_preemption_split_is_in_microseconds_and_none_where_no_yield_point_noticed() -> None:
-    assert preemption_split(0.000250, 0.000200, 150_000, "e-0") == {
+    assert preemption_split(0.000250, 0.000200, 150_000, 1_200_000, "e-0") == {
         "send_to_start_us": 250.0, "arrival_to_start_us": 200.0,
-        "arrival_to_notice_us": 150.0, "executor": "e-0"}
-    assert preemption_split(0.001, 0.0005, None, "e-1")["arrival_to_notice_us"] is None
+        "arrival_to_notice_us": 150.0, "notice_span_us": 1200.0, "executor": "e-0"}
+    hub = preemption_split(0.001, 0.0005, None, None, "e-1")
+    assert hub["arrival_to_notice_us"] is None and hub["notice_span_us"] is None

@@ -303,3 +303,21 @@ def test_the_stride_shrinks_at_once_when_records_turn_coarse() -> None:
     for _ in yieldpoint.yielding(range(before + 2)):
         busy(2e-3)
     assert yieldpoint.stride() == 1, f"from {before}, the stride went to {yieldpoint.stride()}"
+
+
+def test_a_signal_after_a_stall_carries_the_stall_in_its_span() -> None:
+    # what tells a preemption noticed late because the task ran no yield point (a collection,
+    # another thread's GIL) from one whose poll came late
+    spans: list[int] = []
+    yieldpoint.install(lambda: spans.append(_yieldcore.fired_span()), interval_us=100)
+    yieldpoint.task_switched_in()
+    for _ in range(1000):
+        yieldpoint.checkpoint()
+    yieldpoint.request()
+    yieldpoint.checkpoint()
+    time.sleep(0.01)  # the task stalls between two yield points
+    yieldpoint.request()
+    yieldpoint.checkpoint()
+    assert len(spans) == 2, spans
+    assert spans[0] < 5_000_000, f"a signal with no stall spans {spans[0]} ns"
+    assert spans[1] >= 10_000_000, f"a 10 ms stall gave a span of {spans[1]} ns"

@@ -484,7 +484,8 @@ class Driver:
                 self.preempt_local.add(now, waited)
                 self.preempt_latency.add(now, send_to_start)
                 self.preempt_slowest.add(send_to_start, preemption_split(
-                    send_to_start, waited, message.get("noticed_ns"), conn.id))
+                    send_to_start, waited, message.get("noticed_ns"), message.get("span_ns"),
+                    conn.id))
         elif kind == "resumed":
             # The executor resumed a task by itself when its slot freed. Follow it only if we
             # still see that slot free: if we placed something there since, the executor

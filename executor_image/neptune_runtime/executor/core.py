@@ -85,6 +85,7 @@ class Executor(Hub, Runner, Express):
         self.suspension_samples = []
         self.arrived_ns = 0
         self.noticed_ns = 0
+        self.noticed_span_ns = 0
         self.polling = polling
         self.bell = None
         self.bell_attached = False

@@ -67,7 +67,7 @@ class Express(ExecutorState):
         something or we were told to stop. A preempting `run` of this very task, in the express
         slot or (no ringing driver) on the socket, is handled here, and the stream task starts
         from here; anything else is the hub's."""
-        self.noticed_ns = time.monotonic_ns()
+        self.noticed_ns, self.noticed_span_ns = time.monotonic_ns(), _yieldcore.fired_span()
         task = self.current
         express = None if task is None or self.stopping else self._express()
         if express is not None and task is not None:
@@ -137,7 +137,7 @@ class Express(ExecutorState):
         started = self.current
         if started is None or started.glet is not None:
             return False
-        started.noticed_ns = self.noticed_ns
+        started.noticed_ns, started.noticed_span_ns = self.noticed_ns, self.noticed_span_ns
         self._launch(started, preempting=True)
         return True
 

@@ -152,6 +152,7 @@ class Runner(ExecutorState):
                                    "waited_ns": task.started_ns - task.received_ns}
         if task.noticed_ns:
             started["noticed_ns"] = max(0, task.noticed_ns - task.received_ns)
+            started["span_ns"] = task.noticed_span_ns
         self.link.post(started)
         task.outcome = self._run_task(task)
 

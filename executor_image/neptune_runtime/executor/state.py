@@ -47,6 +47,7 @@ class ExecutorState:
     suspension_samples: list[float]
     arrived_ns: int
     noticed_ns: int  # when a yield point last called `_on_signal`
+    noticed_span_ns: int  # and how long its task had gone since the tune before it
     polling: yieldpoint.Settings
     bell: Bell | None
     bell_attached: bool

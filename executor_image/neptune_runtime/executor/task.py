@@ -24,6 +24,7 @@ class TaskRecord:
     started_ns: int = 0
     received_ns: int = 0
     noticed_ns: int = 0  # a preempting one: when a yield point noticed its `run` coming
+    noticed_span_ns: int = 0  # and the time since the tune before that yield point
     consumed: int = 0
     outcome: tuple[str, Any] | None = None  # set by the task's greenlet as it ends
     preempting: bool = False  # started from the greenlet of the task it preempted
