@@ -999,12 +999,21 @@ Ideas of item 2, and what was done with each:
   executor's own threads 10 ms, the API server 1.3 ms, CoreDNS 0.8 ms, containerd 0.6 ms):
   the host's other processes are not what the suspension tail waits for there.
 - what is left of the tail: arrival to start is most of the p99 in every run; the wire's
-  share is ~20 us. On a shared CPU the executor waits for a CPU that the host gives to the
-  kubelet, the API server, etcd, Prometheus and the driver pod, all on the same 2 cores; on a
-  CPU of its own the trace above rules that out, and the next step is a trace of each late
-  preemption inside the executor (its socket read, decryption and decoding, and its other
-  threads' holds of the GIL: the metrics server answers Prometheus every 5 s there, and
-  nothing scrapes local mode's executor during its window).
+  share is ~20 us. On a CPU of its own the trace above rules out the host's other processes.
+  The slowest preemptions, each split where a yield point noticed it and with the span of
+  that yield point's stride (cluster.run8.md, 8 December), are of two kinds, in pods and in
+  local mode without the driver's ring alike (so the pod is not the cause, the missing ring
+  is): 150-250 us from the arrival to the notice inside a stride of 300-450 us (the task ran
+  no yield point for that long: the socket path's read of the forewarning and the rehearsal
+  after it, cold); or noticed at once and 230-370 us from there to the start (the forewarning
+  and the `run` read together: the preemption's path ran cold, unrehearsed).
+- the forewarning off in pods (`--ab image`, ab/forewarn-off-pods.md): suspension p50 280
+  against 122 us, p99 518 against 314: the forewarning stays.
+- the rehearsal looking at the socket for the `run` at its checks, and the next yield point
+  signalling at once when it is there (ab/rehearsal-socket-check-pods.md): p99 314 against
+  323 us, p50 148 against 127, the late notices unchanged: not kept. The next step is the
+  socket path's own cost when cold (the read, decode and start of a `run` ran 230-370 us
+  unrehearsed in pods against ~60 us rehearsed locally): a trace of one such read.
 - across nodes (the multi-node cluster): cluster_nodes.md.
 """
 
